@@ -1,0 +1,127 @@
+"""Keras 3 Sequential, on the TensorFlow, PyTorch or JAX backend.
+
+Keras describes the model as a stack of layers and hides the training step:
+`model.compile` fixes the loss and the optimizer, and `train_on_batch` runs
+forward pass, loss, backward pass and update in one call, compiled by the
+backend (a `tf.function`, a `jax.jit`, or eager torch). The backend is chosen
+by the KERAS_BACKEND environment variable when keras is first imported and
+cannot change afterwards, so each backend runs in its own process; the
+registry names this file three times: keras_tensorflow, keras_torch and
+keras_jax.
+
+`train_on_batch` returns the loss as a host float, so each call waits for the
+device: Keras offers no per-step call that leaves the loss on the device.
+`model.fit` on a single batch per epoch would pay its per-epoch set-up (data
+adapter, callbacks, logs) on every step, about 20 times slower here, so it is
+not the idiom for a loop of single-batch steps.
+"""
+
+import os
+
+import numpy as np
+
+import keras
+from keras import ops
+
+from implementations.devices import jax_device, tensorflow_device, torch_device
+from implementations.problem import DtypeUnsupported, demo
+
+BACKEND = keras.backend.backend()
+
+
+def keras_device(device):
+    """A Keras device name for "cpu" or "cuda", checked with the backend."""
+    check = {"tensorflow": tensorflow_device, "torch": torch_device, "jax": jax_device}[BACKEND]
+    check(device)  # raises DeviceUnavailable("no CUDA device") where there is none
+    name = "gpu" if device == "cuda" else "cpu"
+    # The torch backend moves new variables with .to(name): "cpu:0" would make
+    # them non-leaf tensors that never receive gradients, so it gets no index.
+    return name if BACKEND == "torch" else f"{name}:0"
+
+
+class SumOfSquares(keras.losses.Loss):
+    """The tutorial's loss: squared errors summed over every element.
+
+    Keras losses return one value per sample and then reduce over the batch;
+    reduction="sum" makes that reduction a sum instead of Keras's default mean.
+    """
+
+    def __init__(self):
+        super().__init__(name="sum_of_squares", reduction="sum")
+
+    def call(self, y_true, y_pred):
+        return ops.sum(ops.square(y_pred - y_true), axis=-1)
+
+
+class Net:
+    def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", jit_compile="auto"):
+        self.device = keras_device(device)
+        self.dtype = dtype
+        if BACKEND == "jax" and dtype == "float64":
+            # JAX computes in 32 bits unless 64-bit mode is switched on.
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        # Keras creates the optimizer's learning rate and the loss tracker in
+        # its global default float type, floatx: left at float32, a float64 run
+        # would train with a learning rate rounded to float32 and report
+        # float32-rounded losses. The setting is global, so one Keras net is
+        # trained at a time per process.
+        keras.config.set_floatx(dtype)
+        if ops.matmul(ops.ones((1, 1), dtype), ops.ones((1, 1), dtype)).dtype != ops.ones((1,), dtype).dtype:
+            # Keras's type promotion turns 64-bit results into 32-bit ones on
+            # every backend but TensorFlow, to match JAX's default; on the
+            # torch backend this makes float64 matrix products float32.
+            raise DtypeUnsupported(f"Keras {keras.__version__} on the {BACKEND} backend computes {dtype} matmul in float32")
+        w1, w2 = np.asarray(w1, dtype=dtype), np.asarray(w2, dtype=dtype)
+        (D_in, H), (_, D_out) = w1.shape, w2.shape
+        with keras.device(self.device):
+            # Dense keeps its kernel as (in, out), the same layout as our w1, w2.
+            self.model = keras.Sequential(
+                [
+                    keras.Input(shape=(D_in,), dtype=dtype),
+                    keras.layers.Dense(H, activation="relu", use_bias=False, dtype=dtype),
+                    keras.layers.Dense(D_out, use_bias=False, dtype=dtype),
+                ]
+            )
+            self.model.layers[0].set_weights([w1])
+            self.model.layers[1].set_weights([w2])
+            # Plain SGD, no momentum; jit_compile="auto" lets the backend decide.
+            self.model.compile(
+                optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+                loss=SumOfSquares(),
+                jit_compile=jit_compile,
+            )
+
+    def prepare(self, x, y):
+        """Backend tensors of our dtype on our device; no copy if they already are."""
+        with keras.device(self.device):
+            return (
+                ops.convert_to_tensor(x, dtype=self.dtype),
+                ops.convert_to_tensor(y, dtype=self.dtype),
+            )
+
+    def step(self, x, y):
+        """One step of gradient descent; returns the loss before the update."""
+        return float(self.train_step(*self.prepare(x, y)))
+
+    def train(self, x, y, steps):
+        """Run `steps` steps. Each returns a host float (Keras syncs every step)."""
+        x, y = self.prepare(x, y)
+        return np.array([self.train_step(x, y) for _ in range(steps)])
+
+    def params(self):
+        return tuple(layer.get_weights()[0].copy() for layer in self.model.layers)
+
+    def train_step(self, x, y):
+        with keras.device(self.device):
+            # Forward pass, Compute loss, Backward pass and Update weights all
+            # happen inside train_on_batch: Keras predicts y with the layers,
+            # applies the compiled loss, asks the backend for the gradients of
+            # the kernels and lets the optimizer apply w -= learning_rate * grad.
+            # The loss it returns is the one computed before the update.
+            return self.model.train_on_batch(x, y)
+
+
+if __name__ == "__main__":
+    demo(Net)
