@@ -82,7 +82,11 @@ def missing(name):
 
     Only looks for the packages; it does not import them, so it is cheap.
     """
-    entry = spec(name)
+    return missing_entry(spec(name))
+
+
+def missing_entry(entry):
+    """`missing` for a registry entry of any workload."""
     absent = [module for module in entry.requires if importlib.util.find_spec(module) is None]
     if absent:
         return f"{', '.join(absent)} not installed (pip install -e \".[{entry.extra}]\")"
@@ -103,11 +107,6 @@ def keras_backend_conflict(backend):
                 f"keras is already imported with the {current} backend in this process; "
                 f"run {backend} in its own process (KERAS_BACKEND={backend})"
             )
-    elif os.environ.get("KERAS_BACKEND", backend) != backend:
-        return (
-            f"KERAS_BACKEND={os.environ['KERAS_BACKEND']} in this process; "
-            f"run keras_{backend} in its own process (KERAS_BACKEND={backend})"
-        )
     return None
 
 
@@ -118,15 +117,20 @@ def load(name):
     holds another backend in this process) or FrameworkBroken (it is installed
     but its import raises), each with a one-line reason.
     """
-    entry = spec(name)
-    reason = missing(name)
+    return load_entry(spec(name))
+
+
+def load_entry(entry, package=__name__):
+    """`load` for a registry entry of any workload; its module lives in `package`."""
+    name = entry.name
+    reason = missing_entry(entry)
     if reason:
         raise FrameworkMissing(f"{name}: {reason}")
     backend = entry.options.get("backend")
     if backend and "keras" in entry.requires:
         os.environ["KERAS_BACKEND"] = backend
     try:
-        module = importlib.import_module(f"{__name__}.{entry.module}")
+        module = importlib.import_module(f"{package}.{entry.module}")
     except ModuleNotFoundError as error:
         raise FrameworkMissing(f"{name}: {error.name} not installed: {error}") from error
     except Exception as error:  # an installed but broken framework
