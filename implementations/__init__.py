@@ -58,6 +58,27 @@ REGISTRY = {
             "keras_jax", "keras_sequential", "keras", ("keras", "jax"),
             "keras,jax", {"backend": "jax"},
         ),
+        Implementation("jax_jit", "jax_jit", "jax", ("jax",), "jax"),
+        Implementation("torch_compile", "torch_compile", "torch", ("torch",), "torch"),
+        Implementation(
+            "tf_function", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": False},
+        ),
+        Implementation(
+            "tf_function_xla", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": True},
+        ),
+        Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}),
+        Implementation(
+            "keras_tensorflow_xla", "keras_sequential", "keras", ("keras", "tensorflow"),
+            "keras,tensorflow", {"backend": "tensorflow", "jit_compile": True},
+        ),
+        Implementation(
+            "keras_torch_compile", "keras_sequential", "keras", ("keras", "torch"),
+            "keras,torch", {"backend": "torch", "jit_compile": True},
+        ),
+        Implementation(
+            "keras_jax_eager", "keras_sequential", "keras", ("keras", "jax"),
+            "keras,jax", {"backend": "jax", "jit_compile": False},
+        ),
     )
 }
 

@@ -113,6 +113,11 @@ class Net:
     def params(self):
         return tuple(layer.get_weights()[0].copy() for layer in self.model.layers)
 
+    def info(self):
+        # What "auto" resolved to: XLA for JAX everywhere and for TensorFlow
+        # on a GPU, eager for torch; True on torch means torch.compile.
+        return {"jit_compile": bool(self.model.jit_compile)}
+
     def train_step(self, x, y):
         with keras.device(self.device):
             # Forward pass, Compute loss, Backward pass and Update weights all

@@ -46,18 +46,18 @@ class Problem:
         return replace(self, **changes)
 
     def flops_per_step(self):
-        """Floating-point operations of one training step.
+        """Floating-point operations of one training step, by convention.
 
         Forward: x·w1 costs 2·N·D_in·H and h_relu·w2 costs 2·N·H·D_out.
-        Backward: two products per layer of the same shapes (the gradient of
-        the weight and the gradient of the input), about twice the forward.
-        The input gradient of the first layer is not needed, so the exact
-        backward count is 2·N·H·D_out·2 + 2·N·D_in·H. Element-wise work
-        (ReLU, loss, update) is lower order and left out.
+        Backward: about twice the forward (for each product, one for the
+        gradient of the weight and one for the gradient of the input), so a
+        step counts 3 × forward: the usual "model FLOPs" convention, as in
+        model FLOPs utilisation. The input gradient of the first layer is not
+        actually needed, so the work really done is 2·N·D_in·H less; the
+        element-wise work (ReLU, loss, update) is lower order and left out.
         """
         forward = 2 * self.N * self.D_in * self.H + 2 * self.N * self.H * self.D_out
-        backward = 2 * (2 * self.N * self.H * self.D_out) + 2 * self.N * self.D_in * self.H
-        return forward + backward
+        return 3 * forward
 
     def bytes_needed(self):
         """Bytes of the arrays the problem allocates (data, weights, gradients)."""

@@ -1,0 +1,282 @@
+"""The `sidebyside` command: list, run, report.
+
+Every user error ends in one line on stderr and exit status 2; Ctrl-C during
+a run saves what was measured and exits 130.
+"""
+
+import argparse
+import datetime
+import math
+import os
+import sys
+from pathlib import Path
+
+from benchmarks.config import DEVICE_CHOICES, FULL_SWEEP, TUTORIAL_SIZE, WORKLOADS, RunConfig
+
+
+class UsageError(Exception):
+    """Bad arguments: reported in one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
+
+
+def size(text):
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N,D_in,H,D_out (four whole numbers)")
+    return tuple(positive_int(part) for part in parts)
+
+
+def build_parser():
+    parser = Parser(prog="sidebyside", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    commands.add_parser("list", help="every registered implementation and whether it can run here")
+
+    run = commands.add_parser("run", help="measure and write results.json and the report")
+    run.add_argument("--impl", action="append", metavar="NAME", help="an implementation (repeatable; default: all)")
+    run.add_argument("--workload", action="append", choices=WORKLOADS, help="repeatable; default: all")
+    run.add_argument("--device", choices=DEVICE_CHOICES, default="all",
+                     help="all (default) means the CPU and, where present, the GPU")
+    run.add_argument("--threads", type=positive_int, help="threads for every framework (default: all cores)")
+    run.add_argument("--steps", type=positive_int, help="training steps (default 500)")
+    run.add_argument("--size", type=size, action="append", metavar="N,D_in,H,D_out",
+                     help="a size run in full (repeatable; default the tutorial's 64,1000,100,10)")
+    run.add_argument("--sweep", action="store_true", help="time the full grid of sizes, not the short sweep")
+    run.add_argument("--no-sweep", action="store_true", help="time only the --size sizes")
+    run.add_argument("--learning-rate", type=positive_float, help="SGD step (default 1e-6)")
+    run.add_argument("--dtype", choices=("float32", "float64"), help="default: both")
+    run.add_argument("--epochs", type=positive_int, help="digits: epochs (default 5)")
+    run.add_argument("--data", metavar="PATH", help="digits: MNIST IDX, CSV or PNG folder (default: bundled digits)")
+    run.add_argument("--ranks", type=positive_int, help="torch_ddp: processes (default 2)")
+    run.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPUs (off by default)")
+    run.add_argument("--quick", action="store_true", help="a smoke run: a few seconds per implementation")
+    run.add_argument("--name", help="this machine's label in reports (default: host name)")
+    run.add_argument("--out", metavar="DIR", help="output folder (default: reports/<timestamp>)")
+    run.add_argument("--resume", metavar="DIR", help="finish an interrupted run in DIR")
+    run.add_argument("--no-report", action="store_true", help="write results.json only")
+
+    report = commands.add_parser("report", help="build the HTML report from result files")
+    try:
+        from reports.cli import add_arguments
+    except ImportError:  # the report builder is not installed
+        report.add_argument("files", nargs="+")
+    else:
+        add_arguments(report)
+    return parser
+
+
+def validate_names(names, workloads):
+    """Unknown implementation names, checked against every chosen workload."""
+    from benchmarks.runner import registry_for
+
+    known = []
+    for workload in workloads:
+        try:
+            known += [name for name in registry_for(workload).names() if name not in known]
+        except ImportError:
+            continue
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(f"unknown implementation {unknown[0]!r}; valid names: {', '.join(known)}")
+
+
+def resolve_devices(choice):
+    """"all" keeps the GPU rows even without a GPU: they read "n/a: no CUDA device"."""
+    return ("cpu", "cuda") if choice == "all" else (choice,)
+
+
+def check_memory(sizes, dtypes):
+    """Refuse sizes whose arrays cannot fit, before anything is allocated."""
+    import psutil
+
+    from implementations.problem import Problem
+
+    available = psutil.virtual_memory().available
+    for N, D_in, H, D_out in sizes:
+        for dtype in dtypes:
+            needed = Problem(N=N, D_in=D_in, H=H, D_out=D_out, dtype=dtype).bytes_needed()
+            if needed > available:
+                raise UsageError(
+                    f"size {N},{D_in},{H},{D_out} in {dtype} needs {needed:,} bytes; "
+                    f"only {available:,} are available"
+                )
+
+
+def config_from(args):
+    from benchmarks.fairness import default_threads
+
+    workloads = tuple(dict.fromkeys(args.workload or WORKLOADS))
+    if args.impl:
+        validate_names(args.impl, workloads)
+    sizes = tuple(dict.fromkeys(args.size or [TUTORIAL_SIZE]))
+    dtypes = (args.dtype,) if args.dtype else ("float32", "float64")
+    if args.quick:
+        sweep = ()
+    elif args.sweep:
+        sweep = FULL_SWEEP
+    elif args.no_sweep or args.size:
+        sweep = ()
+    else:
+        sweep = RunConfig.sweep
+    sweep = tuple(candidate for candidate in sweep if candidate not in sizes)
+    check_memory(sizes + sweep, dtypes)
+    steps = args.steps or (100 if args.quick else RunConfig.steps)
+    return RunConfig(
+        implementations=tuple(dict.fromkeys(args.impl or ())),
+        workloads=workloads,
+        devices=resolve_devices(args.device),
+        dtypes=("float32",) if args.quick and not args.dtype else dtypes,
+        sizes=sizes,
+        sweep=sweep,
+        steps=steps,
+        learning_rate=args.learning_rate or RunConfig.learning_rate,
+        threads=args.threads or default_threads(),
+        tf32=args.tf32,
+        epochs=args.epochs or RunConfig.epochs,
+        digits_data=args.data or "",
+        ranks=args.ranks or RunConfig.ranks,
+        quick=args.quick,
+        name=args.name or "",
+    )
+
+
+def default_out_dir():
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / stamp
+
+
+def point_latest(out_dir):
+    """reports/latest -> the newest run folder, when it lives under reports/."""
+    out_dir = Path(out_dir)
+    if out_dir.parent.name != "reports":
+        return
+    latest = out_dir.parent / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(out_dir.name, target_is_directory=True)
+    except OSError:
+        pass  # a file system without symbolic links: the folder is still printed
+
+
+def command_list():
+    from rich.console import Console
+    from rich.table import Table
+
+    from benchmarks.runner import registry_for
+
+    table = Table("workload", "implementation", "framework", "available here", "install")
+    for workload in WORKLOADS:
+        try:
+            registry = registry_for(workload)
+        except ImportError:
+            continue
+        for name, spec in registry.REGISTRY.items():
+            reason = registry.missing(name)
+            table.add_row(workload, name, spec.backend if spec.framework == "keras" else spec.framework,
+                          "yes" if reason is None else f"no: {reason}", f'pip install -e ".[{spec.extra}]"')
+    Console().print(table)
+    return 0
+
+
+def command_run(args):
+    from benchmarks import runner
+    from benchmarks.summary import print_summary
+
+    if args.resume:
+        out_dir = Path(args.resume)
+        config, document = load_resume(out_dir)
+    else:
+        config = config_from(args)
+        out_dir = Path(args.out) if args.out else default_out_dir()
+        document = None
+    try:
+        run = runner.execute(config, out_dir, document, create_parents=not args.out)
+    except KeyboardInterrupt:
+        print(f"interrupted: results so far are in {out_dir / 'results.json'}; "
+              f"finish with: sidebyside run --resume {out_dir}", file=sys.stderr)
+        return 130
+    point_latest(out_dir)
+    print_summary(run.document)
+    results = run.document["results"]
+    if results and all(entry["status"] == "n/a" for entry in results):
+        reasons = sorted({entry["reason"] for entry in results})
+        print(f"sidebyside: error: nothing could run here: {'; '.join(reasons)}", file=sys.stderr)
+        return 2
+    print(f"results: {run.results_path}")
+    if not args.no_report:
+        try:
+            from reports.build import build_report
+        except ImportError:
+            return 0
+        index = build_report([run.results_path], out_dir)
+        print(f"report: {index}")
+    return 0
+
+
+def load_resume(out_dir):
+    from benchmarks.runner import SCHEMA
+
+    try:
+        from reports.schema import ResultsError, load_results
+    except ImportError:
+        raise UsageError("the report package is needed to resume a run") from None
+    path = out_dir / "results.json"
+    try:
+        load_results(path)  # validates: untrusted until proven otherwise
+    except ResultsError as error:
+        raise UsageError(str(error)) from None
+    import json
+
+    document = json.loads(path.read_text())
+    if document.get("schema") != SCHEMA or "config" not in document:
+        raise UsageError(f"{path}: not a results file from sidebyside run")
+    return RunConfig.from_dict(document["config"]), document
+
+
+def main(argv=None):
+    from benchmarks.runner import RunError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "list":
+            return command_list()
+        if args.command == "run":
+            return command_run(args)
+        from reports.cli import run as report
+
+        return report(args)
+    except (UsageError, RunError) as error:
+        print(f"sidebyside: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""pytest-benchmark suite: options, fairness set-up and machine info.
+
+    pytest benchmarks/ --benchmark-only                 # tutorial size + short sweep
+    pytest benchmarks/ --benchmark-only --sweep         # the full grid
+    pytest benchmarks/ --benchmark-only --threads 1 --benchmark-json out.json
+
+Keras takes its backend from KERAS_BACKEND when first imported, so one
+pytest process benchmarks one backend (tensorflow unless the variable says
+otherwise); the other Keras cases skip and say how to run them.
+"""
+
+import os
+
+import pytest
+
+from benchmarks import fairness, machine
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("sidebyside")
+    group.addoption("--sweep", action="store_true", help="benchmark the full grid of sizes")
+    group.addoption("--threads", type=int, default=None, help="threads for every framework (default: all cores)")
+    group.addoption("--device", choices=("cpu", "cuda", "all"), default="all", help="devices to benchmark")
+    group.addoption("--impl", action="append", default=None, help="implementation names (repeatable)")
+    group.addoption("--dtype", choices=("float32", "float64"), default="float32")
+    group.addoption("--tf32", action="store_true", help="allow TF32 matmuls on GPUs")
+
+
+def threads_of(config):
+    return config.getoption("--threads") or fairness.default_threads()
+
+
+def pytest_configure(config):
+    # Thread pools are sized at import: this runs before any framework loads.
+    fairness.set_environment(threads_of(config))
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from benchmarks.peak import cpu_peaks, cuda_peaks
+
+    record = machine.describe()
+    record["threads"] = {"requested": threads_of(config)}
+    record["tf32"] = config.getoption("--tf32")
+    cpu, cuda = cpu_peaks(), cuda_peaks()
+    record["peak_gflops"] = {"cpu": max(cpu.values()), "cuda": max(cuda.values()) if cuda else None}
+    record["peak_detail"] = {"cpu": cpu, "cuda": cuda}
+    machine_info.update(record)
+
+
+@pytest.fixture(scope="session")
+def threads(request):
+    return threads_of(request.config)

@@ -1,0 +1,209 @@
+"""Measuring one digits implementation: accuracy, epoch times and agreement.
+
+`measure_digits` trains one registered implementation for the problem's
+epochs on the shared data, weights and batch order, and returns a complete
+results entry (schema 1, workload "digits"). The protocol:
+
+1. Data is converted for the framework (`net.prepare`) before any clock starts.
+2. Each epoch is timed alone, from the call of `fit_epoch` until its losses
+   are on the host, which waits for any device. The first epoch pays
+   tracing, compilation and warm-up (`first_epoch_s`).
+3. After each epoch, outside the clock, the test accuracy is measured.
+4. `time_to_accuracy_s` adds up the epoch times until the first epoch whose
+   test accuracy reached the final one: evaluation time is not counted.
+5. Per-step statistics divide each epoch's time by its number of steps and
+   use the epochs after the first (the only epoch, in a quick run).
+6. The per-step losses are compared with the float64 numpy reference; the
+   tolerance comes from implementations/digits/reference.py.
+
+It raises FrameworkMissing, FrameworkBroken, DeviceUnavailable and
+DtypeUnsupported for the runner to record as "n/a" or "failed". It sets no
+thread counts: the worker does that before any framework is imported.
+"""
+
+import math
+import os
+import resource
+import time
+
+import numpy as np
+
+from benchmarks.fairness import default_threads
+from implementations import digits
+from implementations.digits.data import load_data
+from implementations.digits.problem import DigitsProblem, accuracy, batch_order, initial_weights, train_loss
+from implementations.digits.reference import (
+    adam_form,
+    agreement_tolerance,
+    reference_losses as _reference_losses,
+    relative_difference,
+)
+
+STAT_FIELDS = ("median", "iqr", "min", "max", "mean", "stddev", "rounds")
+UNSTABLE_IQR = 0.10  # IQR above 10 % of the median flags the timing, as elsewhere in the harness
+
+
+def problem_for(dtype="float32", epochs=None, quick=False):
+    """The digits problem of a run: one epoch when quick, else `epochs` (default 5)."""
+    return DigitsProblem(dtype=dtype, epochs=1 if quick else (epochs or DigitsProblem.epochs))
+
+
+def reference_losses(problem, data=None):
+    """The float64 numpy reference: per-step losses of numpy_manual (Adam with eps on √v̂)."""
+    return _reference_losses(problem, data)
+
+
+def reference_record(epochs=None, data=None, quick=False):
+    """The reference as results.json's "references" keep it."""
+    problem = problem_for("float64", epochs, quick)
+    dataset = load_data(problem, data)
+    return {
+        "workload": "digits",
+        "size": problem.size(dataset.D_in),
+        "dtype": "float64",
+        "data": dataset.source,
+        "losses": [float(value) for value in reference_losses(problem, data)],
+    }
+
+
+def flops_per_step(problem, D_in):
+    """Model FLOPs of a full batch: 3 × the forward pass's two products (the harness's convention)."""
+    forward = 2 * problem.batch_size * D_in * problem.hidden + 2 * problem.batch_size * problem.hidden * 10
+    return 3 * forward
+
+
+def summarize(durations):
+    """pytest-benchmark statistics of per-step durations."""
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()
+    for duration in durations:
+        stats.update(duration)
+    if not stats:
+        return None
+    summary = {field: float(getattr(stats, field)) for field in STAT_FIELDS}
+    summary["rounds"] = int(summary["rounds"])
+    if summary["rounds"] < 2:
+        summary["stddev"] = 0.0
+    return summary
+
+
+def rss_bytes():
+    import psutil
+
+    return psutil.Process(os.getpid()).memory_info().rss
+
+
+def max_rss_bytes():
+    """The highest resident memory this process has reached (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def compute_framework(spec):
+    """The framework that does the arithmetic (torch for keras_torch, ...)."""
+    return next((name for name in spec.requires if name in ("torch", "tensorflow", "jax")), spec.framework)
+
+
+def measure_digits(implementation, device="cpu", dtype="float32", threads=None, epochs=None, data=None, quick=False):
+    """Train `implementation` on the digits and return its results entry."""
+    spec = digits.spec(implementation)  # ValueError for an unknown name
+    problem = problem_for(dtype, epochs, quick)
+    dataset = load_data(problem, data)  # DataError (a ValueError) names a bad file
+    Net = digits.load(implementation)  # FrameworkMissing / FrameworkBroken
+    params = initial_weights(problem, dataset.D_in)
+    order = batch_order(problem, len(dataset.y_train))
+    framework = compute_framework(spec)
+
+    memory_before, max_rss_before = rss_bytes(), max_rss_bytes()
+    if device == "cuda":
+        from benchmarks.worker import reset_gpu_peak
+
+        reset_gpu_peak(framework, device)
+    net = Net(params, problem, device=device)  # DeviceUnavailable / DtypeUnsupported
+    x_train, y_train = net.prepare(dataset.x_train, dataset.y_train)
+    x_test = net.prepare(dataset.x_test)
+
+    losses, records, memory_samples = [], [], []
+    for number, batches in enumerate(order, start=1):
+        start = time.perf_counter()
+        epoch_losses = np.asarray(net.fit_epoch(x_train, y_train, batches), dtype=np.float64)
+        duration = time.perf_counter() - start
+        memory_samples.append(rss_bytes())
+        losses.extend(epoch_losses)
+        finite = bool(np.all(np.isfinite(epoch_losses)))
+        records.append({
+            "epoch": number,
+            "train_loss": train_loss(epoch_losses, batches) if finite else None,
+            "test_accuracy": accuracy(net.predict(x_test), dataset.y_test),
+            "time_s": duration,
+        })
+
+    losses = np.array(losses)
+    steps = [len(batches) for batches in order]
+    per_step = [record["time_s"] / count for record, count in zip(records, steps)]
+    step_time = summarize(per_step[1:] or per_step)
+    final_accuracy = records[-1]["test_accuracy"]
+    reached = next(index for index, record in enumerate(records) if record["test_accuracy"] >= final_accuracy)
+    elapsed = np.cumsum([record["time_s"] for record in records])
+
+    non_finite = np.flatnonzero(~np.isfinite(losses))
+    diverged_at = int(non_finite[0]) if len(non_finite) else None
+    agreement = relative_difference(losses, reference_losses(problem, data))
+    tolerance = agreement_tolerance(implementation, problem, data)
+    form = adam_form(implementation, dtype)
+
+    if device == "cuda":
+        from benchmarks.worker import gpu_peak_bytes
+
+        peak_memory = gpu_peak_bytes(framework)
+    elif max_rss_bytes() > max_rss_before:
+        peak_memory = max(max_rss_bytes() - memory_before, 0)  # the process's peak was reached during training
+    else:
+        peak_memory = max(max(memory_samples) - memory_before, 0)  # sampled at the end of each epoch
+
+    extra = {
+        "data": dataset.source,
+        "n_train": int(len(dataset.y_train)),
+        "n_test": int(len(dataset.y_test)),
+        "steps_per_epoch": int(steps[0]),
+        "adam": form,
+        "step_time_from": "epochs after the first" if len(records) > 1 else "the only epoch (includes compilation)",
+    }
+    if form != "pytorch":
+        # How far Keras's Adam rule alone moves the float64 losses from the reference.
+        extra["adam_difference"] = relative_difference(_reference_losses(problem, data, form), reference_losses(problem, data))
+    if hasattr(net, "info"):
+        extra.update(net.info())
+
+    flops = flops_per_step(problem, dataset.D_in)
+    return {
+        "workload": "digits",
+        "implementation": spec.name,
+        "framework": spec.framework,
+        "backend": spec.backend,
+        "device": device,
+        "dtype": dtype,
+        "threads": threads if threads is not None else default_threads(),
+        "size": problem.size(dataset.D_in),
+        "status": "ok" if diverged_at is None else "diverged",
+        "reason": None if diverged_at is None else f"loss became {losses[diverged_at]} at step {diverged_at}",
+        "diverged_at": diverged_at,
+        "losses": [float(value) if math.isfinite(value) else None for value in losses],
+        "step_time": step_time,
+        "unstable": bool(step_time and step_time["iqr"] > UNSTABLE_IQR * step_time["median"]),
+        "first_step_s": None,
+        "loop_time_s": float(sum(record["time_s"] for record in records[1:] or records)),
+        "loop_steps": int(sum(steps[1:] or steps)),
+        "flops_per_step": flops,
+        "gflops": flops / step_time["median"] / 1e9 if step_time and step_time["median"] > 0 else None,
+        "peak_fraction": None,
+        "peak_memory_bytes": peak_memory,
+        "agreement": agreement if math.isfinite(agreement) else None,
+        "agreement_tolerance": float(tolerance),
+        "agrees": bool(agreement <= tolerance),
+        "extra": extra,
+        "epochs": records,
+        "test_accuracy": final_accuracy,
+        "time_to_accuracy_s": float(elapsed[reached]),
+        "first_epoch_s": records[0]["time_s"],
+    }

@@ -1,0 +1,210 @@
+"""Measure one implementation in a process of its own.
+
+The runner starts `python -m benchmarks.worker JOB.json OUT.jsonl` once per
+implementation, so every framework gets a fresh process: thread pools sized
+before import, no other framework's pools competing, and Keras free to take
+its backend. Each finished entry is appended to OUT.jsonl at once, so a
+crash or Ctrl-C loses at most the entry in progress.
+"""
+
+import json
+import math
+import os
+import sys
+import traceback
+
+from benchmarks import fairness
+
+# Where each registry "requires" name gets its threads and precision set.
+TUNED_FRAMEWORKS = ("torch", "tensorflow", "jax")
+
+
+def base_entry(spec, task, threads):
+    return {
+        "workload": task["workload"],
+        "implementation": spec.name,
+        "framework": spec.framework,
+        "backend": spec.backend,
+        "device": task["device"],
+        "dtype": task["dtype"],
+        "threads": threads,
+        "size": task["size"],
+        "status": "ok",
+        "reason": None,
+        "diverged_at": None,
+        "losses": [],
+        "step_time": None,
+        "unstable": False,
+        "first_step_s": None,
+        "loop_time_s": None,
+        "loop_steps": None,
+        "flops_per_step": None,
+        "gflops": None,
+        "peak_fraction": None,
+        "peak_memory_bytes": None,
+        "agreement": None,
+        "agreement_tolerance": None,
+        "agrees": None,
+        "extra": {},
+    }
+
+
+def one_line(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def finite_or_none(value):
+    return value if value is not None and math.isfinite(value) else None
+
+
+def reset_gpu_peak(framework, device):
+    if device == "cuda" and framework == "torch":
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def gpu_peak_bytes(framework):
+    """Peak device memory the framework reports, where it reports one."""
+    try:
+        if framework == "torch":
+            import torch
+
+            return int(torch.cuda.max_memory_allocated())
+        if framework == "tensorflow":
+            import tensorflow as tf
+
+            return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+        if framework == "jax":
+            import jax
+
+            return int(jax.devices("gpu")[0].memory_stats()["peak_bytes_in_use"])
+    except Exception:  # the framework keeps no such statistic here
+        return None
+    return None
+
+
+def measure_two_layer(Net, spec, task, entry, compute_framework):
+    """Fill `entry` with the losses and timings of one two-layer run."""
+    from benchmarks import cases, timing
+
+    memory_before = timing.rss_bytes()
+    net, x, y, problem = cases.build(
+        Net, spec, task["device"], task["dtype"], task["size"], task["learning_rate"], task["steps"], task["seed"]
+    )
+    try:
+        reset_gpu_peak(compute_framework, task["device"])
+        budget = task.get("budget_s")
+        losses, durations, diverged_at = timing.run_steps(net, x, y, problem.steps, task["warmup"], budget_s=budget)
+        entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
+        entry["first_step_s"] = durations[0]
+        counted = durations[task["warmup"] + 1 :] or durations[1:]
+        entry["step_time"] = timing.summarize(counted)
+        entry["unstable"] = timing.is_unstable(entry["step_time"])
+        entry["flops_per_step"] = problem.flops_per_step()
+        if entry["step_time"]:
+            entry["gflops"] = problem.flops_per_step() / entry["step_time"]["median"] / 1e9
+        if diverged_at is not None:
+            entry["status"] = "diverged"
+            entry["diverged_at"] = diverged_at
+            entry["reason"] = f"loss became {losses[-1]} at step {diverged_at}"
+        else:
+            loop_steps = task.get("loop_steps") or problem.steps
+            if budget is not None and entry["step_time"]:
+                # Sweep sizes: as many loop steps as fit in the budget.
+                loop_steps = max(5, min(loop_steps, int(budget / entry["step_time"]["median"])))
+            entry["loop_time_s"], loop_losses = timing.time_loop(net, x, y, loop_steps)
+            entry["loop_steps"] = loop_steps
+            if not all(math.isfinite(float(value)) for value in loop_losses):
+                entry["extra"]["loop_diverged"] = True
+        if task["device"] == "cuda":
+            entry["peak_memory_bytes"] = gpu_peak_bytes(compute_framework)
+        else:
+            entry["peak_memory_bytes"] = max(timing.max_rss_bytes(), timing.rss_bytes()) - memory_before
+            entry["peak_memory_bytes"] = max(entry["peak_memory_bytes"], 0)
+        if hasattr(net, "info"):
+            entry["extra"].update(net.info())
+    finally:
+        if hasattr(net, "close"):
+            net.close()
+
+
+def measure_digits(spec, task, entry):
+    from benchmarks.digits import measure_digits as measure
+
+    result = measure(
+        spec.name, device=task["device"], dtype=task["dtype"], threads=entry["threads"],
+        epochs=task.get("epochs"), data=task.get("data"), quick=task.get("quick", False),
+    )
+    entry.update(result)
+
+
+def run_job(job, out, log):
+    from implementations import FrameworkBroken, FrameworkMissing
+    from implementations.problem import DeviceUnavailable, DtypeUnsupported
+
+    threads = job["threads"]
+    workload = job["workload"]
+    if workload == "digits":
+        import implementations.digits as registry
+    else:
+        import implementations as registry
+    spec = registry.spec(job["implementation"])
+    compute_framework = next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
+
+    def emit(entry):
+        out.write(json.dumps(entry, allow_nan=False) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+    try:
+        Net = registry.load(spec.name)
+    except (FrameworkMissing, FrameworkBroken) as error:
+        status = "n/a" if isinstance(error, FrameworkMissing) else "failed"
+        for task in job["tasks"]:
+            entry = base_entry(spec, task, threads)
+            entry.update(status=status, reason=str(error).split(": ", 1)[-1])
+            emit(entry)
+        return
+    settings = fairness.apply([name for name in spec.requires if name in TUNED_FRAMEWORKS], threads, job["tf32"])
+    from benchmarks.machine import kernels
+
+    kernel = kernels(compute_framework)
+    for task in job["tasks"]:
+        entry = base_entry(spec, task, threads)
+        entry["extra"].update({"kernels": kernel, "tf32": job["tf32"]})
+        entry["extra"].update({f"threads_{key}": value for key, value in settings.items() if key not in ("requested", "tf32")})
+        try:
+            if workload == "digits":
+                measure_digits(spec, task, entry)
+            else:
+                measure_two_layer(Net, spec, task, entry, compute_framework)
+        except (DeviceUnavailable, DtypeUnsupported) as error:
+            entry.update(status="n/a", reason=str(error))
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:
+            entry.update(status="failed", reason=one_line(error))
+            log.write(f"--- {spec.name} {task}\n{traceback.format_exc()}\n")
+            log.flush()
+        emit(entry)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    job_path, out_path, log_path = argv
+    with open(job_path) as job_file:
+        job = json.load(job_file)
+    fairness.set_environment(job["threads"])  # before any framework is imported
+    try:
+        with open(out_path, "a") as out, open(log_path, "a") as log:
+            run_job(job, out, log)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

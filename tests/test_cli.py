@@ -1,0 +1,194 @@
+"""`sidebyside` end to end: list, run, bad input, divergence, failure, Ctrl-C, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+
+QUICK = ["run", "--workload", "two_layer", "--quick", "--no-report", "--threads", "1"]
+
+
+def sidebyside(*args, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.cli", *args], capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def one_line_error(result):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def load(path):
+    return json.loads((path / "results.json").read_text())
+
+
+def test_list_shows_every_implementation_and_availability():
+    result = sidebyside("list", env={"COLUMNS": "200"})
+    assert result.returncode == 0
+    import implementations
+
+    for name in implementations.names():
+        assert name in result.stdout
+    assert "pip install" in result.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--impl", "torch_magic"], "unknown implementation 'torch_magic'; valid names: numpy_manual"),
+    (["--workload", "cifar"], "invalid choice: 'cifar'"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--size", "0,1000,100,10"], "'0' must be at least 1"),
+    (["--size", "64,1000,100"], "is not N,D_in,H,D_out"),
+    (["--steps", "-5"], "'-5' must be at least 1"),
+    (["--steps", "many"], "'many' is not a whole number"),
+    (["--learning-rate", "0"], "must be a positive finite number"),
+    (["--learning-rate", "nan"], "must be a positive finite number"),
+    (["--threads", "0"], "'0' must be at least 1"),
+    (["--ranks", "-2"], "'-2' must be at least 1"),
+    (["--size", "1000000,1000000,1000000,10"], "needs"),
+])
+def test_bad_arguments_are_one_line_errors(args, expected, tmp_path):
+    line = one_line_error(sidebyside("run", *args, "--out", str(tmp_path / "out")))
+    assert expected in line
+    assert not (tmp_path / "out").exists(), "nothing was started"
+
+
+def test_memory_refusal_names_the_bytes(tmp_path):
+    line = one_line_error(sidebyside("run", "--size", "1000000,1000000,1000,10", "--out", str(tmp_path / "o")))
+    assert "bytes" in line and "available" in line
+
+
+def test_quick_run_writes_valid_results(tmp_path):
+    out = tmp_path / "run"
+    result = sidebyside(*QUICK, "--impl", "numpy_manual", "--device", "cpu", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    document = load(out)
+    assert document["schema"] == 1
+    assert document["machine"]["peak_gflops"]["cpu"] > 0
+    (entry,) = document["results"]
+    assert entry["status"] == "ok" and entry["implementation"] == "numpy_manual"
+    assert len(entry["losses"]) == 100
+    assert entry["step_time"]["median"] > 0 and entry["step_time"]["rounds"] > 50
+    assert entry["first_step_s"] > 0 and entry["loop_time_s"] > 0 and entry["gflops"] > 0
+    assert entry["agrees"] is True and entry["agreement"] < 1e-3
+    assert entry["threads"] == 1 and entry["extra"]["threads_blas"] == 1
+    assert "openblas" in entry["extra"]["kernels"].lower() or "blas" in entry["extra"]["kernels"].lower()
+
+
+def test_cuda_without_gpu(tmp_path):
+    from benchmarks.machine import gpu
+
+    if gpu():
+        pytest.skip("a GPU is present")
+    line = one_line_error(sidebyside(*QUICK, "--impl", "numpy_manual", "--impl", "torch_manual",
+                                     "--device", "cuda", "--out", str(tmp_path / "cuda")))
+    assert "nothing could run here" in line and "no CUDA device" in line
+    result = sidebyside(*QUICK, "--impl", "torch_manual", "--device", "all", "--out", str(tmp_path / "all"))
+    assert result.returncode == 0, result.stderr
+    by_device = {entry["device"]: entry for entry in load(tmp_path / "all")["results"]}
+    assert by_device["cpu"]["status"] == "ok"
+    assert by_device["cuda"]["status"] == "n/a" and by_device["cuda"]["reason"] == "no CUDA device"
+
+
+def test_divergence_is_marked_and_the_run_goes_on(tmp_path):
+    out = tmp_path / "diverge"
+    result = sidebyside(*QUICK, "--impl", "numpy_manual", "--impl", "torch_manual", "--device", "cpu",
+                        "--learning-rate", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    entries = load(out)["results"]
+    assert [entry["implementation"] for entry in entries] == ["numpy_manual", "torch_manual"]
+    for entry in entries:
+        assert entry["status"] == "diverged"
+        assert 0 < entry["diverged_at"] < 20
+        assert entry["losses"][-1] is None, "inf/NaN is stored as null, never as invalid JSON"
+    assert "diverged at step" in result.stdout
+
+
+SITE_BREAK = """
+import os
+if os.environ.get("BREAK_IMPLEMENTATION"):
+    import importlib
+    module = importlib.import_module("implementations." + os.environ["BREAK_IMPLEMENTATION"])
+    original = module.Net.train_step
+    calls = [0]
+    def broken(self, x, y):
+        calls[0] += 1
+        if calls[0] > 5:
+            raise FloatingPointError("simulated fault in step 6")
+        return original(self, x, y)
+    module.Net.train_step = broken
+"""
+
+
+def test_a_failing_implementation_does_not_stop_the_others(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITE_BREAK)
+    out = tmp_path / "fail"
+    result = sidebyside(*QUICK, "--impl", "numpy_manual", "--impl", "torch_manual", "--device", "cpu",
+                        "--out", str(out),
+                        env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "BREAK_IMPLEMENTATION": "numpy_manual"})
+    assert result.returncode == 0, result.stderr
+    failed, ok = load(out)["results"]
+    assert failed["status"] == "failed"
+    assert failed["reason"] == "FloatingPointError: simulated fault in step 6"
+    assert ok["status"] == "ok"
+    log = (out / "worker.log").read_text()
+    assert "Traceback" in log and "simulated fault" in log
+
+
+def test_unwritable_output_is_refused_before_work(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = one_line_error(sidebyside(*QUICK, "--impl", "numpy_manual", "--out", str(blocker / "run")))
+    assert line.startswith("sidebyside: error: cannot write to")
+    line = one_line_error(sidebyside(*QUICK, "--impl", "numpy_manual", "--out", str(tmp_path / "no" / "run")))
+    assert "does not exist" in line
+
+
+def test_ctrl_c_keeps_what_was_measured_and_resume_finishes(tmp_path):
+    out = tmp_path / "interrupted"
+    names = ["numpy_manual", "torch_manual", "torch_autograd", "torch_nn"]
+    command = [sys.executable, "-m", "benchmarks.cli", "run", "--workload", "two_layer", "--device", "cpu",
+               "--no-report", "--threads", "1", "--steps", "3000", "--no-sweep", "--dtype", "float32",
+               "--out", str(out)]
+    for name in names:
+        command += ["--impl", name]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if load(out)["results"]:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("no entry was written in two minutes")
+    process.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - start < 3, "the run stops within about two seconds"
+    assert process.returncode == 130
+    assert "Traceback" not in stderr and f"--resume {out}" in stderr
+    kept = load(out)["results"]
+    assert 1 <= len(kept) < len(names)
+    assert not list(out.glob(".results-*")), "no half-written temporary file is left"
+
+    result = sidebyside("run", "--resume", str(out), "--no-report")
+    assert result.returncode == 0, result.stderr
+    finished = load(out)["results"]
+    assert [entry["implementation"] for entry in finished] == names
+    assert finished[: len(kept)] == kept, "what was measured before is kept as it was"

@@ -1,0 +1,93 @@
+"""The implementations' interface, determinism, devices and styles."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import implementations
+from implementations.problem import DeviceUnavailable, Problem, make_data
+from tests.conftest import ROOT, in_process_names, keras_runs, keras_names, skip_if_missing, train
+
+SHORT = 60  # steps: enough to leave the first few, quick enough to repeat
+
+
+@pytest.mark.parametrize("name", in_process_names())
+def test_same_thread_count_gives_bit_identical_losses(name):
+    skip_if_missing(name)
+    first, _ = train(name, "float32", SHORT)
+    second, _ = train(name, "float32", SHORT)
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("name", keras_names())
+def test_keras_is_deterministic(name):
+    skip_if_missing(name)
+    runs = [keras_runs(name, SHORT), keras_runs.__wrapped__(name, SHORT)]
+    assert runs[0]["float32"]["losses"] == runs[1]["float32"]["losses"]
+
+
+@pytest.mark.parametrize("name", in_process_names())
+def test_interface(name):
+    """prepare, step on numpy and prepared data, train, params, on the CPU."""
+    skip_if_missing(name)
+    problem = Problem(N=8, D_in=20, H=6, D_out=3, learning_rate=1e-3)
+    x, y, w1, w2 = make_data(problem)
+    Net = implementations.load(name)
+    on_numpy = Net(w1, w2, problem.learning_rate, device="cpu", dtype="float32")
+    on_prepared = Net(w1, w2, problem.learning_rate, device="cpu", dtype="float32")
+    try:
+        prepared = on_prepared.prepare(x, y)
+        assert on_numpy.step(x, y) == on_prepared.step(*prepared)
+        assert isinstance(on_numpy.step(x, y), float)
+        losses = on_numpy.train(x, y, 3)
+        assert isinstance(losses, np.ndarray) and losses.shape == (3,)
+        w1_now, w2_now = on_numpy.params()
+        assert isinstance(w1_now, np.ndarray) and w1_now.shape == (20, 6) and w2_now.shape == (6, 3)
+        assert not np.array_equal(w1_now, w1), "training moved the weights"
+        assert np.array_equal(make_data(problem)[2], w1), "the caller's arrays were not written to"
+    finally:
+        for net in (on_numpy, on_prepared):
+            if hasattr(net, "close"):
+                net.close()
+
+
+@pytest.mark.parametrize("name", in_process_names())
+def test_cuda_without_gpu_is_a_clear_error(name):
+    skip_if_missing(name)
+    from implementations.devices import cuda_available
+
+    spec = implementations.spec(name)
+    if cuda_available(spec.framework):
+        pytest.skip("a CUDA device is present")
+    x, y, w1, w2 = make_data(Problem(N=4, D_in=5, H=3, D_out=2))
+    with pytest.raises(DeviceUnavailable):
+        implementations.load(name)(w1, w2, 1e-6, device="cuda")
+
+
+def test_torch_nn_sequential_and_module_styles_agree():
+    skip_if_missing("torch_nn")
+    sequential, (w1_s, w2_s) = train("torch_nn", "float64", SHORT, style="sequential")
+    module, (w1_m, w2_m) = train("torch_nn", "float64", SHORT, style="module")
+    assert np.array_equal(sequential, module)
+    assert np.array_equal(w1_s, w1_m) and np.array_equal(w2_s, w2_m)
+
+
+def test_torch_nn_stores_weights_transposed():
+    skip_if_missing("torch_nn")
+    x, y, w1, w2 = make_data(Problem(N=4, D_in=5, H=3, D_out=2))
+    net = implementations.load("torch_nn")(w1, w2, 1e-6)
+    assert tuple(net.linear1.weight.shape) == (3, 5)
+    assert np.array_equal(net.params()[0], w1)
+
+
+@pytest.mark.parametrize("name", ["numpy_manual", "torch_autograd"])
+def test_runs_on_its_own_like_the_tutorial(name):
+    skip_if_missing(name)
+    result = subprocess.run([sys.executable, "-m", f"implementations.{name}"], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300, check=True)
+    lines = result.stdout.split("\n")
+    steps = [int(line.split()[0]) for line in lines if line.strip()]
+    assert steps == [99, 199, 299, 399, 499]
+    assert float(lines[-2].split()[1]) < 1e-3
