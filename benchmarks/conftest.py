@@ -2,6 +2,7 @@
 
     pytest benchmarks/ --benchmark-only                 # tutorial size + short sweep
     pytest benchmarks/ --benchmark-only --sweep         # the full grid
+    pytest benchmarks/ --benchmark-only --no-sweep      # the tutorial size only
     pytest benchmarks/ --benchmark-only --threads 1 --benchmark-json out.json
 
 Keras takes its backend from KERAS_BACKEND when first imported, so one
@@ -19,11 +20,13 @@ from benchmarks import fairness, machine
 def pytest_addoption(parser):
     group = parser.getgroup("sidebyside")
     group.addoption("--sweep", action="store_true", help="benchmark the full grid of sizes")
+    group.addoption("--no-sweep", action="store_true", help="benchmark the tutorial size only")
     group.addoption("--threads", type=int, default=None, help="threads for every framework (default: all cores)")
     group.addoption("--device", choices=("cpu", "cuda", "all"), default="all", help="devices to benchmark")
     group.addoption("--impl", action="append", default=None, help="implementation names (repeatable)")
     group.addoption("--dtype", choices=("float32", "float64"), default="float32")
     group.addoption("--tf32", action="store_true", help="allow TF32 matmuls on GPUs")
+    group.addoption("--targets", action="store_true", help="also run the speed-target ratios (a minute or more)")
 
 
 def threads_of(config):
@@ -51,3 +54,12 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 @pytest.fixture(scope="session")
 def threads(request):
     return threads_of(request.config)
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--targets"):
+        return
+    skip = pytest.mark.skip(reason="the speed targets run with --targets")
+    for item in items:
+        if item.name == "test_targets":
+            item.add_marker(skip)

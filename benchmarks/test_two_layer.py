@@ -30,7 +30,10 @@ def pytest_generate_tests(metafunc):
         return
     config = metafunc.config
     names = config.getoption("--impl") or implementations.names()
-    sizes = (TUTORIAL_SIZE,) + (FULL_SWEEP if config.getoption("--sweep") else SHORT_SWEEP)
+    if config.getoption("--no-sweep"):
+        sizes = (TUTORIAL_SIZE,)
+    else:
+        sizes = (TUTORIAL_SIZE,) + (FULL_SWEEP if config.getoption("--sweep") else SHORT_SWEEP)
     sizes = tuple(dict.fromkeys(sizes))
     device = config.getoption("--device")
     devices = ("cpu", "cuda") if device == "all" else (device,)

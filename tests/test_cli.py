@@ -87,12 +87,17 @@ def test_quick_run_writes_valid_results(tmp_path):
 
 def test_cuda_without_gpu(tmp_path):
     from benchmarks.machine import gpu
+    from tests.conftest import skip_if_missing
 
     if gpu():
         pytest.skip("a GPU is present")
-    line = one_line_error(sidebyside(*QUICK, "--impl", "numpy_manual", "--impl", "torch_manual",
-                                     "--device", "cuda", "--out", str(tmp_path / "cuda")))
-    assert "nothing could run here" in line and "no CUDA device" in line
+    line = one_line_error(sidebyside(*QUICK, "--impl", "numpy_manual", "--device", "cuda",
+                                     "--out", str(tmp_path / "cuda")))
+    assert "nothing could run here: numpy runs on the CPU only" in line
+    skip_if_missing("torch_manual")
+    line = one_line_error(sidebyside(*QUICK, "--impl", "torch_manual", "--device", "cuda",
+                                     "--out", str(tmp_path / "torch-cuda")))
+    assert "nothing could run here: no CUDA device" in line
     result = sidebyside(*QUICK, "--impl", "torch_manual", "--device", "all", "--out", str(tmp_path / "all"))
     assert result.returncode == 0, result.stderr
     by_device = {entry["device"]: entry for entry in load(tmp_path / "all")["results"]}
@@ -100,13 +105,20 @@ def test_cuda_without_gpu(tmp_path):
     assert by_device["cuda"]["status"] == "n/a" and by_device["cuda"]["reason"] == "no CUDA device"
 
 
+def available(*names):
+    import implementations
+
+    return [name for name in names if implementations.missing(name) is None]
+
+
 def test_divergence_is_marked_and_the_run_goes_on(tmp_path):
     out = tmp_path / "diverge"
-    result = sidebyside(*QUICK, "--impl", "numpy_manual", "--impl", "torch_manual", "--device", "cpu",
-                        "--learning-rate", "1", "--out", str(out))
+    names = available("numpy_manual", "torch_manual")
+    arguments = [argument for name in names for argument in ("--impl", name)]
+    result = sidebyside(*QUICK, *arguments, "--device", "cpu", "--learning-rate", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     entries = load(out)["results"]
-    assert [entry["implementation"] for entry in entries] == ["numpy_manual", "torch_manual"]
+    assert [entry["implementation"] for entry in entries] == names
     for entry in entries:
         assert entry["status"] == "diverged"
         assert 0 < entry["diverged_at"] < 20
@@ -131,6 +143,9 @@ if os.environ.get("BREAK_IMPLEMENTATION"):
 
 
 def test_a_failing_implementation_does_not_stop_the_others(tmp_path):
+    from tests.conftest import skip_if_missing
+
+    skip_if_missing("torch_manual")  # the other implementation that must go on
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITE_BREAK)
