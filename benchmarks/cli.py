@@ -125,6 +125,17 @@ def check_memory(sizes, dtypes):
                 )
 
 
+def check_data(path):
+    """Read the user's digits data once now, so a bad file stops the run before it starts."""
+    from implementations.digits.data import DataError, load_data
+    from implementations.digits.problem import DigitsProblem
+
+    try:
+        load_data(DigitsProblem(), path)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+
+
 def config_from(args):
     from benchmarks.fairness import default_threads
 
@@ -143,6 +154,8 @@ def config_from(args):
         sweep = RunConfig.sweep
     sweep = tuple(candidate for candidate in sweep if candidate not in sizes)
     check_memory(sizes + sweep, dtypes)
+    if args.data and "digits" in workloads:
+        check_data(args.data)
     steps = args.steps or (100 if args.quick else RunConfig.steps)
     return RunConfig(
         implementations=tuple(dict.fromkeys(args.impl or ())),

@@ -22,13 +22,12 @@ thread counts: the worker does that before any framework is imported.
 """
 
 import math
-import os
-import resource
 import time
 
 import numpy as np
 
 from benchmarks.fairness import default_threads
+from benchmarks.timing import is_unstable, max_rss_bytes, rss_bytes, summarize
 from implementations import digits
 from implementations.digits.data import load_data
 from implementations.digits.problem import DigitsProblem, accuracy, batch_order, initial_weights, train_loss
@@ -38,10 +37,6 @@ from implementations.digits.reference import (
     reference_losses as _reference_losses,
     relative_difference,
 )
-
-STAT_FIELDS = ("median", "iqr", "min", "max", "mean", "stddev", "rounds")
-UNSTABLE_IQR = 0.10  # IQR above 10 % of the median flags the timing, as elsewhere in the harness
-
 
 def problem_for(dtype="float32", epochs=None, quick=False):
     """The digits problem of a run: one epoch when quick, else `epochs` (default 5)."""
@@ -66,42 +61,23 @@ def reference_record(epochs=None, data=None, quick=False):
     }
 
 
+def size_for(data=None):
+    """The entry "size" of the digits on `data`, for entries that never trained (n/a, failed)."""
+    problem = DigitsProblem()
+    return problem.size(load_data(problem, data).D_in)
+
+
 def flops_per_step(problem, D_in):
     """Model FLOPs of a full batch: 3 × the forward pass's two products (the harness's convention)."""
     forward = 2 * problem.batch_size * D_in * problem.hidden + 2 * problem.batch_size * problem.hidden * 10
     return 3 * forward
 
 
-def summarize(durations):
-    """pytest-benchmark statistics of per-step durations."""
-    from pytest_benchmark.stats import Stats
-
-    stats = Stats()
-    for duration in durations:
-        stats.update(duration)
-    if not stats:
-        return None
-    summary = {field: float(getattr(stats, field)) for field in STAT_FIELDS}
-    summary["rounds"] = int(summary["rounds"])
-    if summary["rounds"] < 2:
-        summary["stddev"] = 0.0
-    return summary
-
-
-def rss_bytes():
-    import psutil
-
-    return psutil.Process(os.getpid()).memory_info().rss
-
-
-def max_rss_bytes():
-    """The highest resident memory this process has reached (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def compute_framework(spec):
     """The framework that does the arithmetic (torch for keras_torch, ...)."""
-    return next((name for name in spec.requires if name in ("torch", "tensorflow", "jax")), spec.framework)
+    from benchmarks.worker import TUNED_FRAMEWORKS
+
+    return next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
 
 
 def measure_digits(implementation, device="cpu", dtype="float32", threads=None, epochs=None, data=None, quick=False):
@@ -190,7 +166,7 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
         "diverged_at": diverged_at,
         "losses": [float(value) if math.isfinite(value) else None for value in losses],
         "step_time": step_time,
-        "unstable": bool(step_time and step_time["iqr"] > UNSTABLE_IQR * step_time["median"]),
+        "unstable": is_unstable(step_time),
         "first_step_s": None,
         "loop_time_s": float(sum(record["time_s"] for record in records[1:] or records)),
         "loop_steps": int(sum(steps[1:] or steps)),

@@ -22,6 +22,7 @@ from benchmarks import agreement, machine
 from benchmarks.config import RunConfig, sweep_learning_rate
 
 SCHEMA = 1
+WORKLOAD_ORDER = ("two_layer", "digits")
 KEY_FIELDS = ("workload", "implementation", "device", "dtype")
 
 
@@ -46,9 +47,29 @@ def registry_for(workload):
     return registry
 
 
+def process_group(spec):
+    """Implementations that share a worker process: Keras joins its backend's."""
+    return spec.backend if "keras" in spec.requires else spec.framework
+
+
+def group_jobs(runs):
+    """Worker jobs: the runs of one framework together, in first-seen order."""
+    jobs = {}
+    for run in runs:
+        spec = registry_for(run["workload"]).spec(run["implementation"])
+        group = process_group(spec)
+        job = jobs.setdefault(group, {"group": group, "keras_backend": None, "runs": []})
+        if "keras" in spec.requires:
+            job["keras_backend"] = spec.backend
+        job["runs"].append(run)
+    for job in jobs.values():
+        job["runs"].sort(key=lambda run: WORKLOAD_ORDER.index(run["workload"]))
+    return list(jobs.values())
+
+
 def plan(config):
-    """The jobs of a run: one per workload and implementation, with its tasks."""
-    jobs = []
+    """One run per workload and implementation, with its tasks."""
+    runs = []
     for workload in config.workloads:
         registry = registry_for(workload)
         names = config.implementations or tuple(registry.names())
@@ -71,8 +92,8 @@ def plan(config):
                         tasks.append(two_layer_task(config, device, dtype, size, full=True))
                 for size in config.sweep:
                     tasks.append(two_layer_task(config, device, config.dtypes[0], size, full=False))
-            jobs.append({"implementation": name, "workload": workload, "tasks": tasks})
-    return jobs
+            runs.append({"implementation": name, "workload": workload, "tasks": tasks})
+    return runs
 
 
 def two_layer_task(config, device, dtype, size, full):
@@ -86,10 +107,10 @@ def two_layer_task(config, device, dtype, size, full):
     return task
 
 
-def task_key(job, task):
+def task_key(run, task):
     """The same key as entry_key, for a task not yet run."""
     size = task["size"]
-    return (task["workload"], job["implementation"], task["device"], task["dtype"],
+    return (task["workload"], run["implementation"], task["device"], task["dtype"],
             size["N"], size["D_in"], size["H"], size["D_out"])
 
 
@@ -172,11 +193,22 @@ class Run:
             )
         return self.references[key]
 
+    def digits_reference(self, task):
+        """Record the digits' float64 reference trajectory once per data and epochs."""
+        from benchmarks.digits import reference_record
+
+        key = ("digits", task["epochs"], task["data"], task["quick"])
+        if key not in self.references:
+            self.references[key] = True
+            self.document["references"].append(reference_record(task["epochs"], task["data"], task["quick"]))
+
     def finish_entry(self, entry, task):
         """Add what the worker cannot know: agreement and share of peak."""
         peak = (self.document["machine"].get("peak_gflops") or {}).get(entry["device"])
         if entry.get("gflops") and peak:
             entry["peak_fraction"] = entry["gflops"] / peak
+        if entry["workload"] == "digits" and entry["losses"]:
+            self.digits_reference(task)  # the entry carries its own agreement
         if entry["workload"] == "two_layer" and "budget_s" not in task and entry["losses"]:
             reference, y = self.reference(task)
             result = agreement.compare(entry["losses"], reference, entry["dtype"], y)
@@ -189,18 +221,20 @@ class Run:
     # Workers ----------------------------------------------------------------
 
     def run_job(self, job, on_entry):
-        """Run one worker; call on_entry(entry) as each of its entries lands."""
-        tasks = job["tasks"]
-        stem = f"{job['workload']}-{job['implementation']}"
+        """Run one worker; call on_entry(entry, run, task) as each entry lands.
+
+        Returns the (run, task) pairs left without an entry, and the exit code.
+        """
+        pairs = [(run, task) for run in job["runs"] for task in run["tasks"]]
+        stem = job["group"]
         job_path = self.out_dir / f".job-{stem}.json"
         stream_path = self.out_dir / f".entries-{stem}.jsonl"
         log_path = self.out_dir / "worker.log"
         job_path.write_text(json.dumps({**job, "threads": self.config.threads, "tf32": self.config.tf32}))
         stream_path.write_text("")
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
-        spec = registry_for(job["workload"]).spec(job["implementation"])
-        if "keras" in spec.requires:
-            environment["KERAS_BACKEND"] = spec.backend  # fixed at import: one backend per process
+        if job["keras_backend"]:
+            environment["KERAS_BACKEND"] = job["keras_backend"]  # fixed at import: one backend per process
         with open(log_path, "a") as log:
             log.write(f"=== {stem}\n")
             log.flush()
@@ -216,7 +250,8 @@ class Run:
                     lines = stream_path.read_text().splitlines()
                     complete = [line for line in lines if line.endswith("}")]
                     for line in complete[received:]:
-                        on_entry(self.finish_entry(json.loads(line), tasks[received]), tasks[received])
+                        run, task = pairs[received]
+                        on_entry(self.finish_entry(json.loads(line), task), run, task)
                         received += 1
                         last_progress = time.monotonic()
                     if finished:
@@ -232,7 +267,7 @@ class Run:
         self.worker = None
         job_path.unlink(missing_ok=True)
         stream_path.unlink(missing_ok=True)
-        return tasks[received:], code
+        return pairs[received:], code
 
     def stop_worker(self):
         """Stop the worker and everything it started, within about two seconds."""
@@ -263,9 +298,9 @@ def measure_peak(config):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def empty_entry(job, task, config, status, reason):
-    registry = registry_for(job["workload"])
-    spec = registry.spec(job["implementation"])
+def empty_entry(run, task, config, status, reason):
+    registry = registry_for(run["workload"])
+    spec = registry.spec(run["implementation"])
     from benchmarks.worker import base_entry
 
     entry = base_entry(spec, task, config.threads)
@@ -282,7 +317,7 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
 
     run = Run(config, out_dir, document)
     run.check_writable(create_parents)
-    jobs = plan(config)
+    runs = plan(config)
     if run.document is None:
         record = machine.describe(config.name or None)
         record.update(measure_peak(config))
@@ -290,27 +325,29 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
         record["threads"] = {"requested": config.threads}
         run.start_document(record)
     done = {entry_key(entry) for entry in run.document["results"]}
-    for job in jobs:
-        job["tasks"] = [task for task in job["tasks"] if task_key(job, task) not in done]
-    jobs = [job for job in jobs if job["tasks"]]
+    for item in runs:
+        item["tasks"] = [task for task in item["tasks"] if task_key(item, task) not in done]
+    jobs = group_jobs([item for item in runs if item["tasks"]])
     run.save()
-    total = sum(len(job["tasks"]) for job in jobs)
+    total = sum(len(item["tasks"]) for job in jobs for item in job["runs"])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task("measuring", total=total)
 
-        def on_entry(entry, task):
+        def on_entry(entry, item, task):
             run.document["results"].append(entry)
             run.save()
             progress.advance(bar)
+            progress.update(bar, description=f"{entry['workload']} {entry['implementation']:<20}")
 
         try:
             for job in jobs:
-                progress.update(bar, description=f"{job['workload']} {job['implementation']:<18}")
+                first = job["runs"][0]
+                progress.update(bar, description=f"{first['workload']} {first['implementation']:<20}")
                 left, code = run.run_job(job, on_entry)
-                for task in left:
+                for item, task in left:
                     reason = f"worker exited with status {code} before finishing (see worker.log)"
-                    on_entry(empty_entry(job, task, config, "failed", reason), task)
+                    on_entry(empty_entry(item, task, config, "failed", reason), item, task)
         except KeyboardInterrupt:
             run.stop_worker()
             run.save()

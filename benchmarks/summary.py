@@ -14,6 +14,12 @@ def describe_status(entry):
     return f"{entry['status']}: {entry.get('reason') or ''}"
 
 
+def first_cost(entry):
+    """The first step's time; for digits, the first epoch's (compilation included)."""
+    value = entry.get("first_epoch_s") if entry["workload"] == "digits" else entry.get("first_step_s")
+    return f"{value:.3f}" if value is not None else "n/a"
+
+
 def print_summary(document, console=None):
     console = console or Console(width=max(Console().width, 110))
     entries = document["results"]
@@ -40,7 +46,7 @@ def print_summary(document, console=None):
                 f"{step['median'] / fastest:.2f}" if step and fastest else "n/a",
                 f"{entry['gflops']:.1f}" if entry.get("gflops") else "n/a",
                 f"{entry['peak_fraction'] * 100:.0f}" if entry.get("peak_fraction") else "n/a",
-                f"{entry['first_step_s']:.3f}" if entry.get("first_step_s") is not None else "n/a",
+                first_cost(entry),
                 f"{entry['agreement']:.1e}" if entry.get("agreement") is not None else "n/a",
                 describe_status(entry),
             ]

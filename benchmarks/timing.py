@@ -43,7 +43,8 @@ def summarize(durations):
         stats.update(duration)
     if not stats:
         return None
-    summary = {field: getattr(stats, field) for field in STAT_FIELDS}
+    summary = {field: float(getattr(stats, field)) for field in STAT_FIELDS}
+    summary["rounds"] = int(summary["rounds"])
     if summary["rounds"] < 2:
         summary["stddev"] = 0.0
     return summary

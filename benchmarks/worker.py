@@ -1,10 +1,13 @@
-"""Measure one implementation in a process of its own.
+"""Measure the implementations of one framework in a process of their own.
 
-The runner starts `python -m benchmarks.worker JOB.json OUT.jsonl` once per
-implementation, so every framework gets a fresh process: thread pools sized
-before import, no other framework's pools competing, and Keras free to take
-its backend. Each finished entry is appended to OUT.jsonl at once, so a
-crash or Ctrl-C loses at most the entry in progress.
+The runner starts `python -m benchmarks.worker JOB.json OUT.jsonl LOG` once
+per framework (numpy; torch; TensorFlow; JAX; Keras joins the process of its
+backend), so thread pools are sized before the import, no other framework's
+pools compete for the cores, and Keras is free to take its backend. The
+import is paid once per process and recorded as `extra.import_s`; every
+implementation's first step is timed on a fresh net. Each finished entry is
+appended to OUT.jsonl at once, so a crash or Ctrl-C loses at most the entry
+in progress.
 """
 
 import json
@@ -134,47 +137,61 @@ def measure_two_layer(Net, spec, task, entry, compute_framework):
 def measure_digits(spec, task, entry):
     from benchmarks.digits import measure_digits as measure
 
+    from benchmarks.digits import size_for
+
+    entry["size"] = size_for(task.get("data"))  # kept if training raises
     result = measure(
         spec.name, device=task["device"], dtype=task["dtype"], threads=entry["threads"],
         epochs=task.get("epochs"), data=task.get("data"), quick=task.get("quick", False),
     )
+    extra = result.pop("extra", {})
     entry.update(result)
+    entry["extra"].update(extra)
 
 
 def run_job(job, out, log):
-    from implementations import FrameworkBroken, FrameworkMissing
-    from implementations.problem import DeviceUnavailable, DtypeUnsupported
-
-    threads = job["threads"]
-    workload = job["workload"]
-    if workload == "digits":
-        import implementations.digits as registry
-    else:
-        import implementations as registry
-    spec = registry.spec(job["implementation"])
-    compute_framework = next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
+    """Every run of the job in order, each entry written as soon as it exists."""
 
     def emit(entry):
         out.write(json.dumps(entry, allow_nan=False) + "\n")
         out.flush()
         os.fsync(out.fileno())
 
+    for run in job["runs"]:
+        run_implementation(run, job["threads"], job["tf32"], emit, log)
+
+
+def run_implementation(run, threads, tf32, emit, log):
+    import time
+
+    from implementations import FrameworkBroken, FrameworkMissing
+    from implementations.problem import DeviceUnavailable, DtypeUnsupported
+
+    workload = run["workload"]
+    if workload == "digits":
+        import implementations.digits as registry
+    else:
+        import implementations as registry
+    spec = registry.spec(run["implementation"])
+    compute_framework = next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
+    start = time.perf_counter()
     try:
         Net = registry.load(spec.name)
     except (FrameworkMissing, FrameworkBroken) as error:
         status = "n/a" if isinstance(error, FrameworkMissing) else "failed"
-        for task in job["tasks"]:
+        for task in run["tasks"]:
             entry = base_entry(spec, task, threads)
             entry.update(status=status, reason=str(error).split(": ", 1)[-1])
             emit(entry)
         return
-    settings = fairness.apply([name for name in spec.requires if name in TUNED_FRAMEWORKS], threads, job["tf32"])
+    import_s = time.perf_counter() - start  # the framework's import, paid once per process
+    settings = fairness.apply([name for name in spec.requires if name in TUNED_FRAMEWORKS], threads, tf32)
     from benchmarks.machine import kernels
 
     kernel = kernels(compute_framework)
-    for task in job["tasks"]:
+    for task in run["tasks"]:
         entry = base_entry(spec, task, threads)
-        entry["extra"].update({"kernels": kernel, "tf32": job["tf32"]})
+        entry["extra"].update({"kernels": kernel, "tf32": tf32, "import_s": import_s})
         entry["extra"].update({f"threads_{key}": value for key, value in settings.items() if key not in ("requested", "tf32")})
         try:
             if workload == "digits":

@@ -1,0 +1,104 @@
+"""The digits measurement: a complete results entry, honest about what it measured."""
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from benchmarks.digits import measure_digits, reference_record, size_for
+from implementations.digits import numpy_manual
+from implementations.digits.data import DataError, read_bundled
+from implementations.digits.problem import demo
+
+ENTRY_KEYS = {
+    "workload", "implementation", "framework", "backend", "device", "dtype", "threads", "size", "status", "reason",
+    "diverged_at", "losses", "step_time", "unstable", "first_step_s", "loop_time_s", "loop_steps", "flops_per_step",
+    "gflops", "peak_fraction", "peak_memory_bytes", "agreement", "agreement_tolerance", "agrees", "extra",
+    "epochs", "test_accuracy", "time_to_accuracy_s", "first_epoch_s",
+}
+
+
+def check_entry(entry, epochs, steps_per_epoch):
+    assert set(entry) == ENTRY_KEYS
+    json.dumps(entry, allow_nan=False)  # results.json refuses NaN and inf
+    assert entry["workload"] == "digits" and entry["status"] == "ok"
+    assert len(entry["losses"]) == epochs * steps_per_epoch == entry["extra"]["steps_per_epoch"] * epochs
+    assert [record["epoch"] for record in entry["epochs"]] == list(range(1, epochs + 1))
+    times = [record["time_s"] for record in entry["epochs"]]
+    assert all(time > 0 for time in times)
+    assert entry["first_epoch_s"] == times[0]
+    assert entry["test_accuracy"] == entry["epochs"][-1]["test_accuracy"]
+    # Time to accuracy: the training time up to the first epoch that reached the final accuracy.
+    first = next(i for i, r in enumerate(entry["epochs"]) if r["test_accuracy"] >= entry["test_accuracy"])
+    assert entry["time_to_accuracy_s"] == pytest.approx(sum(times[: first + 1]))
+    counted = times[1:] or times
+    assert entry["step_time"]["rounds"] == len(counted)
+    assert entry["step_time"]["median"] == pytest.approx(np.median(counted) / steps_per_epoch, rel=0.5)
+    assert entry["loop_time_s"] == pytest.approx(sum(counted))
+    assert entry["agrees"] is True and entry["agreement"] <= entry["agreement_tolerance"]
+    assert entry["peak_memory_bytes"] >= 0
+
+
+def test_numpy_entry_on_the_bundled_digits():
+    entry = measure_digits("numpy_manual", dtype="float64", threads=1)
+    check_entry(entry, 5, 45)
+    assert entry["size"] == {"N": 32, "D_in": 64, "H": 50, "D_out": 10}
+    assert entry["agreement"] == 0.0  # numpy in float64 is the reference itself
+    assert entry["test_accuracy"] >= 0.85
+    assert entry["extra"]["data"] == "sklearn digits" and entry["extra"]["adam"] == "pytorch"
+    assert entry["flops_per_step"] == 3 * (2 * 32 * 64 * 50 + 2 * 32 * 50 * 10)
+    reference = reference_record()
+    assert reference["losses"] == entry["losses"] and reference["workload"] == "digits"
+
+
+def test_quick_torch_entry_is_one_epoch():
+    pytest.importorskip("torch", reason="n/a: torch not installed")
+    entry = measure_digits("torch_nn", quick=True, threads=1)
+    check_entry(entry, 1, 45)
+    assert entry["extra"]["step_time_from"] == "the only epoch (includes compilation)"
+
+
+def test_user_data_by_path(tmp_path):
+    x, y = read_bundled()
+    images = np.round(x * 255).astype(np.uint8).reshape(-1, 8, 8)
+    for kind, array in (("images-idx3", images), ("labels-idx1", y.astype(np.uint8))):
+        header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+        (tmp_path / f"train-{kind}-ubyte.gz").write_bytes(gzip.compress(header + array.tobytes()))
+    entry = measure_digits("numpy_manual", epochs=2, data=tmp_path, threads=1)
+    check_entry(entry, 2, 45)
+    assert entry["extra"]["data"] == str(tmp_path)
+    assert size_for(tmp_path) == entry["size"] == size_for()
+    with pytest.raises(DataError, match="no such file"):
+        measure_digits("numpy_manual", data=tmp_path / "absent")
+
+
+def test_divergence_is_marked_and_json_safe(monkeypatch):
+    fit_epoch = numpy_manual.Net.fit_epoch
+
+    def breaking(self, x, y, batches):
+        losses = fit_epoch(self, x, y, batches)
+        if self.t > 45:
+            losses[3] = np.nan
+        return losses
+
+    monkeypatch.setattr(numpy_manual.Net, "fit_epoch", breaking)
+    entry = measure_digits("numpy_manual", epochs=2, threads=1)
+    json.dumps(entry, allow_nan=False)
+    assert entry["status"] == "diverged" and entry["diverged_at"] == 48
+    assert entry["losses"][48] is None and entry["epochs"][1]["train_loss"] is None
+    assert entry["agreement"] is None and entry["agrees"] is False
+
+
+def test_unknown_implementation():
+    with pytest.raises(ValueError, match="valid names"):
+        measure_digits("numpy_magic")
+
+
+def test_module_demo_prints_every_epoch(capsys):
+    demo(numpy_manual.Net)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("sklearn digits: 1437 training and 360 test images")
+    assert [line.split(":")[0] for line in lines[1:]] == [f"epoch {n}" for n in range(1, 6)]
+    assert "test accuracy" in lines[-1]
