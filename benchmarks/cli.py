@@ -241,11 +241,14 @@ def command_run(args):
         return 2
     print(f"results: {run.results_path}")
     if not args.no_report:
+        from reports.build import OutputError, build_report
+        from reports.schema import ResultsError
+
         try:
-            from reports.build import build_report
-        except ImportError:
-            return 0
-        index = build_report([run.results_path], out_dir)
+            index = build_report([run.results_path], out_dir)
+        except (ResultsError, OutputError) as error:
+            print(f"sidebyside: error: {error}", file=sys.stderr)
+            return 2
         print(f"report: {index}")
     return 0
 

@@ -68,9 +68,10 @@ def size_for(data=None):
 
 
 def flops_per_step(problem, D_in):
-    """Model FLOPs of a full batch: 3 × the forward pass's two products (the harness's convention)."""
-    forward = 2 * problem.batch_size * D_in * problem.hidden + 2 * problem.batch_size * problem.hidden * 10
-    return 3 * forward
+    """FLOPs of a full batch's products, counted as for the two-layer net (no gradient for x)."""
+    first = 2 * problem.batch_size * D_in * problem.hidden
+    second = 2 * problem.batch_size * problem.hidden * 10
+    return 2 * first + 3 * second
 
 
 def compute_framework(spec):
@@ -91,11 +92,11 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
     framework = compute_framework(spec)
 
     memory_before, max_rss_before = rss_bytes(), max_rss_bytes()
+    net = Net(params, problem, device=device)  # DeviceUnavailable / DtypeUnsupported
     if device == "cuda":
         from benchmarks.worker import reset_gpu_peak
 
         reset_gpu_peak(framework, device)
-    net = Net(params, problem, device=device)  # DeviceUnavailable / DtypeUnsupported
     x_train, y_train = net.prepare(dataset.x_train, dataset.y_train)
     x_test = net.prepare(dataset.x_test)
 

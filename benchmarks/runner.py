@@ -79,10 +79,12 @@ def plan(config):
             tasks = []
             for device in config.devices:
                 if workload == "digits":
+                    from benchmarks.digits import size_for
+
                     for dtype in config.dtypes:
                         tasks.append({
                             "workload": workload, "device": device, "dtype": dtype,
-                            "size": {"N": 32, "D_in": 0, "H": 50, "D_out": 10},
+                            "size": size_for(config.digits_data or None),
                             "epochs": 1 if config.quick else config.epochs,
                             "data": config.digits_data or None, "quick": config.quick,
                         })
@@ -92,7 +94,10 @@ def plan(config):
                         tasks.append(two_layer_task(config, device, dtype, size, full=True))
                 for size in config.sweep:
                     tasks.append(two_layer_task(config, device, config.dtypes[0], size, full=False))
-            runs.append({"implementation": name, "workload": workload, "tasks": tasks})
+            run = {"implementation": name, "workload": workload, "tasks": tasks}
+            if config.quick and registry.spec(name).slow_start:
+                run["skip"] = "n/a: skipped by --quick (it needs several seconds to compile or start before its first step)"
+            runs.append(run)
     return runs
 
 
@@ -101,6 +106,7 @@ def two_layer_task(config, device, dtype, size, full):
         "workload": "two_layer", "device": device, "dtype": dtype, "size": size_dict(size),
         "steps": config.steps, "seed": config.seed, "warmup": min(config.warmup, max(config.steps // 10, 1)),
         "learning_rate": config.learning_rate if full else sweep_learning_rate(config.learning_rate, size),
+        "loop_budget_s": config.loop_budget_s,
     }
     if not full:
         task.update(budget_s=config.sweep_budget_s, warmup=3)
@@ -327,9 +333,10 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
     done = {entry_key(entry) for entry in run.document["results"]}
     for item in runs:
         item["tasks"] = [task for task in item["tasks"] if task_key(item, task) not in done]
-    jobs = group_jobs([item for item in runs if item["tasks"]])
+    skipped = [item for item in runs if item.get("skip")]
+    jobs = group_jobs([item for item in runs if item["tasks"] and not item.get("skip")])
     run.save()
-    total = sum(len(item["tasks"]) for job in jobs for item in job["runs"])
+    total = sum(len(item["tasks"]) for job in jobs for item in job["runs"]) + sum(len(item["tasks"]) for item in skipped)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task("measuring", total=total)
@@ -340,6 +347,10 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
             progress.advance(bar)
             progress.update(bar, description=f"{entry['workload']} {entry['implementation']:<20}")
 
+        for item in skipped:
+            for task in item["tasks"]:
+                status, reason = item["skip"].split(": ", 1)
+                on_entry(empty_entry(item, task, config, status, reason), item, task)
         try:
             for job in jobs:
                 first = job["runs"][0]

@@ -114,10 +114,12 @@ def measure_two_layer(Net, spec, task, entry, compute_framework):
             entry["diverged_at"] = diverged_at
             entry["reason"] = f"loss became {losses[-1]} at step {diverged_at}"
         else:
-            loop_steps = task.get("loop_steps") or problem.steps
-            if budget is not None and entry["step_time"]:
-                # Sweep sizes: as many loop steps as fit in the budget.
-                loop_steps = max(5, min(loop_steps, int(budget / entry["step_time"]["median"])))
+            loop_steps = problem.steps
+            if entry["step_time"]:
+                # As many loop steps as fit in the budget (at least 50 at full
+                # length, 5 for a sweep size), never more than the run's steps.
+                budget_s, least = (budget, 5) if budget is not None else (task["loop_budget_s"], 50)
+                loop_steps = max(least, min(loop_steps, int(budget_s / entry["step_time"]["median"])))
             entry["loop_time_s"], loop_losses = timing.time_loop(net, x, y, loop_steps)
             entry["loop_steps"] = loop_steps
             if not all(math.isfinite(float(value)) for value in loop_losses):

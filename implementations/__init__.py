@@ -33,6 +33,7 @@ class Implementation:
     extra: str  # pip extra that installs them: pip install -e ".[extra]"
     options: dict = field(default_factory=dict)  # passed to the module's configure()
     workload: str = "two_layer"  # which problem it solves
+    slow_start: bool = False  # needs seconds before its first step (compiling, starting ranks): not in --quick
 
     @property
     def backend(self):
@@ -59,21 +60,21 @@ REGISTRY = {
             "keras,jax", {"backend": "jax"},
         ),
         Implementation("jax_jit", "jax_jit", "jax", ("jax",), "jax"),
-        Implementation("torch_compile", "torch_compile", "torch", ("torch",), "torch"),
+        Implementation("torch_compile", "torch_compile", "torch", ("torch",), "torch", slow_start=True),
         Implementation(
             "tf_function", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": False},
         ),
         Implementation(
             "tf_function_xla", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": True},
         ),
-        Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}),
+        Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}, slow_start=True),
         Implementation(
             "keras_tensorflow_xla", "keras_sequential", "keras", ("keras", "tensorflow"),
             "keras,tensorflow", {"backend": "tensorflow", "jit_compile": True},
         ),
         Implementation(
             "keras_torch_compile", "keras_sequential", "keras", ("keras", "torch"),
-            "keras,torch", {"backend": "torch", "jit_compile": True},
+            "keras,torch", {"backend": "torch", "jit_compile": True}, slow_start=True,
         ),
         Implementation(
             "keras_jax_eager", "keras_sequential", "keras", ("keras", "jax"),

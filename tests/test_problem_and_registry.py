@@ -39,7 +39,8 @@ def test_data_is_shared_and_standard_normal():
 def test_flops_follow_the_documented_convention():
     problem = Problem()
     forward = 2 * 64 * 1000 * 100 + 2 * 64 * 100 * 10
-    assert problem.flops_per_step() == 3 * forward
+    backward = 2 * 64 * 1000 * 100 + 2 * 2 * 64 * 100 * 10  # no gradient for x
+    assert problem.flops_per_step() == forward + backward == 25_984_000
 
 
 def test_registry_names_the_four_ways_and_keras_backends():

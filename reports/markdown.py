@@ -1,0 +1,51 @@
+"""The summary and timing tables as GitHub-flavoured Markdown, to paste into an issue.
+
+Cells are escaped for GFM: pipes would end a cell and angle brackets would
+become HTML, so a machine named `<script>` shows as text there too.
+"""
+
+MARKDOWN_SPECIAL = "\\`*_[]<>|#"
+
+
+def escape(text):
+    text = " ".join(str(text).split())  # no line breaks inside a table row
+    text = "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text)
+    return text.replace("&", "&amp;")
+
+
+def table(columns, rows):
+    lines = ["| " + " | ".join(escape(column) or " " for column in columns) + " |",
+             "|" + "|".join(" --- " for _ in columns) + "|"]
+    for cells in rows:
+        lines.append("| " + " | ".join(escape(cell) for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def render_table(report_table, level="###"):
+    if report_table is None or report_table.empty:
+        return ""
+    blocks = [f"{level} {escape(report_table.title)}"]
+    if report_table.note:
+        blocks.append(escape(report_table.note))
+    for heading, columns, rows in report_table.parts():
+        if heading is not None:
+            blocks.append(f"{level}# {escape(heading)}")
+        blocks.append(table(columns, [cells for _, cells in rows]))
+    return "\n\n".join(blocks)
+
+
+def render_markdown(report):
+    """The Markdown document; `report` is a reports.build.Report."""
+    blocks = ["## sidebyside report"]
+    sources = "; ".join(f"{escape(source.name)} ({escape(source.format)}, machine {escape(source.machine)})"
+                        for source in report.sources)
+    blocks.append(f"Built {escape(report.built)} from {sources}.")
+    for machine, sentences in report.findings:
+        if len(report.findings) > 1:
+            blocks.append(f"**{escape(machine)}**")
+        blocks.append("\n".join(f"- {escape(sentence)}" for sentence in sentences))
+    for name in ("summary", "machines", "timing"):
+        block = render_table(report.tables.get(name))
+        if block:
+            blocks.append(block)
+    return "\n\n".join(blocks) + "\n"

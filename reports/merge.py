@@ -1,0 +1,212 @@
+"""Merging normalized result documents from one machine or several.
+
+Every machine gets a unique label (its name, disambiguated by file name
+when two files name the same machine), and every entry becomes one row of a
+pandas DataFrame with the derived quantities the report needs: GFLOP/s and
+share of peak where the file did not record them, the loop's time per step,
+a printable size label. Loss and epoch series stay in plain dicts keyed by
+the row number, beside the frame.
+"""
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from reports.schema import one_line
+
+TWO_LAYER_SIZE = ("N", "D_in", "H", "D_out")
+
+COLUMNS = (
+    "row", "machine", "source", "workload", "implementation", "framework", "backend", "device",
+    "dtype", "threads", "size_label", "size_key", "flops", "status", "reason", "diverged_at",
+    "median", "iqr", "min", "max", "mean", "stddev", "rounds", "unstable", "first_step_s",
+    "loop_time_s", "loop_steps", "loop_per_step", "gflops", "peak_gflops", "peak_fraction",
+    "peak_memory_bytes", "agreement", "agreement_tolerance", "agrees", "test_accuracy",
+    "time_to_accuracy_s", "first_epoch_s", "has_losses", "kernels", "jit",
+)
+
+INTEGER_COLUMNS = ("threads", "diverged_at", "rounds", "loop_steps", "peak_memory_bytes")
+
+
+@dataclass
+class Collection:
+    """Everything the report reads, merged from all files."""
+
+    documents: list
+    labels: list  # one unique machine label per document, same order
+    frame: pd.DataFrame  # one row per entry, columns COLUMNS
+    losses: dict = field(default_factory=dict)  # row -> list of float|None
+    epochs: dict = field(default_factory=dict)  # row -> list of epoch dicts
+    sizes: dict = field(default_factory=dict)  # row -> size dict
+    references: dict = field(default_factory=dict)  # (machine, workload, size_key) -> {dtype: losses}
+
+    @property
+    def machines(self):
+        """(label, machine dict, document) for every file, in the order given."""
+        return [(label, doc["machine"], doc) for label, doc in zip(self.labels, self.documents)]
+
+    def machine(self, label):
+        return self.documents[self.labels.index(label)]["machine"]
+
+
+def path_suffix(source, depth):
+    """The last `depth` parts of a file's path: results.json, run1/results.json, ..."""
+    parts = os.path.normpath(source).replace("\\", "/").split("/")
+    return "/".join(parts[-depth:])
+
+
+def machine_labels(documents):
+    """Unique labels: the machine's name, then enough of the file's path, then a counter."""
+    names = [one_line(doc["machine"]["name"], 200) for doc in documents]
+    suffixes = {}
+    for name in set(names):
+        sources = [doc["source"] for doc, other in zip(documents, names) if other == name]
+        if len(sources) == 1:
+            continue
+        for depth in (1, 2, 3):
+            if len({path_suffix(source, depth) for source in sources}) == len(sources) or depth == 3:
+                break
+        suffixes[name] = depth
+    labels = []
+    for name, doc in zip(names, documents):
+        label = name
+        if name in suffixes:
+            label = f"{name} ({one_line(path_suffix(doc['source'], suffixes[name]), 120)})"
+        candidate, counter = label, 2
+        while candidate in labels:
+            candidate = f"{label} #{counter}"
+            counter += 1
+        labels.append(candidate)
+    return labels
+
+
+def size_label(size):
+    """64×1000×100×10 for the two-layer sizes, else k=v pairs."""
+    if tuple(size) == TWO_LAYER_SIZE:
+        return "×".join(str(size[key]) for key in TWO_LAYER_SIZE)
+    if not size:
+        return "?"
+    return " ".join(f"{key}={value}" for key, value in size.items())
+
+
+def two_layer_flops(size):
+    """FLOPs of one training step, as implementations.problem.Problem counts them."""
+    if not all(key in size for key in TWO_LAYER_SIZE):
+        return None
+    N, D_in, H, D_out = (size[key] for key in TWO_LAYER_SIZE)
+    forward = 2 * N * D_in * H + 2 * N * H * D_out
+    backward = 2 * (2 * N * H * D_out) + 2 * N * D_in * H
+    return forward + backward
+
+
+def ratio(numerator, denominator):
+    """numerator / denominator, or None when either is missing or the result is not finite."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    try:
+        value = numerator / denominator
+    except (OverflowError, ZeroDivisionError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def text_or_none(x):
+    """A short printable form of a scalar from an entry's free-form extra, else None."""
+    if x is None or isinstance(x, (dict, list)):
+        return None
+    return one_line(x, 200)
+
+
+def merge(documents):
+    """A Collection of the normalized documents."""
+    labels = machine_labels(documents)
+    rows, losses, epochs, sizes, references = [], {}, {}, {}, {}
+    for label, doc in zip(labels, documents):
+        peaks = doc["machine"]["peak_gflops"]
+        for reference in doc["references"]:
+            key = (label, reference["workload"], size_label(reference["size"]))
+            references.setdefault(key, {})[reference["dtype"]] = reference["losses"]
+        for entry in doc["results"]:
+            row = len(rows)
+            timing = entry["step_time"] or {}
+            size = entry["size"]
+            flops = entry["flops_per_step"]
+            if flops is None and entry["workload"] == "two_layer":
+                flops = two_layer_flops(size)
+            flops = float(flops) if flops else None
+            median = timing.get("median")
+            gflops = entry["gflops"]
+            if gflops is None and flops and median and entry["status"] == "ok":
+                gflops = ratio(flops, median * 1e9)
+            peak = peaks.get(entry["device"])
+            peak_fraction = entry["peak_fraction"]
+            if peak_fraction is None:
+                peak_fraction = ratio(gflops, peak)
+            rows.append(
+                {
+                    "row": row,
+                    "machine": label,
+                    "source": doc["source"],
+                    "workload": entry["workload"],
+                    "implementation": entry["implementation"],
+                    "framework": entry["framework"],
+                    "backend": entry["backend"],
+                    "device": entry["device"],
+                    "dtype": entry["dtype"],
+                    "threads": entry["threads"],
+                    "size_label": size_label(size),
+                    "size_key": (flops or 0, size_label(size)),
+                    "flops": flops,
+                    "status": entry["status"],
+                    "reason": entry["reason"],
+                    "diverged_at": entry["diverged_at"],
+                    "median": median,
+                    "iqr": timing.get("iqr"),
+                    "min": timing.get("min"),
+                    "max": timing.get("max"),
+                    "mean": timing.get("mean"),
+                    "stddev": timing.get("stddev"),
+                    "rounds": timing.get("rounds"),
+                    "unstable": bool(entry["unstable"]),
+                    "first_step_s": entry["first_step_s"],
+                    "loop_time_s": entry["loop_time_s"],
+                    "loop_steps": entry["loop_steps"],
+                    "loop_per_step": ratio(entry["loop_time_s"], entry["loop_steps"]),
+                    "gflops": gflops,
+                    "peak_gflops": peak,
+                    "peak_fraction": peak_fraction,
+                    "peak_memory_bytes": entry["peak_memory_bytes"],
+                    "agreement": entry["agreement"],
+                    "agreement_tolerance": entry["agreement_tolerance"],
+                    "agrees": entry["agrees"],
+                    "test_accuracy": entry["test_accuracy"],
+                    "time_to_accuracy_s": entry["time_to_accuracy_s"],
+                    "first_epoch_s": entry["first_epoch_s"],
+                    "has_losses": bool(entry["losses"]),
+                    "kernels": text_or_none(entry["extra"].get("kernels")),
+                    "jit": text_or_none(entry["extra"].get("jit_compile", entry["extra"].get("compile"))),
+                }
+            )
+            losses[row] = entry["losses"]
+            epochs[row] = entry["epochs"]
+            sizes[row] = size
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = frame.astype({"unstable": bool, "has_losses": bool, "flops": float,
+                          **{column: "Int64" for column in INTEGER_COLUMNS}})
+    return Collection(documents, labels, frame, losses, epochs, sizes, references)
+
+
+def value(x):
+    """A frame cell as a plain Python value: None for missing."""
+    if x is None:
+        return None
+    try:
+        if pd.isna(x):
+            return None
+    except (TypeError, ValueError):
+        return x
+    if hasattr(x, "item"):
+        return x.item()
+    return x

@@ -1,0 +1,566 @@
+"""The report's tables, built with pandas.
+
+Each table keeps two DataFrames with the same rows: `data`, the raw values
+written to CSV (seconds as seconds, bytes as bytes), and `display`, the same
+rows formatted for people, which the HTML and Markdown show. A table can be
+faceted by machine: one HTML table per machine, one CSV for all.
+"""
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from reports import formatting as fmt
+from reports.merge import value
+
+DIGITS = "digits"
+DEVICE_ORDER = {"cpu": 0, "cuda": 1}
+
+
+@dataclass
+class Table:
+    name: str  # CSV file stem and HTML id
+    title: str
+    data: pd.DataFrame  # raw values, for CSV
+    display: pd.DataFrame  # formatted strings, same rows
+    classes: list = field(default_factory=list)  # one CSS class string per row
+    facet: str | None = None  # display column that splits the HTML into one table per value
+    note: str = ""
+
+    def parts(self):
+        """[(heading or None, columns, [(css class, cells)])] for the templates."""
+        rows = list(zip(self.classes or [""] * len(self.display), self.display.itertuples(index=False)))
+        columns = list(self.display.columns)
+        if not self.facet or self.facet not in columns:
+            return [(None, columns, [(css, list(cells)) for css, cells in rows])]
+        position = columns.index(self.facet)
+        kept = columns[:position] + columns[position + 1 :]
+        parts, order = {}, []
+        for css, cells in rows:
+            cells = list(cells)
+            heading = cells[position]
+            if heading not in parts:
+                parts[heading] = []
+                order.append(heading)
+            parts[heading].append((css, cells[:position] + cells[position + 1 :]))
+        return [(heading, kept, parts[heading]) for heading in order]
+
+    @property
+    def empty(self):
+        return self.display.empty
+
+
+def ordered(frame, labels):
+    """Rows sorted by machine, workload, device, size, dtype; ok rows fastest first."""
+    if frame.empty:
+        return frame
+    keys = pd.DataFrame(
+        {
+            "machine": frame["machine"].map(lambda label: labels.index(label) if label in labels else len(labels)),
+            "device": frame["device"].map(lambda device: (DEVICE_ORDER.get(device, 2), device)),
+            "flops": frame["flops"].map(lambda x: value(x) or 0),
+            "not_ok": frame["status"] != "ok",
+            "median": frame["median"].map(lambda x: value(x) if value(x) is not None else float("inf")),
+        },
+        index=frame.index,
+    )
+    frame = frame.assign(**{f"_{key}": column for key, column in keys.items()})
+    frame = frame.sort_values(
+        ["_machine", "workload", "_device", "_flops", "size_label", "dtype", "_not_ok", "_median", "implementation"],
+        kind="stable",
+    )
+    return frame.drop(columns=[f"_{key}" for key in keys])
+
+
+GROUP = ["machine", "workload", "device", "size_label", "dtype"]
+
+
+def with_group_ratios(frame):
+    """Add each row's ratio to the fastest ok row of its group."""
+    frame = frame.copy()
+    fastest = frame[frame["status"] == "ok"].groupby(GROUP, sort=False)["median"].min()
+    frame["fastest_s"] = [
+        value(fastest.get(tuple(row), None)) for row in frame[GROUP].itertuples(index=False)
+    ]
+    frame["ratio"] = [
+        None if value(m) is None or value(f) is None or value(f) == 0 else value(m) / value(f)
+        for m, f in zip(frame["median"], frame["fastest_s"])
+    ]
+    return frame
+
+
+def group_starts(frame):
+    """CSS classes: "group-start" where a new comparison group begins, plus row status."""
+    classes, previous = [], None
+    for row in frame.itertuples(index=False):
+        key = tuple(getattr(row, column) for column in GROUP)
+        css = []
+        if key != previous:
+            css.append("group-start")
+        previous = key
+        if row.status != "ok":
+            css.append("status-" + {"n/a": "na"}.get(row.status, row.status))
+        if row.unstable:
+            css.append("unstable")
+        classes.append(" ".join(css))
+    return classes
+
+
+def step_cell(median, unstable):
+    text = fmt.seconds(median)
+    return text + " ±" if unstable and text != fmt.MISSING else text
+
+
+def notes(row):
+    parts = []
+    if row["status"] != "ok":
+        parts.append(fmt.status_text(row["status"], row["reason"], row["diverged_at"]))
+    if row["unstable"] and value(row["iqr"]) is not None and value(row["median"]):
+        parts.append(f"unstable: IQR {100 * row['iqr'] / row['median']:.0f}% of median")
+    elif row["unstable"]:
+        parts.append("unstable")
+    return "; ".join(parts)
+
+
+def first_step_cell(first, median):
+    text = fmt.seconds(first)
+    first, median = value(first), value(median)
+    if first is not None and median:
+        text += f" ({fmt.times(first / median)})"
+    return text
+
+
+def multi(collection, column):
+    """Whether a column has more than one value (otherwise it is left out of the display)."""
+    return collection.frame[column].nunique(dropna=False) > 1
+
+
+# ----------------------------------------------------------------------------
+# Two-layer (and any non-digits) tables
+# ----------------------------------------------------------------------------
+
+
+def summary_data(frame, lines_of_code):
+    loc = [lines_of_code.get(w, {}).get(i) for w, i in zip(frame["workload"], frame["implementation"])]
+    return pd.DataFrame(
+        {
+            "machine": frame["machine"],
+            "workload": frame["workload"],
+            "device": frame["device"],
+            "size": frame["size_label"],
+            "dtype": frame["dtype"],
+            "implementation": frame["implementation"],
+            "framework": frame["framework"],
+            "backend": frame["backend"],
+            "status": frame["status"],
+            "detail": [fmt.status_text(s, r, d) if s != "ok" else "" for s, r, d in
+                       zip(frame["status"], frame["reason"], frame["diverged_at"])],
+            "median_step_s": frame["median"],
+            "ratio_to_fastest": frame["ratio"],
+            "gflops": frame["gflops"],
+            "peak_fraction": frame["peak_fraction"],
+            "first_step_s": frame["first_step_s"],
+            "peak_memory_bytes": frame["peak_memory_bytes"],
+            "agreement": frame["agreement"],
+            "agreement_tolerance": frame["agreement_tolerance"],
+            "agrees": frame["agrees"],
+            "unstable": frame["unstable"],
+            "lines_of_code": loc,
+        }
+    )
+
+
+def collapse_unavailable(frame):
+    """One row for a group whose runs are all n/a for the same reason ("all 6: ...")."""
+    keep, names = [], {}
+    for _, group in frame.groupby(GROUP, sort=False):
+        reasons = group["reason"].map(value)
+        if len(group) > 1 and (group["status"] == "n/a").all() and reasons.nunique(dropna=False) == 1:
+            keep.append(group.index[0])
+            names[group.index[0]] = f"all {len(group)}: " + ", ".join(group["implementation"])
+        else:
+            keep.extend(group.index)
+    frame = frame.loc[keep].copy()
+    for index, name in names.items():
+        frame.loc[index, "implementation"] = name
+    return frame
+
+
+def summary_table(collection, lines_of_code):
+    """The top table. Its CSV keeps every run; the page folds groups that are all n/a for one reason."""
+    frame = collection.frame[collection.frame["workload"] != DIGITS]
+    frame = with_group_ratios(ordered(frame, collection.labels))
+    data = summary_data(frame, lines_of_code)
+    frame = collapse_unavailable(frame)
+    loc = [lines_of_code.get(w, {}).get(i) for w, i in zip(frame["workload"], frame["implementation"])]
+    display = pd.DataFrame(
+        {
+            "Machine": frame["machine"],
+            "Workload": frame["workload"],
+            "Device": frame["device"],
+            "Size": frame["size_label"],
+            "Dtype": frame["dtype"],
+            "Implementation": frame["implementation"],
+            "Step (median)": [step_cell(m, u) if s == "ok" else s for m, u, s in
+                              zip(frame["median"], frame["unstable"], frame["status"])],
+            "vs fastest": [ratio_cell(r, s) for r, s in zip(frame["ratio"], frame["status"])],
+            "GFLOP/s": [fmt.rate(x) for x in frame["gflops"]],
+            "Share of peak": [fmt.percent(x) for x in frame["peak_fraction"]],
+            "First step": [first_step_cell(f, m) for f, m in zip(frame["first_step_s"], frame["median"])],
+            "Peak memory": [fmt.memory(x) for x in frame["peak_memory_bytes"]],
+            "Agreement": [fmt.agreement_text(a, g, t) if h or value(a) is not None else "n/a"
+                          for a, g, t, h in zip(frame["agrees"], frame["agreement"],
+                                                frame["agreement_tolerance"], frame["has_losses"])],
+            "LOC": [fmt.general(x) for x in loc],
+            "Notes": [notes(row) for _, row in frame.iterrows()],
+        }
+    )
+    if frame["workload"].nunique() <= 1:
+        display = display.drop(columns=["Workload"])
+    return Table(
+        "summary", "Summary: fastest per device, size and dtype", data, display, group_starts(frame),
+        facet="Machine",
+        note="Within each group (device, size, dtype) rows run fastest first; “vs fastest” is the ratio of "
+             "median step times. ± marks an unstable timing (IQR over 10% of the median). First step "
+             "includes tracing, compilation and start-up; in brackets, its ratio to a steady step.",
+    )
+
+
+def ratio_cell(ratio, status):
+    if status != "ok":
+        return fmt.MISSING
+    ratio = value(ratio)
+    if ratio is None:
+        return fmt.MISSING
+    return "fastest" if ratio == 1.0 else fmt.times(ratio)
+
+
+def timing_table(collection):
+    frame = ordered(collection.frame[collection.frame["workload"] != DIGITS], collection.labels)
+    columns = ["machine", "workload", "device", "size_label", "dtype", "implementation", "status", "median",
+               "iqr", "min", "max", "mean", "stddev", "rounds", "unstable", "first_step_s", "loop_time_s",
+               "loop_steps", "loop_per_step", "flops", "gflops", "peak_gflops", "peak_fraction"]
+    data = frame[columns].rename(columns={"size_label": "size", "median": "median_s", "iqr": "iqr_s",
+                                          "min": "min_s", "max": "max_s", "mean": "mean_s", "stddev": "stddev_s",
+                                          "loop_per_step": "loop_per_step_s", "flops": "flops_per_step"})
+    display = pd.DataFrame(
+        {
+            "Machine": frame["machine"],
+            "Device": frame["device"],
+            "Size": frame["size_label"],
+            "Dtype": frame["dtype"],
+            "Implementation": frame["implementation"],
+            "Median": [step_cell(m, u) if s == "ok" else fmt.status_text(s, r, d) for m, u, s, r, d in
+                       zip(frame["median"], frame["unstable"], frame["status"], frame["reason"],
+                           frame["diverged_at"])],
+            "IQR": [fmt.seconds(x) for x in frame["iqr"]],
+            "Min": [fmt.seconds(x) for x in frame["min"]],
+            "Mean ± sd": [mean_sd(m, s) for m, s in zip(frame["mean"], frame["stddev"])],
+            "Rounds": [fmt.general(x) for x in frame["rounds"]],
+            "Loop (per step)": [loop_cell(p, n) for p, n in zip(frame["loop_per_step"], frame["loop_steps"])],
+            "GFLOP/s": [fmt.rate(x) for x in frame["gflops"]],
+            "Share of peak": [fmt.percent(x) for x in frame["peak_fraction"]],
+            "First step": [fmt.seconds(x) for x in frame["first_step_s"]],
+        }
+    )
+    return Table(
+        "timing", "Timing, every run", data, display, group_starts(frame), facet="Machine",
+        note="Per-step times are synchronized each step (the loss is copied to the host); the loop column "
+             "is a training loop that syncs once at the end, divided by its number of steps.",
+    )
+
+
+def mean_sd(mean, stddev):
+    if value(mean) is None:
+        return fmt.MISSING
+    return f"{fmt.seconds(mean)} ± {fmt.seconds(stddev)}" if value(stddev) is not None else fmt.seconds(mean)
+
+
+def loop_cell(per_step, steps):
+    if value(per_step) is None:
+        return fmt.MISSING
+    return f"{fmt.seconds(per_step)} ({fmt.general(steps)} steps)"
+
+
+def machines_table(collection):
+    """One column per machine: the median step time of each case (only with several machines)."""
+    frame = ordered(collection.frame, collection.labels)
+    if frame.empty:
+        return None
+    index = ["workload", "device", "size_label", "dtype", "implementation"]
+    machines = [label for label in collection.labels if label in set(frame["machine"])]
+    medians, cells, keys = {}, {}, []
+    for row in frame.itertuples(index=False):
+        key = tuple(getattr(row, column) for column in index)
+        if key not in cells:
+            cells[key], medians[key] = {}, {}
+            keys.append(key)
+        if row.machine in cells[key]:
+            continue
+        medians[key][row.machine] = value(row.median)
+        if row.status != "ok":
+            cells[key][row.machine] = fmt.status_text(row.status, row.reason, row.diverged_at)
+        else:
+            cells[key][row.machine] = step_cell(row.median, row.unstable)
+    header = ["workload", "device", "size", "dtype", "implementation"] + machines
+    data = pd.DataFrame([list(key) + [medians[key].get(m) for m in machines] for key in keys], columns=header)
+    display = pd.DataFrame(
+        [list(key) + [cells[key].get(m, "not in this file") for m in machines] for key in keys],
+        columns=["Workload", "Device", "Size", "Dtype", "Implementation"] + machines,
+    )
+    return Table(
+        "machines", "Median step time on each machine", data, display, [""] * len(display),
+        note="One column per machine; a case one file does not contain reads “not in this file”.",
+    )
+
+
+def agreement_table(collection):
+    frame = collection.frame
+    compared = frame["has_losses"] & (frame["agreement"].notna() | frame["agrees"].notna() | (frame["status"] != "ok"))
+    frame = ordered(frame[compared], collection.labels)
+    final = [last_loss(collection.losses[row]) for row in frame["row"]]
+    data = pd.DataFrame(
+        {
+            "machine": frame["machine"], "workload": frame["workload"], "device": frame["device"],
+            "size": frame["size_label"], "dtype": frame["dtype"], "implementation": frame["implementation"],
+            "status": frame["status"], "steps": [len(collection.losses[row]) for row in frame["row"]],
+            "final_loss": final, "agreement": frame["agreement"],
+            "agreement_tolerance": frame["agreement_tolerance"], "agrees": frame["agrees"],
+        }
+    )
+    display = pd.DataFrame(
+        {
+            "Machine": frame["machine"], "Workload": frame["workload"], "Device": frame["device"],
+            "Size": frame["size_label"], "Dtype": frame["dtype"], "Implementation": frame["implementation"],
+            "Steps": [fmt.general(x) for x in data["steps"]],
+            "Final loss": [fmt.general(x, 6) for x in final],
+            "Max rel. difference": [fmt.scientific(x) for x in frame["agreement"]],
+            "Tolerance": [fmt.scientific(x) for x in frame["agreement_tolerance"]],
+            "Verdict": [verdict(s, a, r, d) for s, a, r, d in
+                        zip(frame["status"], frame["agrees"], frame["reason"], frame["diverged_at"])],
+        }
+    )
+    if display["Workload"].nunique() <= 1:
+        display = display.drop(columns=["Workload"])
+    classes = ["" if v == "agrees" else "status-failed" if v == "differs" else "status-na"
+               for v in display["Verdict"]]
+    return Table(
+        "agreement", "Agreement with the float64 reference", data, display, classes, facet="Machine",
+        note="Max rel. difference: the largest |loss − reference| / |reference| over the compared steps.",
+    )
+
+
+def verdict(status, agrees, reason, diverged_at):
+    if status != "ok":
+        return fmt.status_text(status, reason, diverged_at)
+    agrees = value(agrees)
+    return "n/a" if agrees is None else "agrees" if agrees else "differs"
+
+
+def last_loss(losses):
+    finite = [x for x in losses if x is not None]
+    return finite[-1] if finite else None
+
+
+def status_table(collection):
+    frame = ordered(collection.frame[collection.frame["status"] != "ok"], collection.labels)
+    details = [fmt.status_text(s, r, d) for s, r, d in zip(frame["status"], frame["reason"], frame["diverged_at"])]
+    data = pd.DataFrame(
+        {
+            "machine": frame["machine"], "workload": frame["workload"], "device": frame["device"],
+            "size": frame["size_label"], "dtype": frame["dtype"], "implementation": frame["implementation"],
+            "status": frame["status"], "reason": frame["reason"], "diverged_at": frame["diverged_at"],
+        }
+    )
+    display = pd.DataFrame(
+        {
+            "Machine": frame["machine"], "Workload": frame["workload"], "Device": frame["device"],
+            "Size": frame["size_label"], "Dtype": frame["dtype"], "Implementation": frame["implementation"],
+            "Status": frame["status"], "Detail": details,
+        }
+    )
+    classes = ["status-" + {"n/a": "na"}.get(s, s) for s in frame["status"]]
+    return Table(
+        "not_ok", "Runs that did not complete: skipped (n/a), diverged or failed", data, display, classes,
+        facet="Machine",
+    )
+
+
+# ----------------------------------------------------------------------------
+# Digits
+# ----------------------------------------------------------------------------
+
+
+def digits_table(collection, lines_of_code):
+    frame = collection.frame[collection.frame["workload"] == DIGITS]
+    if frame.empty:
+        return None
+    frame = ordered(frame.assign(median=frame["time_to_accuracy_s"]).assign(step_median=frame["median"]),
+                    collection.labels)
+    later = [later_epochs_median(collection.epochs[row]) for row in frame["row"]]
+    loc = [lines_of_code.get(DIGITS, {}).get(name) for name in frame["implementation"]]
+    data = pd.DataFrame(
+        {
+            "machine": frame["machine"], "device": frame["device"], "dtype": frame["dtype"],
+            "implementation": frame["implementation"], "framework": frame["framework"],
+            "backend": frame["backend"], "status": frame["status"], "reason": frame["reason"],
+            "test_accuracy": frame["test_accuracy"], "time_to_accuracy_s": frame["time_to_accuracy_s"],
+            "first_epoch_s": frame["first_epoch_s"], "later_epoch_median_s": later,
+            "epochs": [len(collection.epochs[row]) for row in frame["row"]],
+            "step_median_s": frame["step_median"], "lines_of_code": loc,
+        }
+    )
+    display = pd.DataFrame(
+        {
+            "Machine": frame["machine"], "Device": frame["device"], "Dtype": frame["dtype"],
+            "Implementation": frame["implementation"],
+            "Test accuracy": [fmt.percent(x) if s == "ok" else fmt.status_text(s, r, d) for x, s, r, d in
+                              zip(frame["test_accuracy"], frame["status"], frame["reason"], frame["diverged_at"])],
+            "Time to accuracy": [fmt.seconds(x) for x in frame["time_to_accuracy_s"]],
+            "First epoch": [fmt.seconds(x) for x in frame["first_epoch_s"]],
+            "Later epochs (median)": [fmt.seconds(x) for x in later],
+            "Epochs": [fmt.general(x) for x in data["epochs"]],
+            "Step (median)": [step_cell(m, u) for m, u in zip(frame["step_median"], frame["unstable"])],
+            "LOC": [fmt.general(x) for x in loc],
+        }
+    )
+    classes = ["" if s == "ok" else "status-" + {"n/a": "na"}.get(s, s) for s in frame["status"]]
+    return Table(
+        "digits", "Digits: accuracy and time", data, display, classes, facet="Machine",
+        note="Rows run fastest first by time to accuracy. The first epoch includes tracing and compilation.",
+    )
+
+
+def later_epochs_median(epochs):
+    times = [epoch["time_s"] for epoch in epochs[1:] if epoch["time_s"] is not None]
+    return float(pd.Series(times).median()) if times else None
+
+
+# ----------------------------------------------------------------------------
+# Code and environment
+# ----------------------------------------------------------------------------
+
+
+def code_table(sections):
+    rows = []
+    for section in sections:
+        for column in section.columns:
+            rows.append(
+                {
+                    "workload": section.workload, "module": column.module,
+                    "implementations": ", ".join(column.names), "framework": column.framework,
+                    "lines_of_code": column.lines_of_code,
+                    "lines_differing_from_base": column.changed if column.module != section.base else None,
+                    "base": section.base,
+                }
+            )
+    data = pd.DataFrame(rows, columns=["workload", "module", "implementations", "framework", "lines_of_code",
+                                       "lines_differing_from_base", "base"])
+    display = pd.DataFrame(
+        {
+            "Workload": data["workload"], "Module": data["module"], "Registered as": data["implementations"],
+            "Framework": data["framework"], "Lines of code": [fmt.general(x) for x in data["lines_of_code"]],
+            "Code lines not in the base": [fmt.general(x) if value(x) is not None else "(base)"
+                                           for x in data["lines_differing_from_base"]],
+        }
+    )
+    return Table(
+        "lines_of_code", "Lines of code", data, display, [""] * len(display),
+        note="Lines of code leave out blank lines, comments and docstrings (counted with tokenize and ast).",
+    )
+
+
+def blas_owner(filepath):
+    """The Python package a shared library ships in: numpy for .../numpy.libs/libopenblas.so."""
+    if not filepath:
+        return "unknown"
+    parts = filepath.replace("\\", "/").split("/")
+    for index, part in enumerate(parts[:-1]):
+        if part in ("site-packages", "dist-packages"):
+            name = parts[index + 1]
+            return name[: -len(".libs")] if name.endswith(".libs") else name
+    return parts[-1]
+
+
+def blas_text(library):
+    bits = [library.get("internal_api") or library.get("user_api") or "?"]
+    if library.get("version"):
+        bits.append(library["version"])
+    details = []
+    if library.get("architecture"):
+        details.append(f"{library['architecture']} kernel")
+    if library.get("num_threads") is not None:
+        details.append(f"{library['num_threads']} threads")
+    if library.get("threading_layer"):
+        details.append(library["threading_layer"])
+    return " ".join(bits) + (f" ({', '.join(details)})" if details else "")
+
+
+def environment_rows(label, machine, document):
+    gpu = machine["gpu"]
+    config = document["config"] if isinstance(document["config"], dict) else {}
+    rows = {
+        "File": document["source"],
+        "Format": document["tool"] or document["format"],
+        "Created": document["created"],
+        "OS": " ".join(filter(None, (machine["system"], machine["release"]))) or None,
+        "Architecture": machine["arch"],
+        "CPU": machine["cpu"] + (f" ({machine['cpu_count']} logical cores)" if machine["cpu_count"] else "")
+        if machine["cpu"] else (f"{machine['cpu_count']} logical cores" if machine["cpu_count"] else None),
+        "GPU": gpu_text(gpu),
+        "Python": machine["python"],
+    }
+    for name, version in machine["frameworks"].items():
+        rows[f"Version: {name}"] = version
+    for library in machine["blas"]:
+        rows[f"Library: {blas_owner(library.get('filepath'))} · {library.get('user_api') or '?'}"] = blas_text(library)
+    for key, setting in machine["threads"].items():
+        rows[f"Threads: {key}"] = setting
+    for key, setting in machine["env"].items():
+        rows[f"Env: {key}"] = setting
+    rows["TF32 allowed"] = machine["tf32"]
+    for device, peak in machine["peak_gflops"].items():
+        rows[f"Measured peak, {device} (GFLOP/s)"] = peak
+    rows["Commit"] = machine["commit"]
+    for key in ("threads", "steps", "quick", "devices", "dtypes", "tf32", "seed", "warmup"):
+        if key in config:
+            rows[f"Run setting: {key}"] = config[key]
+    return rows
+
+
+def gpu_text(gpu):
+    if gpu is None:
+        return "none"
+    bits = [gpu.get("name") or "unknown GPU"]
+    if gpu.get("memory_bytes"):
+        bits.append(fmt.memory(gpu["memory_bytes"]))
+    if gpu.get("driver"):
+        bits.append(f"driver {gpu['driver']}")
+    if gpu.get("cuda"):
+        bits.append(f"CUDA {gpu['cuda']}")
+    return ", ".join(bits)
+
+
+def environment_table(collection):
+    columns = [(label, environment_rows(label, machine, doc)) for label, machine, doc in collection.machines]
+    keys = list(dict.fromkeys(key for _, rows in columns for key in rows))
+    labels = [label for label, _ in columns]
+
+    def show(cell):
+        cell = value(cell)
+        if isinstance(cell, (list, tuple)):
+            return ", ".join(fmt.text(item) for item in cell)
+        if isinstance(cell, dict):
+            return ", ".join(f"{key}={fmt.text(item)}" for key, item in cell.items())
+        return fmt.general(cell)
+
+    def raw(cell):
+        if isinstance(cell, (list, tuple, dict)):
+            return show(cell)
+        return cell
+
+    data = pd.DataFrame([[key] + [raw(rows.get(key)) for _, rows in columns] for key in keys],
+                        columns=["field"] + labels)
+    display = pd.DataFrame([[key] + [show(rows.get(key)) for _, rows in columns] for key in keys],
+                           columns=[""] + labels)
+    return Table("environment", "Environment, per machine", data, display, [""] * len(display))

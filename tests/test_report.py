@@ -1,0 +1,427 @@
+"""The comparison report: files, contents, merge of machines, Markdown, escaping, CLI."""
+
+import base64
+import csv
+import io
+import json
+import os
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+import implementations
+from reports import build, code, markdown
+from reports.build import OutputError, build_report
+from reports.cli import main
+from reports.merge import machine_labels, merge
+from reports.schema import parse_results
+from tests.test_report_data import TUTORIAL, make_benchmark_json, make_document, write
+
+EVIL_MACHINE = "<script>window.__pwned = true</script>"
+EVIL_IMPLEMENTATION = '<img src=x onerror="window.__pwned = true">|pipe'
+FORMULA = "=HYPERLINK(\"http://example.invalid\")"
+
+
+class Page(HTMLParser):
+    """Collects the tags and attributes of a page."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.tags, self.attributes, self.text = [], [], []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attributes):
+        self.tags.append(tag)
+        self.attributes += [(tag, name, value or "") for name, value in attributes]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One report from three files: a CPU machine, a GPU machine and raw pytest-benchmark JSON."""
+    folder = tmp_path_factory.mktemp("report")
+    documents = {"cpu.json": make_document("ci-box"), "gpu.json": make_document("gpu-box", gpu=True, speed=1.3),
+                 "bench.json": make_benchmark_json()}
+    paths = [write(folder, name, document) for name, document in documents.items()]
+    out = folder / "out"
+    index = build_report(paths, out, formats=("html", "markdown"))
+    return {"out": out, "index": index, "html": index.read_text(encoding="utf-8"), "documents": documents,
+            "markdown": (out / "report.md").read_text(encoding="utf-8")}
+
+
+# ----------------------------------------------------------------------------
+# Files and self-containment
+# ----------------------------------------------------------------------------
+
+
+def test_writes_page_markdown_and_a_csv_per_table(built):
+    names = sorted(path.name for path in built["out"].iterdir())
+    assert names == ["agreement.csv", "digits.csv", "environment.csv", "index.html", "lines_of_code.csv",
+                     "machines.csv", "not_ok.csv", "report.md", "summary.csv", "timing.csv"]
+    page = Page(built["html"])
+    linked = {value for tag, name, value in page.attributes if tag == "a" and name == "href" and value.endswith(".csv")}
+    assert linked == {name for name in names if name.endswith(".csv")}
+    assert oct(os.stat(built["index"]).st_mode & 0o044) == oct(0o044)  # readable by others, like any report
+
+
+def test_page_is_self_contained(built):
+    page = Page(built["html"])
+    for tag, name, value in page.attributes:
+        if name in ("src", "href"):
+            assert not value.lower().startswith(("http:", "https:", "//")), (tag, value)
+    sources = [value for tag, name, value in page.attributes if tag == "img" and name == "src"]
+    assert sources and all(value.startswith("data:image/png;base64,") for value in sources)
+    assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
+    assert "default-src 'none'; img-src data:" in built["html"]  # a CSP: no network, no script
+
+
+def test_every_figure_is_a_real_png(built):
+    page = Page(built["html"])
+    sources = [value for tag, name, value in page.attributes if tag == "img" and name == "src"]
+    for source in sources:
+        image = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
+        image.verify()
+        assert image.size[0] > 400 and image.size[1] > 150
+
+
+def test_one_loss_figure_per_group_with_curves(built):
+    groups = set()
+    for document in built["documents"].values():
+        for entry in document.get("results", []):
+            if entry["losses"] and entry["workload"] == "two_layer":
+                groups.add((document["machine"]["name"], entry["device"], entry["dtype"],
+                            tuple(entry["size"].values())))
+    assert built["html"].count('id="loss-') == len(groups)
+    assert built["html"].count('id="sweep-') == 2  # the two machines with a size sweep
+    assert built["html"].count('id="digits-') == 2
+    assert built["html"].count('id="timing-') == 5  # per machine and dtype
+
+
+# ----------------------------------------------------------------------------
+# The numbers
+# ----------------------------------------------------------------------------
+
+
+def test_summary_ratios_match_an_independent_computation(built):
+    rows = read_csv(built["out"] / "summary.csv")
+    fastest = {}
+    for name, document in built["documents"].items():
+        entries = document.get("results") or []
+        for entry in entries:
+            if entry["status"] == "ok" and entry["workload"] == "two_layer":
+                key = (entry["device"], "×".join(str(v) for v in entry["size"].values()), entry["dtype"])
+                fastest.setdefault(document["machine"]["name"], {}).setdefault(key, []).append(
+                    entry["step_time"]["median"])
+    bench = make_benchmark_json()
+    for benchmark in bench["benchmarks"]:
+        if benchmark["extra_info"].get("view") == "loop":
+            continue  # a whole loop per call: it becomes the step benchmark's loop time
+        fastest.setdefault("bench-box", {}).setdefault(("cpu", "64×1000×100×10", "float32"), []).append(
+            benchmark["stats"]["median"])
+    checked = 0
+    for row in rows:
+        if row["status"] != "ok":
+            assert row["ratio_to_fastest"] == ""
+            continue
+        best = min(fastest[row["machine"]][(row["device"], row["size"], row["dtype"])])
+        assert float(row["ratio_to_fastest"]) == pytest.approx(float(row["median_step_s"]) / best)
+        checked += 1
+    assert checked > 40
+
+
+def test_summary_names_the_fastest_and_keeps_every_run(built):
+    document = built["documents"]["cpu.json"]
+    tutorial_f32 = [e for e in document["results"] if e["status"] == "ok" and e["device"] == "cpu"
+                    and e["dtype"] == "float32" and e["size"] == TUTORIAL]
+    winner = min(tutorial_f32, key=lambda e: e["step_time"]["median"])["implementation"]
+    assert f"cpu, float32, 64×1000×100×10: {winner} is fastest" in built["html"]
+    rows = read_csv(built["out"] / "summary.csv")
+    documents = [built["documents"]["cpu.json"], built["documents"]["gpu.json"],
+                 parse_results(json.dumps(built["documents"]["bench.json"]), "bench.json")]
+    two_layer = [e for doc in documents for e in doc["results"] if e["workload"] == "two_layer"]
+    assert len(rows) == len(two_layer)
+
+
+def test_runs_that_did_not_complete_have_rows(built):
+    rows = read_csv(built["out"] / "not_ok.csv")
+    expected = [(d["machine"]["name"], e["implementation"], e["status"]) for d in
+                (built["documents"]["cpu.json"], built["documents"]["gpu.json"]) for e in d["results"]
+                if e["status"] != "ok"]
+    assert sorted((r["machine"], r["implementation"], r["status"]) for r in rows) == sorted(expected)
+    html = built["html"]
+    assert "diverged at step 12: loss became inf at step 12" in html
+    assert "failed: RuntimeError: XLA compilation failed" in html
+    assert "n/a: no CUDA device" in html
+    # The summary folds a group that is n/a throughout into one row that names every implementation.
+    assert "all 6: " in html
+
+
+def test_unstable_timing_is_marked(built):
+    rows = read_csv(built["out"] / "summary.csv")
+    unstable = [r for r in rows if r["unstable"] == "True"]
+    assert unstable and all(r["implementation"] == "torch_nn" for r in unstable)
+    assert "540 µs ±" in built["html"]  # torch_nn, cpu, float64 on ci-box
+    assert "unstable: IQR 25% of median" in built["html"]
+
+
+def test_findings_explain_with_measured_values(built):
+    html = built["html"]
+    assert "Keras compiles train_on_batch with its backend on the first call" in html
+    assert "the fastest GPU run overtakes the fastest CPU run from 256×1000×400×10 on" in html
+    assert "20 of 20 runs with loss curves agree with the float64 reference" in html
+    assert "Every framework ran with the same thread count: 2." in html
+
+
+def test_environment_per_machine(built):
+    rows = {row["field"]: row for row in read_csv(built["out"] / "environment.csv")}
+    assert rows["GPU"]["gpu-box"].startswith("NVIDIA H100") and rows["GPU"]["ci-box"] == "none"
+    assert rows["CPU"]["bench-box"] == "AMD EPYC 7B13 (4 logical cores)"
+    assert rows["Library: numpy · blas"]["ci-box"] == "openblas 0.3.31 (SkylakeX kernel, 2 threads)"
+    assert rows["Version: torch"]["ci-box"] == "2.13.0+cpu"
+    assert rows["Commit"]["bench-box"] == "abc1234 (dirty)"
+
+
+def test_digits_section(built):
+    rows = read_csv(built["out"] / "digits.csv")
+    assert {r["implementation"] for r in rows} == {"numpy_manual", "torch_nn", "keras_tensorflow", "keras_jax"}
+    keras = next(r for r in rows if r["implementation"] == "keras_tensorflow" and r["machine"] == "ci-box")
+    assert float(keras["first_epoch_s"]) == pytest.approx(4.5) and float(keras["later_epoch_median_s"]) == 1.5
+    assert 'id="digits"' in built["html"] and "Digits code side by side" in built["html"]
+
+
+# ----------------------------------------------------------------------------
+# Several machines
+# ----------------------------------------------------------------------------
+
+
+def test_merge_gives_each_machine_a_column(built):
+    rows = read_csv(built["out"] / "machines.csv")
+    assert list(rows[0])[5:] == ["ci-box", "gpu-box", "bench-box"]
+    cpu = {(e["implementation"], e["device"], e["dtype"], tuple(e["size"].values())): e
+           for e in built["documents"]["cpu.json"]["results"]}
+    row = next(r for r in rows if r["implementation"] == "numpy_manual" and r["size"] == "64×1000×100×10"
+               and r["dtype"] == "float32" and r["device"] == "cpu")
+    expected = cpu[("numpy_manual", "cpu", "float32", tuple(TUTORIAL.values()))]["step_time"]["median"]
+    assert float(row["ci-box"]) == pytest.approx(expected)
+    assert float(row["bench-box"]) == pytest.approx(2e-4)
+
+
+def test_same_machine_name_is_disambiguated():
+    documents = [parse_results(json.dumps(make_document("box", digits=False)), f"run{i}/results.json")
+                 for i in (1, 2)]
+    documents.append(parse_results(json.dumps(make_document("box", digits=False)), "run2/results.json"))
+    documents.append(parse_results(json.dumps(make_document("other", digits=False)), "x.json"))
+    labels = machine_labels(documents)
+    assert labels == ["box (run1/results.json)", "box (run2/results.json)", "box (run2/results.json) #2", "other"]
+    collection = merge(documents)
+    assert collection.frame["machine"].nunique() == 4
+
+
+# ----------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------
+
+
+def test_markdown_has_summary_and_timing_tables(built):
+    text = built["markdown"]
+    assert "### Summary: fastest per device, size and dtype" in text and "### Timing, every run" in text
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| Device | Size | Dtype | Implementation"))
+    assert lines[header + 1].startswith("| --- |")
+    assert lines[header].count(" | ") == lines[header + 1].count("|") - 2
+    body = []
+    for line in lines[header + 2:]:
+        if not line.startswith("|"):
+            break
+        body.append(line)
+    assert body and all(line.count("|") == lines[header].count("|") for line in body)
+    assert "torch\\_manual is fastest" in text
+
+
+def test_markdown_table_escapes_cells():
+    rendered = markdown.table(["a|b", "name"], [["x|y", "<script>alert(1)</script>"], ["two\nlines", "*bold*"]])
+    assert rendered.splitlines() == [
+        "| a\\|b | name |",
+        "| --- | --- |",
+        "| x\\|y | \\<script\\>alert(1)\\</script\\> |",
+        "| two lines | \\*bold\\* |",
+    ]
+
+
+# ----------------------------------------------------------------------------
+# Escaping untrusted strings
+# ----------------------------------------------------------------------------
+
+
+def hostile_document():
+    document = make_document(EVIL_MACHINE, digits=False)
+    document["results"][0]["implementation"] = EVIL_IMPLEMENTATION
+    document["results"][1]["implementation"] = FORMULA
+    document["results"][4]["reason"] = "</td></tr></table><script>window.__pwned = true</script>"
+    document["machine"]["frameworks"]["<b>bold</b>"] = "1.0"
+    return document
+
+
+def test_hostile_names_are_escaped_everywhere(tmp_path):
+    path = write(tmp_path, "hostile.json", hostile_document())
+    index = build_report([path], tmp_path / "out", formats=("html", "markdown"))
+    html = index.read_text(encoding="utf-8")
+    assert "<script>" not in html and "<img src=x" not in html and "<b>bold" not in html
+    assert "&lt;script&gt;window.__pwned = true&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=" in html
+    page = Page(html)
+    assert page.tags.count("table") == html.count("<table")
+    assert "script" not in page.tags
+    text = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "<script>" not in text and "\\<script\\>" in text
+    rows = read_csv(tmp_path / "out" / "summary.csv")
+    assert any(r["implementation"] == "'" + FORMULA for r in rows)  # a spreadsheet will not run it
+    assert any(r["implementation"] == EVIL_IMPLEMENTATION for r in rows)  # the CSV keeps data as data
+
+
+def test_dollar_signs_do_not_reach_mathtext(tmp_path):
+    document = make_document("$\\frac{1}{0", digits=False)
+    document["results"][0]["implementation"] = "_hidden $x^"
+    index = build_report([write(tmp_path, "r.json", document)], tmp_path / "out")
+    assert index.exists()
+
+
+# ----------------------------------------------------------------------------
+# Code side by side and lines of code
+# ----------------------------------------------------------------------------
+
+SAMPLE = '''"""Module docstring
+over two lines."""
+
+import numpy as np  # a trailing comment still counts the line
+
+
+# A comment line does not count.
+def f(x):
+    """A function docstring."""
+
+    y = (x +
+         1)
+    return y
+'''
+
+
+def test_lines_of_code_leave_out_blanks_comments_and_docstrings():
+    # Counted by hand: the import, def, the two lines of `y = (x + 1)`, return.
+    assert code.count_lines_of_code(SAMPLE) == 5
+
+
+def test_changed_lines_are_the_framework_specific_ones():
+    base = "import numpy as np\n\nh = x.dot(w1)\n# Forward pass\ny = h\n"
+    other = "import torch\n\nh = x.mm(w1)\n# Forward pass, in torch\ny = h\n"
+    assert code.changed_lines(base, other) == {1, 3}  # comments differ too but are not code
+
+
+def test_code_columns_follow_the_registry():
+    section = code.code_section("two_layer")
+    specs = [s for s in implementations.REGISTRY.values() if s.workload == "two_layer"]
+    assert [column.module for column in section.columns] == list(dict.fromkeys(s.module for s in specs))
+    keras = next(column for column in section.columns if column.module == "keras_sequential")
+    assert keras.names == [s.name for s in specs if s.module == "keras_sequential"]
+    assert section.base == specs[0].module and section.columns[0].changed == 0
+    for column in section.columns[1:]:
+        assert 0 < column.changed <= column.lines_of_code
+        assert column.html.count('class="hll"') == column.changed
+        assert column.docstring  # every implementation explains itself
+    assert section.lines_of_code["numpy_manual"] == code.count_lines_of_code(
+        open(section.columns[0].path, encoding="utf-8").read())
+
+
+def test_missing_digits_registry_is_reported_not_fatal(monkeypatch, tmp_path):
+    monkeypatch.setitem(code.WORKLOAD_PACKAGES, "digits", "implementations.not_there")
+    section = code.code_section("digits")
+    assert not section.columns and "implementations.not_there is not available" in section.problems[0]
+    index = build_report([write(tmp_path, "r.json", make_document())], tmp_path / "out")
+    assert "Not shown: implementations.not_there is not available" in index.read_text(encoding="utf-8")
+
+
+def test_empty_results_still_make_a_report(tmp_path):
+    document = {"schema": 1, "machine": {"name": "empty"}, "results": []}
+    index = build_report([write(tmp_path, "r.json", document)], tmp_path / "out", formats=("html", "markdown"))
+    assert "This file holds no results." in index.read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------
+
+
+def test_cli_builds_the_report(tmp_path, capsys):
+    path = write(tmp_path, "results.json", make_document(digits=False))
+    assert main([str(path), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'out' / 'index.html'}"
+
+
+def test_cli_markdown_prints_the_tables(tmp_path, capsys):
+    path = write(tmp_path, "results.json", make_document(digits=False))
+    assert main([str(path), "--out", str(tmp_path / "out"), "--format", "markdown"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert not (tmp_path / "out" / "index.html").exists()
+    assert (tmp_path / "out" / "summary.csv").exists()
+
+
+def test_cli_bad_file_is_one_line_and_exit_2(tmp_path, capsys):
+    good = write(tmp_path, "good.json", make_document(digits=False))
+    document = make_document(digits=False)
+    document["results"][3]["step_time"]["median"] = -1.0
+    bad = write(tmp_path, "results.json", document)
+    assert main([str(good), str(bad), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert error == (f"sidebyside: error: {bad}: field results[3].step_time.median: "
+                     f"must be a positive finite number, got -1.0\n")
+    assert not (tmp_path / "out" / "index.html").exists()
+
+
+@pytest.mark.parametrize("problem", ["missing parent", "a file", "read-only"])
+def test_cli_unusable_output_folder_fails_before_any_work(tmp_path, capsys, monkeypatch, problem):
+    if problem == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    monkeypatch.setattr(build, "load_results", lambda path: pytest.fail("files loaded before the folder check"))
+    path = write(tmp_path, "results.json", make_document(digits=False))
+    if problem == "missing parent":
+        out, expected = tmp_path / "no" / "such" / "dir", "does not exist"
+    elif problem == "a file":
+        out, expected = path, "exists and is not a folder"
+    else:
+        out, expected = tmp_path / "locked", "cannot write to the output folder: Permission denied"
+        out.mkdir()
+        out.chmod(0o500)
+    assert main([str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and expected in error and str(out) in error
+
+
+def test_unwritable_folder_error_is_one_line(tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        build.prepare_output(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()  # nothing created on the way
+
+
+def test_extreme_but_valid_numbers_still_draw(tmp_path):
+    """Finite values at the edges of what the loader accepts must not break matplotlib."""
+    document = make_document("edge", gpu=True, digits=True)
+    document["results"][0]["losses"] = [1e300, 1e-300, 0.0, -5.0, None] * 100
+    document["results"][1]["step_time"].update(median=1e-300, iqr=1e300)
+    document["results"][2]["step_time"].update(median=1e300)
+    document["results"][2]["loop_time_s"] = 1e300
+    document["results"][3]["size"] = {"N": 2**53, "D_in": 2**53, "H": 2**53, "D_out": 2**53}
+    document["results"][3]["flops_per_step"] = None
+    document["results"][-2]["epochs"][0]["time_s"] = 1e300
+    document["machine"]["peak_gflops"]["cpu"] = 1e-300
+    index = build_report([write(tmp_path, "r.json", document)], tmp_path / "out", formats=("html", "markdown"))
+    assert index.read_text(encoding="utf-8").count("<img ") > 5
