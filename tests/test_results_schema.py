@@ -127,7 +127,7 @@ def test_pytest_benchmark_bad_field_names_its_path():
     assert "field benchmarks[1].stats.median: must be a positive finite number" in error_of(raw, "bench.json")
     raw = make_benchmark_json()
     raw["benchmarks"][0]["extra_info"]["N"] = "64"
-    assert "field benchmarks[0].extra_info.N: must be an integer >= 0" in error_of(raw, "bench.json")
+    assert "field benchmarks[0].extra_info.N: must be a positive integer" in error_of(raw, "bench.json")
 
 
 # ----------------------------------------------------------------------------
@@ -227,9 +227,10 @@ def test_overflowing_number_is_not_finite():
     (lambda d: d["results"][0]["step_time"].update(iqr=-1), "results[0].step_time.iqr", "non-negative"),
     (lambda d: d["results"][1].update(first_step_s=-2), "results[1].first_step_s", "non-negative"),
     (lambda d: d["results"][0].update(status="great"), "results[0].status", "must be one of ok, n/a, diverged, failed"),
-    (lambda d: d["results"][0]["size"].update(N=-1), "results[0].size.N", "integer >= 0"),
-    (lambda d: d["results"][0]["size"].update(N=True), "results[0].size.N", "integer >= 0"),
-    (lambda d: d["results"][0]["size"].update(H=1.5), "results[0].size.H", "integer >= 0"),
+    (lambda d: d["results"][0]["size"].update(N=-1), "results[0].size.N", "a positive integer"),
+    (lambda d: d["results"][0]["size"].update(D_in=0), "results[0].size.D_in", "a positive integer"),
+    (lambda d: d["results"][0]["size"].update(N=True), "results[0].size.N", "a positive integer"),
+    (lambda d: d["results"][0]["size"].update(H=1.5), "results[0].size.H", "a positive integer"),
     (lambda d: d["results"][0].update(implementation=""), "results[0].implementation", "non-empty string"),
     (lambda d: d["results"][0].update(implementation=7), "results[0].implementation", "non-empty string"),
     (lambda d: d["results"][0].update(implementation="x" * 1000), "results[0].implementation", "at most 200"),
