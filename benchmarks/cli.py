@@ -1,13 +1,14 @@
 """The `sidebyside` command: list, run, report.
 
 Every user error ends in one line on stderr and exit status 2; Ctrl-C during
-a run saves what was measured and exits 130.
+a run saves what was measured and exits 130, SIGTERM the same with 143.
 """
 
 import argparse
 import datetime
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +17,14 @@ from benchmarks.config import DEVICE_CHOICES, FULL_SWEEP, TUTORIAL_SIZE, WORKLOA
 
 class UsageError(Exception):
     """Bad arguments: reported in one line, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, a CI time-out, `docker stop`): stopped like Ctrl-C."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated()
 
 
 class Parser(argparse.ArgumentParser):
@@ -70,7 +79,8 @@ def build_parser():
     run.add_argument("--dtype", choices=("float32", "float64"), help="default: both")
     run.add_argument("--epochs", type=positive_int, help="digits: epochs (default 5)")
     run.add_argument("--data", metavar="PATH", help="digits: MNIST IDX, CSV or PNG folder (default: bundled digits)")
-    run.add_argument("--ranks", type=positive_int, help="torch_ddp: processes (default 2)")
+    run.add_argument("--ranks", type=positive_int, help="torch_ddp: processes (default 2), threads // ranks each")
+    run.add_argument("--rounds", type=positive_int, help="timing rounds, each in fresh processes (default 3; 1 with --quick)")
     run.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPUs (off by default)")
     run.add_argument("--quick", action="store_true", help="a smoke run: a few seconds per implementation")
     run.add_argument("--name", help="this machine's label in reports (default: host name)")
@@ -157,6 +167,15 @@ def config_from(args):
     if args.data and "digits" in workloads:
         check_data(args.data)
     steps = args.steps or (100 if args.quick else RunConfig.steps)
+    threads = args.threads or default_threads()
+    ranks = args.ranks or RunConfig.ranks
+    if threads < ranks:
+        import implementations
+
+        ranked = [name for name in args.impl or () if name in implementations.REGISTRY
+                  and "ranks" in implementations.spec(name).options]
+        if ranked:
+            raise UsageError(f"{ranked[0]} with {ranks} ranks needs at least {ranks} threads, got --threads {threads}")
     return RunConfig(
         implementations=tuple(dict.fromkeys(args.impl or ())),
         workloads=workloads,
@@ -166,11 +185,12 @@ def config_from(args):
         sweep=sweep,
         steps=steps,
         learning_rate=args.learning_rate or RunConfig.learning_rate,
-        threads=args.threads or default_threads(),
+        threads=threads,
         tf32=args.tf32,
         epochs=args.epochs or RunConfig.epochs,
         digits_data=args.data or "",
-        ranks=args.ranks or RunConfig.ranks,
+        ranks=ranks,
+        rounds=args.rounds or (1 if args.quick else RunConfig.rounds),
         quick=args.quick,
         name=args.name or "",
     )
@@ -228,10 +248,11 @@ def command_run(args):
         document = None
     try:
         run = runner.execute(config, out_dir, document, create_parents=not args.out)
-    except KeyboardInterrupt:
-        print(f"interrupted: results so far are in {out_dir / 'results.json'}; "
+    except KeyboardInterrupt as interruption:
+        what = "terminated" if isinstance(interruption, Terminated) else "interrupted"
+        print(f"{what}: results so far are in {out_dir / 'results.json'}; "
               f"finish with: sidebyside run --resume {out_dir}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(interruption, Terminated) else 130
     point_latest(out_dir)
     print_summary(run.document)
     results = run.document["results"]
@@ -277,6 +298,7 @@ def main(argv=None):
     from benchmarks.runner import RunError
 
     argv = sys.argv[1:] if argv is None else argv
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "list":
@@ -289,9 +311,11 @@ def main(argv=None):
     except (UsageError, RunError) as error:
         print(f"sidebyside: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interruption:
+        print("terminated" if isinstance(interruption, Terminated) else "interrupted", file=sys.stderr)
+        return 143 if isinstance(interruption, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,11 @@ class RunConfig:
     threads: int = 1  # one thread count for every framework
     tf32: bool = False  # allow TF32 matmuls on GPUs (off: full float32)
     warmup: int = 10  # burn-in steps after the first, not counted
-    sweep_budget_s: float = 0.3  # seconds of timed steps per sweep size
-    loop_budget_s: float = 1.0  # the loop view runs at most this long (at least 50 steps)
+    sweep_budget_s: float = 0.3  # seconds of timed steps per sweep size (round 1)
+    rounds: int = 3  # timing rounds, each a fresh process per implementation in a shuffled order
+    round_budget_s: float = 0.1  # seconds of timed steps per case in rounds 2, 3, ... (at least 20 steps)
+    loop_flops: float = 2.6e9  # the loop view's work per case: 100 steps at the tutorial size
+    loop_min_steps: int = 5  # ... but never fewer steps than this
     epochs: int = 5  # digits: training epochs
     digits_data: str = ""  # digits: a dataset path; empty means scikit-learn's bundled digits
     ranks: int = 2  # torch_ddp: processes

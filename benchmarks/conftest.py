@@ -40,14 +40,15 @@ def pytest_configure(config):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from benchmarks.peak import cpu_peaks, cuda_peaks
+    # The same peak record as `sidebyside run` writes (per device and dtype,
+    # see benchmarks/peak.py), measured here in-process: pytest-benchmark runs
+    # every benchmark in this one process, under these thread settings.
+    from benchmarks import peak
 
     record = machine.describe()
     record["threads"] = {"requested": threads_of(config)}
     record["tf32"] = config.getoption("--tf32")
-    cpu, cuda = cpu_peaks(), cuda_peaks()
-    record["peak_gflops"] = {"cpu": max(cpu.values()), "cuda": max(cuda.values()) if cuda else None}
-    record["peak_detail"] = {"cpu": cpu, "cuda": cuda}
+    record.update(peak.measure(threads_of(config), record["tf32"]))
     machine_info.update(record)
 
 

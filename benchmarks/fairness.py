@@ -5,6 +5,14 @@ when it loads, so `set_environment` must run before any framework is
 imported; `apply` then sets the run-time knobs of the frameworks a process
 actually uses and returns what it set, for the results file.
 
+A thread count alone is a request: XLA (JAX, TensorFlow's jit_compile) sizes
+its pools from the CPUs it may run on, and ignores every environment
+variable above. So `set_environment` first pins the process to exactly T CPUs
+(`os.sched_setaffinity`); everything it starts afterwards, every framework's
+pool and every child process, can use at most those T cores, whatever it
+was told. The worker checks that it worked by measuring the CPU time over
+the wall time of the timed steps (`cpu_utilization`).
+
 Inter-op pools are set to one thread everywhere: the two-layer step is a
 chain of dependent operations, so there is nothing to run side by side, and
 a second pool would only compete with the first for the same cores.
@@ -31,18 +39,40 @@ def default_threads():
         return os.cpu_count() or 1
 
 
+def pin(threads):
+    """Restrict this process (and all it starts) to `threads` of its CPUs.
+
+    Takes the lowest-numbered CPUs of the current affinity mask. Asking for
+    more threads than there are CPUs pins to all of them (the pools are then
+    oversubscribed, which `cpu_utilization` will show). Returns the CPUs.
+    """
+    try:
+        available = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux: nothing to pin with
+        return None
+    chosen = available[:threads] if threads <= len(available) else available
+    os.sched_setaffinity(0, chosen)
+    return chosen
+
+
 def set_environment(threads):
-    """Size every thread pool through the environment, before any import."""
+    """Pin to T CPUs and size every thread pool, before any framework import.
+
+    Returns the CPUs this process is now pinned to (None where unsupported).
+    """
+    cpus = pin(threads)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    # XLA's CPU backend (JAX, TensorFlow with jit_compile) runs Eigen kernels
-    # on its own pool; one thread means turning that pool off.
-    xla = [flag for flag in os.environ.get("XLA_FLAGS", "").split() if "multi_thread_eigen" not in flag and "intra_op_parallelism" not in flag]
-    xla += [f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}", f"intra_op_parallelism_threads={threads}"]
+    # XLA's CPU backend sizes its Eigen pool from the CPUs in the affinity
+    # mask (pinned above); with one thread the pool is switched off. Only
+    # flags the installed jaxlib knows may appear here: XLA aborts on others.
+    xla = [flag for flag in os.environ.get("XLA_FLAGS", "").split() if "multi_thread_eigen" not in flag]
+    xla.append(f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}")
     os.environ["XLA_FLAGS"] = " ".join(xla)
     # TensorFlow's and JAX's C++ logging would otherwise fill the terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return cpus
 
 
 def apply(frameworks, threads, tf32=False):
@@ -53,6 +83,8 @@ def apply(frameworks, threads, tf32=False):
     from threadpoolctl import threadpool_limits
 
     applied = {"requested": threads, "tf32": tf32}
+    if hasattr(os, "sched_getaffinity"):
+        applied["cpus"] = ",".join(map(str, sorted(os.sched_getaffinity(0))))
     # Keep a module-level reference: the limits last while the object lives.
     global _blas_limits
     _blas_limits = threadpool_limits(limits=threads)

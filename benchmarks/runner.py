@@ -1,14 +1,33 @@
-"""`sidebyside run`: plan the cases, run each implementation in its own worker
-process, and keep results.json up to date after every finished case.
+"""`sidebyside run`: plan the cases, measure them in rounds of fresh processes,
+and keep results.json up to date after every finished case.
+
+A run has `rounds` rounds (3 by default). Each round runs every
+implementation once, in a freshly shuffled order, each in a fresh process
+forked from its framework's zygote (see benchmarks/worker.py):
+
+* round 1 trains every case for the full number of steps: the loss
+  trajectory that agreement is judged on, the first step, the per-step
+  timings, the loop view and the memory;
+* later rounds time each case again, briefly, on a fresh net.
+
+An entry's `step_time` pools the timed steps of all rounds and keeps each
+round's median (`round_medians`): a burst of noise on a shared machine
+then moves one round, not a ranking (benchmarks/ranking.py calls a tie
+where the rounds do not separate two implementations).
+
+The matmul peak is measured at the start and at the end of the run; the
+higher counts, both are recorded.
 
 results.json is rewritten atomically (a temporary file, then a rename) each
-time an entry arrives, so Ctrl-C, a crash or a full disk never leaves a
-half-written file, and `--resume DIR` can pick up where a run stopped.
+time an entry arrives, so Ctrl-C, SIGTERM, a crash or a full disk never
+leaves a half-written file, and `--resume DIR` can pick up where a run stopped.
 """
 
 import datetime
 import json
 import os
+import random
+import select
 import signal
 import subprocess
 import sys
@@ -18,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import agreement, machine
+from benchmarks import agreement, machine, timing
 from benchmarks.config import RunConfig, sweep_learning_rate
 
 SCHEMA = 1
-WORKLOAD_ORDER = ("two_layer", "digits")
 KEY_FIELDS = ("workload", "implementation", "device", "dtype")
+TIMED_STATUSES = ("ok", "disagrees")  # entries whose step time later rounds refine
 
 
 class RunError(Exception):
@@ -40,31 +59,14 @@ def size_dict(size):
 
 
 def registry_for(workload):
-    if workload == "digits":
-        import implementations.digits as registry
-    else:
-        import implementations as registry
-    return registry
+    from benchmarks.worker import registry_for as lookup
+
+    return lookup(workload)
 
 
 def process_group(spec):
-    """Implementations that share a worker process: Keras joins its backend's."""
-    return spec.backend if "keras" in spec.requires else spec.framework
-
-
-def group_jobs(runs):
-    """Worker jobs: the runs of one framework together, in first-seen order."""
-    jobs = {}
-    for run in runs:
-        spec = registry_for(run["workload"]).spec(run["implementation"])
-        group = process_group(spec)
-        job = jobs.setdefault(group, {"group": group, "keras_backend": None, "runs": []})
-        if "keras" in spec.requires:
-            job["keras_backend"] = spec.backend
-        job["runs"].append(run)
-    for job in jobs.values():
-        job["runs"].sort(key=lambda run: WORKLOAD_ORDER.index(run["workload"]))
-    return list(jobs.values())
+    """Implementations whose processes fork from one zygote: Keras joins its backend's."""
+    return f"keras-{spec.backend}" if "keras" in spec.requires else spec.framework
 
 
 def plan(config):
@@ -76,6 +78,7 @@ def plan(config):
         for name in names:
             if name not in registry.REGISTRY:
                 continue  # e.g. an implementation that exists for one workload only
+            spec = registry.spec(name)
             tasks = []
             for device in config.devices:
                 if workload == "digits":
@@ -89,16 +92,39 @@ def plan(config):
                             "data": config.digits_data or None, "quick": config.quick,
                         })
                     continue
-                for size in config.sizes:
+                # Smallest first: a process that held a larger case's
+                # arrays would report a smaller one's growth as too little.
+                for size in sorted(config.sizes, key=problem_bytes):
                     for dtype in config.dtypes:
                         tasks.append(two_layer_task(config, device, dtype, size, full=True))
-                for size in config.sweep:
+                for size in sorted(config.sweep, key=problem_bytes):
                     tasks.append(two_layer_task(config, device, config.dtypes[0], size, full=False))
             run = {"implementation": name, "workload": workload, "tasks": tasks}
-            if config.quick and registry.spec(name).slow_start:
+            if config.quick and spec.slow_start:
                 run["skip"] = "n/a: skipped by --quick (it needs several seconds to compile or start before its first step)"
+            elif "ranks" in spec.options and config.threads < config.ranks:
+                run["skip"] = (f"n/a: {config.ranks} ranks need at least {config.ranks} threads "
+                               f"(--threads {config.threads}); ask for --ranks {config.threads} or more threads")
             runs.append(run)
     return runs
+
+
+def problem_bytes(size):
+    from implementations.problem import Problem
+
+    return Problem(**size_dict(size)).bytes_needed()
+
+
+def loop_steps(config, size):
+    """The loop view's length: the same for every implementation of a case.
+
+    As many steps as `loop_flops` of work (100 at the tutorial size), at least
+    `loop_min_steps`, at most the run's steps.
+    """
+    from implementations.problem import Problem
+
+    flops = Problem(**size_dict(size)).flops_per_step()
+    return max(config.loop_min_steps, min(config.steps, int(config.loop_flops / flops)))
 
 
 def two_layer_task(config, device, dtype, size, full):
@@ -106,7 +132,8 @@ def two_layer_task(config, device, dtype, size, full):
         "workload": "two_layer", "device": device, "dtype": dtype, "size": size_dict(size),
         "steps": config.steps, "seed": config.seed, "warmup": min(config.warmup, max(config.steps // 10, 1)),
         "learning_rate": config.learning_rate if full else sweep_learning_rate(config.learning_rate, size),
-        "loop_budget_s": config.loop_budget_s,
+        "loop_steps": loop_steps(config, size), "ranks": config.ranks,
+        "round_budget_s": config.round_budget_s,
     }
     if not full:
         task.update(budget_s=config.sweep_budget_s, warmup=3)
@@ -120,8 +147,102 @@ def task_key(run, task):
             size["N"], size["D_in"], size["H"], size["D_out"])
 
 
+def atomic_write(path, text):
+    """Write `text` to `path` through a temporary file and a rename.
+
+    A failed write (a full disk, say) leaves the previous file whole.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class Zygote:
+    """One framework group's zygote process, and the line protocol to it."""
+
+    def __init__(self, group, keras_backend, requires, threads, log, timeout_s):
+        self.group = group
+        environment = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.worker", str(threads), keras_backend or "", ",".join(requires)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the runner, which stops this group
+        )
+        self.buffer = b""
+        self.child = None
+        ready = self.read(timeout_s)
+        if not ready or not ready.get("ready"):
+            self.stop()
+            raise OSError(f"the {group} worker did not start within {timeout_s:.0f} s (see worker.log)")
+
+    def read(self, timeout_s):
+        """The next protocol line as a dict, or None if none came in time or the zygote ended."""
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.process.stdout], [], [], min(left, 0.05))
+            if ready:
+                chunk = os.read(self.process.stdout.fileno(), 65536)
+                if not chunk:
+                    return None  # the zygote exited
+                self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def submit(self, job_path, out_path):
+        self.process.stdin.write((json.dumps({"job": str(job_path), "out": str(out_path)}) + "\n").encode())
+        self.process.stdin.flush()
+        answer = self.read(60)
+        self.child = answer.get("pid") if answer else None
+        return self.child is not None
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self):
+        """Stop the zygote, its child and everything they started, within about two seconds."""
+        process = self.process
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGINT)
+                process.wait(timeout=1.5)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                pass
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+        for stream in (process.stdin, process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def close(self):
+        """End the zygote politely (it exits when its stdin closes), or stop it."""
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.stop()
+
+
 class Run:
-    """One run's output folder, its document, and the workers that fill it."""
+    """One run's output folder, its document, and the processes that fill it."""
 
     def __init__(self, config, out_dir, document=None):
         self.config = config
@@ -129,7 +250,9 @@ class Run:
         self.results_path = self.out_dir / "results.json"
         self.document = document
         self.references = {}
-        self.worker = None
+        self.zygotes = {}
+        self.samples = {}  # entry key -> every timed step of every round, for pooling
+        self.log = None
 
     # Output ---------------------------------------------------------------
 
@@ -145,28 +268,12 @@ class Run:
             raise RunError(f"cannot write to {self.out_dir}: {error.strerror or error}") from None
 
     def save(self):
-        """Write results.json atomically: a temporary file, then a rename.
-
-        A failed write (a full disk, say) leaves the previous results.json whole.
-        """
+        """Write results.json atomically."""
         text = json.dumps(self.document, indent=1, allow_nan=False)
         try:
-            self.write_atomically(text)
+            atomic_write(self.results_path, text)
         except OSError as error:
             raise RunError(f"cannot write {self.results_path}: {error.strerror or error}") from None
-
-    def write_atomically(self, text):
-        handle, temporary = tempfile.mkstemp(dir=self.out_dir, prefix=".results-", suffix=".json")
-        try:
-            with os.fdopen(handle, "w") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, self.results_path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
 
     def start_document(self, machine_record):
         self.document = {
@@ -209,10 +316,8 @@ class Run:
             self.document["references"].append(reference_record(task["epochs"], task["data"], task["quick"]))
 
     def finish_entry(self, entry, task):
-        """Add what the worker cannot know: agreement and share of peak."""
-        peak = (self.document["machine"].get("peak_gflops") or {}).get(entry["device"])
-        if entry.get("gflops") and peak:
-            entry["peak_fraction"] = entry["gflops"] / peak
+        """Add what the worker cannot know: agreement, share of peak, and the verdict."""
+        self.samples[entry_key(entry)] = entry.pop("samples", None) or []
         if entry["workload"] == "digits" and entry["losses"]:
             self.digits_reference(task)  # the entry carries its own agreement
         if entry["workload"] == "two_layer" and "budget_s" not in task and entry["losses"]:
@@ -220,81 +325,119 @@ class Run:
             result = agreement.compare(entry["losses"], reference, entry["dtype"], y)
             entry["extra"]["agreement_ratio"] = result.pop("agreement_ratio")
             entry.update(result)
-            if entry["status"] == "ok" and entry["agrees"] is False:
-                entry["extra"]["disagrees"] = True
+        if entry["status"] == "ok" and entry["agrees"] is False:
+            # Finished, but not the same computation: never ranked, never "fastest".
+            difference = f"{entry['agreement']:.1e}" if entry.get("agreement") is not None else "inf"
+            entry["status"] = "disagrees"
+            entry["reason"] = (f"loss differs from the float64 reference by {difference} relative "
+                               f"(tolerance {entry['agreement_tolerance']:.1e})")
+        if entry.get("step_time"):
+            entry["step_time"]["round_medians"] = [entry["step_time"]["median"]]
+        self.set_peak_fraction(entry)
         return entry
 
-    # Workers ----------------------------------------------------------------
+    def set_peak_fraction(self, entry):
+        peaks = (self.document["machine"].get("peak_gflops") or {}).get(entry["device"]) or {}
+        peak = peaks.get(entry["dtype"]) if isinstance(peaks, dict) else None
+        entry["peak_fraction"] = entry["gflops"] / peak if entry.get("gflops") and peak else None
 
-    def run_job(self, job, on_entry):
-        """Run one worker; call on_entry(entry, run, task) as each entry lands.
-
-        Returns the (run, task) pairs left without an entry, and the exit code.
-        """
-        pairs = [(run, task) for run in job["runs"] for task in run["tasks"]]
-        stem = job["group"]
-        job_path = self.out_dir / f".job-{stem}.json"
-        stream_path = self.out_dir / f".entries-{stem}.jsonl"
-        log_path = self.out_dir / "worker.log"
-        job_path.write_text(json.dumps({**job, "threads": self.config.threads, "tf32": self.config.tf32}))
-        stream_path.write_text("")
-        environment = dict(os.environ, PYTHONUNBUFFERED="1")
-        if job["keras_backend"]:
-            environment["KERAS_BACKEND"] = job["keras_backend"]  # fixed at import: one backend per process
-        with open(log_path, "a") as log:
-            log.write(f"=== {stem}\n")
-            log.flush()
-            self.worker = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.worker", str(job_path), str(stream_path), str(log_path)],
-                stdout=log, stderr=log, env=environment, start_new_session=True,
-            )
-            received = 0
-            last_progress = time.monotonic()
-            try:
-                while True:
-                    finished = self.worker.poll() is not None
-                    lines = stream_path.read_text().splitlines()
-                    complete = [line for line in lines if line.endswith("}")]
-                    for line in complete[received:]:
-                        run, task = pairs[received]
-                        on_entry(self.finish_entry(json.loads(line), task), run, task)
-                        received += 1
-                        last_progress = time.monotonic()
-                    if finished:
-                        break
-                    if time.monotonic() - last_progress > self.config.worker_timeout_s:
-                        self.stop_worker()
-                        log.write(f"timed out after {self.config.worker_timeout_s:.0f} s without a result\n")
-                        break
-                    time.sleep(0.05)
-            finally:
-                self.stop_worker()
-        code = self.worker.returncode
-        self.worker = None
-        job_path.unlink(missing_ok=True)
-        stream_path.unlink(missing_ok=True)
-        return pairs[received:], code
-
-    def stop_worker(self):
-        """Stop the worker and everything it started, within about two seconds."""
-        worker = self.worker
-        if worker is None or worker.poll() is not None:
+    def add_round(self, entry, record):
+        """Pool one later round's timed steps into an entry."""
+        samples = record.get("samples") or []
+        if not samples or not entry.get("step_time"):
             return
-        try:
-            os.killpg(worker.pid, signal.SIGINT)
-            worker.wait(timeout=1.5)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            pass
-        if worker.poll() is None:
+        step_time = entry["step_time"]
+        rounds = step_time.get("round_medians", []) + [float(np.median(samples))]
+        pooled = self.samples.setdefault(entry_key(entry), [])
+        if pooled:
+            previous_wall = sum(pooled)
+            pooled.extend(samples)
+            entry["step_time"] = timing.summarize(pooled)
+            if entry.get("cpu_utilization") is not None and record.get("cpu_utilization") is not None:
+                wall = sum(samples)
+                entry["cpu_utilization"] = (entry["cpu_utilization"] * previous_wall
+                                            + record["cpu_utilization"] * wall) / (previous_wall + wall)
+        entry["step_time"]["round_medians"] = rounds
+        entry["unstable"] = timing.is_unstable(entry["step_time"])
+        if entry.get("flops_per_step"):
+            entry["gflops"] = entry["flops_per_step"] / entry["step_time"]["median"] / 1e9
+        self.set_peak_fraction(entry)
+
+    # Processes --------------------------------------------------------------
+
+    def zygote(self, spec):
+        group = process_group(spec)
+        zygote = self.zygotes.get(group)
+        if zygote is None or not zygote.alive():
+            keras_backend = spec.backend if "keras" in spec.requires else None
             try:
-                os.killpg(worker.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            worker.wait()
+                zygote = Zygote(group, keras_backend, spec.requires, self.config.threads, self.log,
+                                self.config.worker_timeout_s)
+            except OSError as error:
+                self.log.write(f"{error}\n")
+                self.log.flush()
+                return None
+            self.zygotes[group] = zygote
+        return zygote
+
+    def run_job(self, run, mode, on_record):
+        """Run one implementation's tasks in a fresh process; call on_record(record, task) as each lands.
+
+        Returns the tasks left without a record, and the child's exit code.
+        """
+        spec = registry_for(run["workload"]).spec(run["implementation"])
+        tasks = run["tasks"]
+        stem = f"{run['workload']}-{run['implementation']}"
+        job_path = self.out_dir / f".job-{stem}.json"
+        stream_path = self.out_dir / f".results-{stem}.jsonl"
+        job = {"run": run, "mode": mode, "threads": self.config.threads, "tf32": self.config.tf32}
+        job_path.write_text(json.dumps(job))
+        stream_path.write_text("")
+        self.log.write(f"=== {stem} ({mode})\n")
+        self.log.flush()
+        zygote = self.zygote(spec)
+        if zygote is None or not zygote.submit(job_path, stream_path):
+            return tasks, "the worker did not start"
+        received, code = 0, None
+        last_progress = time.monotonic()
+        try:
+            while True:
+                answer = zygote.read(0.05)
+                if answer is not None and "exit" in answer:
+                    code = answer["exit"]
+                lines = stream_path.read_text().splitlines()
+                complete = [line for line in lines if line.endswith("}")]
+                for line in complete[received:]:
+                    on_record(json.loads(line), tasks[received])
+                    received += 1
+                    last_progress = time.monotonic()
+                if code is not None or not zygote.alive():
+                    break
+                if time.monotonic() - last_progress > self.config.worker_timeout_s:
+                    zygote.stop()
+                    self.log.write(f"timed out after {self.config.worker_timeout_s:.0f} s without a result\n")
+                    code = "timed out"
+                    break
+        finally:
+            job_path.unlink(missing_ok=True)
+            stream_path.unlink(missing_ok=True)
+        if code is None:
+            code = zygote.process.returncode
+        return tasks[received:], code
+
+    def stop_workers(self):
+        for zygote in self.zygotes.values():
+            zygote.stop()
+        self.zygotes = {}
+
+    def close_workers(self):
+        for zygote in self.zygotes.values():
+            zygote.close()
+        self.zygotes = {}
 
 
 def measure_peak(config):
-    """The attainable float32 matmul peak per device, in a worker of its own."""
+    """The attainable matmul peak per device and dtype, in a process of its own."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.peak", str(config.threads), "1" if config.tf32 else "0"],
         capture_output=True, text=True, timeout=300,
@@ -305,13 +448,18 @@ def measure_peak(config):
 
 
 def empty_entry(run, task, config, status, reason):
-    registry = registry_for(run["workload"])
-    spec = registry.spec(run["implementation"])
     from benchmarks.worker import base_entry
 
+    spec = registry_for(run["workload"]).spec(run["implementation"])
     entry = base_entry(spec, task, config.threads)
     entry.update(status=status, reason=reason)
     return entry
+
+
+def shuffled(items, generator):
+    items = list(items)
+    generator.shuffle(items)
+    return items
 
 
 def execute(config, out_dir, document=None, show_progress=True, create_parents=True):
@@ -320,6 +468,8 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
     Raises KeyboardInterrupt after saving what was measured, if interrupted.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from benchmarks import peak
 
     run = Run(config, out_dir, document)
     run.check_writable(create_parents)
@@ -330,37 +480,90 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
         record["tf32"] = config.tf32
         record["threads"] = {"requested": config.threads}
         run.start_document(record)
-    done = {entry_key(entry) for entry in run.document["results"]}
+    entries = {entry_key(entry): entry for entry in run.document["results"]}
+    pending = []
     for item in runs:
-        item["tasks"] = [task for task in item["tasks"] if task_key(item, task) not in done]
-    skipped = [item for item in runs if item.get("skip")]
-    jobs = group_jobs([item for item in runs if item["tasks"] and not item.get("skip")])
+        left = [task for task in item["tasks"] if task_key(item, task) not in entries]
+        if left:
+            pending.append({**item, "tasks": left})
+    skipped = [item for item in pending if item.get("skip")]
+    measured = [item for item in pending if not item.get("skip")]
+    # Order is drawn afresh (not from the run's seed): a fixed order would
+    # favour the same implementation in every run. It is recorded.
+    generator = random.Random()
+    orders = run.document.setdefault("rounds", [])
     run.save()
-    total = sum(len(item["tasks"]) for job in jobs for item in job["runs"]) + sum(len(item["tasks"]) for item in skipped)
+
+    def timing_round(number):
+        """The two-layer runs still short of `number` rounds, with just those tasks."""
+        items = []
+        for item in runs:
+            if item["workload"] != "two_layer" or item.get("skip"):
+                continue
+            tasks = [task for task in item["tasks"] if (entry := entries.get(task_key(item, task))) is not None
+                     and entry["status"] in TIMED_STATUSES and entry.get("step_time")
+                     and len(entry["step_time"].get("round_medians", [])) < number]
+            if tasks:
+                items.append({**item, "tasks": tasks})
+        return items
+
+    total = sum(len(item["tasks"]) for item in pending)
+    total += (config.rounds - 1) * sum(len(item["tasks"]) for item in runs
+                                       if item["workload"] == "two_layer" and not item.get("skip"))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not show_progress, transient=False) as progress:
-        bar = progress.add_task("measuring", total=total)
+    run.log = open(run.out_dir / "worker.log", "a")
+    try:
+        with Progress(*columns, disable=not show_progress, transient=False) as progress:
+            bar = progress.add_task("measuring", total=total)
 
-        def on_entry(entry, item, task):
-            run.document["results"].append(entry)
-            run.save()
-            progress.advance(bar)
-            progress.update(bar, description=f"{entry['workload']} {entry['implementation']:<20}")
+            def on_entry(entry, task):
+                entry = run.finish_entry(entry, task)
+                run.document["results"].append(entry)
+                entries[entry_key(entry)] = entry
+                run.save()
+                progress.advance(bar)
 
-        for item in skipped:
-            for task in item["tasks"]:
+            for item in skipped:
                 status, reason = item["skip"].split(": ", 1)
-                on_entry(empty_entry(item, task, config, status, reason), item, task)
-        try:
-            for job in jobs:
-                first = job["runs"][0]
-                progress.update(bar, description=f"{first['workload']} {first['implementation']:<20}")
-                left, code = run.run_job(job, on_entry)
-                for item, task in left:
+                for task in item["tasks"]:
+                    on_entry(empty_entry(item, task, config, status, reason), task)
+            order = shuffled(measured, generator)
+            if order:
+                orders.append([f"{item['workload']}:{item['implementation']}" for item in order])
+            for item in order:
+                progress.update(bar, description=f"round 1 · {item['workload']} {item['implementation']:<20}")
+                left, code = run.run_job(item, "full", on_entry)
+                for task in left:
                     reason = f"worker exited with status {code} before finishing (see worker.log)"
-                    on_entry(empty_entry(item, task, config, "failed", reason), item, task)
-        except KeyboardInterrupt:
-            run.stop_worker()
+                    on_entry(empty_entry(item, task, config, "failed", reason), task)
+            for number in range(2, config.rounds + 1):
+                order = shuffled(timing_round(number), generator)
+                if order:
+                    orders.append([f"{item['workload']}:{item['implementation']}" for item in order])
+                for item in order:
+                    progress.update(bar, description=f"round {number} · {item['workload']} {item['implementation']:<20}")
+
+                    def on_timing(record, task, item=item):
+                        run.add_round(entries[task_key(item, task)], record)
+                        run.save()
+                        progress.advance(bar)
+
+                    left, _ = run.run_job(item, "timing", on_timing)
+                    progress.advance(bar, len(left))
+            run.close_workers()
+            progress.update(bar, description="measuring the peak again")
+            final = measure_peak(config)
+            machine_record = run.document["machine"]
+            start = {"peak_gflops": machine_record.get("peak_gflops"), "peak_detail": machine_record.get("peak_detail")}
+            machine_record.update(peak.combine(start, final))
+            for entry in run.document["results"]:
+                run.set_peak_fraction(entry)
             run.save()
-            raise
+    except KeyboardInterrupt:
+        run.stop_workers()
+        run.save()
+        raise
+    finally:
+        run.stop_workers()
+        run.log.close()
     return run

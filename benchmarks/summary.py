@@ -1,17 +1,35 @@
-"""The table `sidebyside run` prints when it finishes."""
+"""The tables `sidebyside run` prints when it finishes: one per workload, device, dtype and size.
+
+Rows are ranked by benchmarks.ranking, the rule the HTML report uses too:
+entries whose timing rounds do not separate them share a rank ("1 tie"), and
+the line under the table says "tie (within noise)" rather than naming one of
+them fastest. Runs that disagree with the float64 reference keep their row,
+their time and their reason, but get no rank and no ×best. "cores" is CPU
+seconds over wall seconds of the timed steps against the threads asked for;
+"!" marks more than ranking.OVERSUBSCRIBED times the threads.
+
+Names and reasons come from entries, so every cell is a rich Text (never
+parsed as console markup: a reason holding "[/x]" prints as written).
+"""
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from benchmarks import ranking
+
+PEAK_FAULT = 1.0  # a share of the measured peak above 100 % is a measurement fault, never a result
 
 
 def describe_status(entry):
-    if entry["status"] == "ok":
-        if entry.get("agrees") is False:
-            return "ok, differs"
+    status = entry.get("status")
+    if status == "disagrees" or (status == "ok" and entry.get("agrees") is False):
+        return f"disagrees: {entry.get('reason') or 'loss differs from the float64 reference'}"
+    if status == "ok":
         return "ok" + (", unstable" if entry.get("unstable") else "")
-    if entry["status"] == "diverged":
+    if status == "diverged":
         return f"diverged at step {entry.get('diverged_at')}"
-    return f"{entry['status']}: {entry.get('reason') or ''}"
+    return f"{status}: {entry.get('reason') or ''}"
 
 
 def first_cost(entry):
@@ -31,21 +49,29 @@ def print_summary(document, console=None):
     for key, group in groups.items():
         workload, device, dtype, *size = key
         title = f"{workload} · {device} · {dtype}" + ("" if workload == "digits" else f" · size {','.join(map(str, size))}")
-        timed = [e["step_time"]["median"] for e in group if e["status"] == "ok" and e.get("step_time")]
-        fastest = min(timed) if timed else None
+        ranked = ranking.rank([entry for entry in group if ranking.rankable(entry)])
+        places = {id(item.entry): item for item in ranked}
+        fastest = ranking.median(ranked[0].entry) if ranked else None
         table = Table(title=title, title_justify="left")
-        for column in ("implementation", "µs/step", "×best", "GFLOP/s", "%peak", "1st (s)", "agreement", "status"):
+        for column in ("implementation", "rank", "µs/step", "×best", "GFLOP/s", "%peak", "cores", "1st (s)",
+                       "agreement", "status"):
             table.add_column(column, justify="left" if column in ("implementation", "status") else "right")
         if workload == "digits":
             table.add_column("accuracy", justify="right")
-        for entry in sorted(group, key=lambda e: (e.get("step_time") or {}).get("median", float("inf"))):
-            step = entry.get("step_time")
+        # Ranked rows in rank order, then the unranked: timed ones (disagreeing) by time, then the rest.
+        unranked = sorted((e for e in group if id(e) not in places), key=lambda e: ranking.median(e) or float("inf"))
+        for entry in [item.entry for item in ranked] + unranked:
+            place = places.get(id(entry))
+            median = ranking.median(entry)
+            peak = entry.get("peak_fraction")
             cells = [
                 entry["implementation"],
-                f"{step['median'] * 1e6:,.0f}" if step else "n/a",
-                f"{step['median'] / fastest:.2f}" if step and fastest else "n/a",
+                (f"{place.rank} tie" if place.tied else str(place.rank)) if place else "—",
+                f"{median * 1e6:,.0f}" if median else "n/a",
+                f"{median / fastest:.2f}" if place and fastest else "n/a",
                 f"{entry['gflops']:.1f}" if entry.get("gflops") else "n/a",
-                f"{entry['peak_fraction'] * 100:.0f}" if entry.get("peak_fraction") else "n/a",
+                (f"{peak * 100:.0f}" + (" !" if peak > PEAK_FAULT else "")) if peak else "n/a",
+                cores(entry),
                 first_cost(entry),
                 f"{entry['agreement']:.1e}" if entry.get("agreement") is not None else "n/a",
                 describe_status(entry),
@@ -53,5 +79,33 @@ def print_summary(document, console=None):
             if workload == "digits":
                 accuracy = entry.get("test_accuracy")
                 cells.append(f"{accuracy * 100:.1f} %" if accuracy is not None else "n/a")
-            table.add_row(*cells)
+            table.add_row(*(Text(cell) for cell in cells))
         console.print(table)
+        for line in notes(group, ranked):
+            console.print(Text(line))
+
+
+def cores(entry):
+    """Cores kept busy against the threads asked for, "1.96/2"; "!" past ranking.OVERSUBSCRIBED × threads."""
+    used, threads = entry.get("cpu_utilization"), entry.get("threads")
+    if used is None:
+        return "n/a"
+    text = f"{used:.2f}" + (f"/{threads}" if threads else "")
+    return text + (" !" if ranking.over_threads(entry) else "")
+
+
+def notes(group, ranked):
+    """Lines under a table: a tie for fastest, runs over their threads, shares of peak above 100 %."""
+    lines = []
+    first = [item.entry["implementation"] for item in ranked if item.rank == 1]
+    if len(first) > 1:
+        lines.append(f"  fastest: {ranking.TIE} between {', '.join(first)}: their timing rounds do not separate them")
+    over = [f"{e['implementation']} ({e['cpu_utilization']:.2f} cores, {e['threads']} threads)"
+            for e in group if ranking.over_threads(e)]
+    if over:
+        lines.append(f"  ! more cores busy than threads (over {ranking.OVERSUBSCRIBED:g}×): {', '.join(over)}")
+    faults = [f"{e['implementation']} ({e['peak_fraction'] * 100:.0f} %)"
+              for e in group if (e.get("peak_fraction") or 0) > PEAK_FAULT]
+    if faults:
+        lines.append(f"  ! share of peak above 100 %, a measurement fault: {', '.join(faults)}")
+    return lines

@@ -1,28 +1,37 @@
 """One training step of every implementation, per device and size.
 
-Each case is built, its data moved to the device and its first step (with
-any tracing or compilation) timed once, outside pytest-benchmark; warm-up
-steps follow; then pytest-benchmark times single steps, each ending with the
-loss copied to the host. The loop case times 50 steps that sync only at the
-end. Groups are "<device> N,D_in,H,D_out <view>", so each table compares
-frameworks on equal terms.
+The same protocol as `sidebyside run` (benchmarks/timing.py), through the
+same code: the case is built by `benchmarks.cases.build` (data converted
+outside every clock), `timing.start` times the first step (with any tracing
+or compilation) alone and runs the burn-in steps; then pytest-benchmark
+times single steps, each ending with the loss copied to the host, for
+exactly as many rounds as `sidebyside run` counts (the run's steps minus
+the first and the burn-in), one step per round. So pytest-benchmark's
+calibration never trains the net past the run's 500 steps, and both ways
+time the same trajectory. The loop case runs one untimed loop first, then
+times loops of the length `sidebyside run` uses at that size. Groups are
+"<device> N,D_in,H,D_out <view>", so each table compares frameworks on
+equal terms.
 """
 
 import os
-import time
 
 import pytest
 
 import implementations
-from benchmarks import cases, fairness
-from benchmarks.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, sweep_learning_rate
+from benchmarks import cases, fairness, timing
+from benchmarks.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig, sweep_learning_rate
 from benchmarks.machine import kernels
+from benchmarks.runner import loop_steps
 from benchmarks.worker import TUNED_FRAMEWORKS
 from implementations.devices import cuda_available
 from implementations.problem import DeviceUnavailable, DtypeUnsupported
 
-WARMUP_STEPS = 10
-LOOP_STEPS = 50
+RUN = RunConfig()  # the defaults of `sidebyside run`: steps, burn-in, loop length
+WARMUP_STEPS = RUN.warmup
+TIMED_STEPS = RUN.steps - 1 - RUN.warmup  # the steps `sidebyside run` counts at full length
+SWEEP_STEPS = 20  # at a sweep size, the run times at least 20 steps within its 0.3 s budget
+LOOP_ROUNDS = 5
 
 
 def pytest_generate_tests(metafunc):
@@ -67,14 +76,11 @@ def build_case(request, case):
     if device == "cuda" and not any(cuda_available(framework) for framework in frameworks or ["numpy"]):
         pytest.skip("n/a: no CUDA device")
     try:
-        net, x, y, problem = cases.build(Net, spec, device, dtype, dict(zip(("N", "D_in", "H", "D_out"), size)), learning_rate)
+        net, x, y, problem = cases.build(spec.name, device, dtype, dict(zip(("N", "D_in", "H", "D_out"), size)),
+                                         learning_rate, RUN.steps)
     except (DeviceUnavailable, DtypeUnsupported) as error:
         pytest.skip(f"n/a: {error}")
-    start = time.perf_counter()
-    net.step(x, y)
-    first_step_s = time.perf_counter() - start
-    for _ in range(WARMUP_STEPS):
-        net.step(x, y)
+    _, first_step_s, _ = timing.start(net, x, y, WARMUP_STEPS)
     info = {
         "implementation": name, "framework": spec.framework, "backend": spec.backend, "device": device,
         "dtype": dtype, "threads": threads, "N": size[0], "D_in": size[1], "H": size[2], "D_out": size[3],
@@ -107,7 +113,8 @@ def test_step(benchmark, built, case):
     name, device, size = case
     benchmark.group = f"{device} {','.join(map(str, size))} step"
     benchmark.name = name
-    benchmark(net.step, x, y)
+    rounds = TIMED_STEPS if size == TUTORIAL_SIZE else SWEEP_STEPS
+    benchmark.pedantic(net.step, args=(x, y), rounds=rounds, iterations=1, warmup_rounds=0)
     record(benchmark, {**info, "view": "step"}, problem.flops_per_step())
 
 
@@ -115,7 +122,8 @@ def test_loop(benchmark, built, case):
     """A loop of steps that syncs once, at the end: throughput."""
     net, x, y, problem, info = built
     name, device, size = case
-    benchmark.group = f"{device} {','.join(map(str, size))} loop of {LOOP_STEPS}"
+    steps = loop_steps(RUN, size)
+    benchmark.group = f"{device} {','.join(map(str, size))} loop of {steps}"
     benchmark.name = name
-    benchmark(net.train, x, y, LOOP_STEPS)
-    record(benchmark, {**info, "view": "loop", "loop_steps": LOOP_STEPS}, problem.flops_per_step(), LOOP_STEPS)
+    benchmark.pedantic(net.train, args=(x, y, steps), rounds=LOOP_ROUNDS, iterations=1, warmup_rounds=1)
+    record(benchmark, {**info, "view": "loop", "loop_steps": steps}, problem.flops_per_step(), steps)

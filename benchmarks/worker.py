@@ -1,25 +1,49 @@
-"""Measure the implementations of one framework in a process of their own.
+"""Measure one implementation in a fresh process of its own.
 
-The runner starts `python -m benchmarks.worker JOB.json OUT.jsonl LOG` once
-per framework (numpy; torch; TensorFlow; JAX; Keras joins the process of its
-backend), so thread pools are sized before the import, no other framework's
-pools compete for the cores, and Keras is free to take its backend. The
-import is paid once per process and recorded as `extra.import_s`; every
-implementation's first step is timed on a fresh net. Each finished entry is
-appended to OUT.jsonl at once, so a crash or Ctrl-C loses at most the entry
-in progress.
+Importing a framework takes seconds (TensorFlow with Keras: ten and more on
+this machine), and a run measures every implementation several times, each
+time in a fresh process. So the runner starts one *zygote* per framework
+group, `python -m benchmarks.worker THREADS KERAS_BACKEND REQUIRES`, which
+pins itself to THREADS CPUs, sizes the thread pools through the environment,
+imports the frameworks (and does nothing else with them), and then forks one
+child per job it is sent. Each child is a fresh process: its own heap, its
+own memory high-water mark, thread pools that start when it first computes,
+no global switch left by a sibling (JAX's 64-bit mode, Keras's floatx), and
+the framework import already paid (recorded once as `extra.import_s`).
+
+The protocol over the zygote's stdin and stdout is one JSON object a line:
+the runner sends {"job": PATH, "out": PATH}; the zygote answers {"pid": N}
+when the child starts and {"exit": CODE} when it ends. A child appends each
+finished entry (or timing record) to OUT as one JSON line at once, so a
+crash or Ctrl-C loses at most the case in progress.
+
+Every process here asks the kernel to kill it when its parent dies
+(PR_SET_PDEATHSIG), so a runner killed outright leaves nothing behind.
 """
 
+import ctypes
 import json
 import math
 import os
+import signal
 import sys
+import time
 import traceback
 
 from benchmarks import fairness
 
 # Where each registry "requires" name gets its threads and precision set.
 TUNED_FRAMEWORKS = ("torch", "tensorflow", "jax")
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """Be killed (SIGKILL) when the parent process dies; Linux only."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the runner's own clean-up must do
+        return
 
 
 def base_entry(spec, task, threads):
@@ -38,6 +62,7 @@ def base_entry(spec, task, threads):
         "losses": [],
         "step_time": None,
         "unstable": False,
+        "cpu_utilization": None,
         "first_step_s": None,
         "loop_time_s": None,
         "loop_steps": None,
@@ -89,22 +114,49 @@ def gpu_peak_bytes(framework):
     return None
 
 
-def measure_two_layer(Net, spec, task, entry, compute_framework):
-    """Fill `entry` with the losses and timings of one two-layer run."""
-    from benchmarks import cases, timing
+def compute_framework(spec):
+    """The framework that does the arithmetic (torch for keras_torch, ...)."""
+    return next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
 
-    memory_before = timing.rss_bytes()
-    net, x, y, problem = cases.build(
-        Net, spec, task["device"], task["dtype"], task["size"], task["learning_rate"], task["steps"], task["seed"]
+
+def overrides_for(spec, task, threads):
+    """Harness parameters an implementation takes: torch_ddp's ranks and their threads."""
+    if "ranks" not in spec.options:
+        return {}
+    ranks = task.get("ranks") or spec.options["ranks"]
+    return {"ranks": ranks, "threads_per_rank": max(threads // ranks, 1)}
+
+
+def build(spec, task, threads):
+    """(net, x, y, problem) for one two-layer task, as the registry defines the variant."""
+    from benchmarks import cases
+
+    return cases.build(
+        spec.name, task["device"], task["dtype"], task["size"], task["learning_rate"], task["steps"], task["seed"],
+        **overrides_for(spec, task, threads),
     )
+
+
+def measure_two_layer(spec, task, entry, threads):
+    """Fill `entry` with the losses and timings of one two-layer run."""
+    from benchmarks import timing
+
+    framework = compute_framework(spec)
+    memory = timing.PeakMemory()
+    net, x, y, problem = build(spec, task, threads)
     try:
-        reset_gpu_peak(compute_framework, task["device"])
-        budget = task.get("budget_s")
-        losses, durations, diverged_at = timing.run_steps(net, x, y, problem.steps, task["warmup"], budget_s=budget)
+        reset_gpu_peak(framework, task["device"])
+        warmup = task["warmup"]
+        losses, entry["first_step_s"], diverged_at = timing.start(net, x, y, warmup)
+        durations = []
+        if diverged_at is None:
+            more, durations, diverged_at, entry["cpu_utilization"] = timing.timed_steps(
+                net, x, y, problem.steps - len(losses), budget_s=task.get("budget_s"), first_index=len(losses)
+            )
+            losses += more
         entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
-        entry["first_step_s"] = durations[0]
-        counted = durations[task["warmup"] + 1 :] or durations[1:]
-        entry["step_time"] = timing.summarize(counted)
+        entry["step_time"] = timing.summarize(durations)
+        entry["samples"] = durations  # for the runner, which pools the rounds; not saved
         entry["unstable"] = timing.is_unstable(entry["step_time"])
         entry["flops_per_step"] = problem.flops_per_step()
         if entry["step_time"]:
@@ -114,23 +166,71 @@ def measure_two_layer(Net, spec, task, entry, compute_framework):
             entry["diverged_at"] = diverged_at
             entry["reason"] = f"loss became {losses[-1]} at step {diverged_at}"
         else:
-            loop_steps = problem.steps
-            if entry["step_time"]:
-                # As many loop steps as fit in the budget (at least 50 at full
-                # length, 5 for a sweep size), never more than the run's steps.
-                budget_s, least = (budget, 5) if budget is not None else (task["loop_budget_s"], 50)
-                loop_steps = max(least, min(loop_steps, int(budget_s / entry["step_time"]["median"])))
-            entry["loop_time_s"], loop_losses = timing.time_loop(net, x, y, loop_steps)
-            entry["loop_steps"] = loop_steps
+            entry["loop_steps"] = task["loop_steps"]
+            entry["loop_time_s"], loop_losses = timing.time_loop(net, x, y, task["loop_steps"])
             if not all(math.isfinite(float(value)) for value in loop_losses):
                 entry["extra"]["loop_diverged"] = True
         if task["device"] == "cuda":
-            entry["peak_memory_bytes"] = gpu_peak_bytes(compute_framework)
+            entry["peak_memory_bytes"] = gpu_peak_bytes(framework)
         else:
-            entry["peak_memory_bytes"] = max(timing.max_rss_bytes(), timing.rss_bytes()) - memory_before
-            entry["peak_memory_bytes"] = max(entry["peak_memory_bytes"], 0)
+            entry["peak_memory_bytes"] = memory.growth()
+            entry["extra"]["memory"] = memory.method
         if hasattr(net, "info"):
             entry["extra"].update(net.info())
+        loop_note = getattr(net, "loop_note", None)
+        if loop_note:
+            entry["extra"]["loop_note"] = loop_note
+    finally:
+        if hasattr(net, "close"):
+            net.close()
+
+
+WARM_UP_SIZE = {"N": 4, "D_in": 8, "H": 4, "D_out": 2}
+
+
+def warm_up(spec, task, threads):
+    """A few steps at a tiny size before the first case: the framework's one-time start.
+
+    Frameworks load parts of themselves on first use (torch's optimizers
+    pull in torch._dynamo, about 80 MB, on their first step; allocators and
+    thread pools start). Paid here, that start is not charged to the first
+    case's memory or first step. Returns the seconds it took, or None
+    where it was skipped (torch_ddp starts fresh rank processes per net
+    anyway) or failed (the case itself will then fail and say why).
+    """
+    from benchmarks import timing
+
+    if task["workload"] != "two_layer" or "ranks" in spec.options:
+        return None
+    begin = time.perf_counter()
+    try:
+        net, x, y, _ = build(spec, {**task, "size": WARM_UP_SIZE, "steps": 8}, threads)
+    except Exception:
+        return None
+    try:
+        timing.start(net, x, y, 2)
+        timing.time_loop(net, x, y, 2)
+    except Exception:
+        return None
+    finally:
+        if hasattr(net, "close"):
+            net.close()
+    return time.perf_counter() - begin
+
+
+def time_round(spec, task, threads):
+    """One timing round of a two-layer task: a fresh net, burn-in, then steps within a budget."""
+    from benchmarks import timing
+
+    net, x, y, problem = build(spec, task, threads)
+    try:
+        losses, first_step_s, diverged_at = timing.start(net, x, y, task["warmup"])
+        if diverged_at is not None:
+            return {"samples": [], "cpu_utilization": None, "first_step_s": first_step_s}
+        _, durations, _, utilization = timing.timed_steps(
+            net, x, y, problem.steps - len(losses), budget_s=task["round_budget_s"], first_index=len(losses)
+        )
+        return {"samples": durations, "cpu_utilization": utilization, "first_step_s": first_step_s}
     finally:
         if hasattr(net, "close"):
             net.close()
@@ -138,7 +238,6 @@ def measure_two_layer(Net, spec, task, entry, compute_framework):
 
 def measure_digits(spec, task, entry):
     from benchmarks.digits import measure_digits as measure
-
     from benchmarks.digits import size_for
 
     entry["size"] = size_for(task.get("data"))  # kept if training raises
@@ -151,55 +250,56 @@ def measure_digits(spec, task, entry):
     entry["extra"].update(extra)
 
 
-def run_job(job, out, log):
-    """Every run of the job in order, each entry written as soon as it exists."""
-
-    def emit(entry):
-        out.write(json.dumps(entry, allow_nan=False) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-
-    for run in job["runs"]:
-        run_implementation(run, job["threads"], job["tf32"], emit, log)
-
-
-def run_implementation(run, threads, tf32, emit, log):
-    import time
-
-    from implementations import FrameworkBroken, FrameworkMissing
-    from implementations.problem import DeviceUnavailable, DtypeUnsupported
-
-    workload = run["workload"]
+def registry_for(workload):
     if workload == "digits":
         import implementations.digits as registry
     else:
         import implementations as registry
+    return registry
+
+
+def run_job(job, emit, log):
+    """Every task of one implementation, each result emitted as soon as it exists."""
+    from benchmarks.machine import kernels
+    from implementations import FrameworkBroken, FrameworkMissing
+    from implementations.problem import DeviceUnavailable, DtypeUnsupported
+
+    run, threads, timing_round = job["run"], job["threads"], job["mode"] == "timing"
+    registry = registry_for(run["workload"])
     spec = registry.spec(run["implementation"])
-    compute_framework = next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
-    start = time.perf_counter()
     try:
-        Net = registry.load(spec.name)
+        registry.load(spec.name)
     except (FrameworkMissing, FrameworkBroken) as error:
-        status = "n/a" if isinstance(error, FrameworkMissing) else "failed"
         for task in run["tasks"]:
+            if timing_round:
+                emit({"samples": [], "reason": str(error)})
+                continue
             entry = base_entry(spec, task, threads)
-            entry.update(status=status, reason=str(error).split(": ", 1)[-1])
+            entry.update(status="n/a" if isinstance(error, FrameworkMissing) else "failed",
+                         reason=str(error).split(": ", 1)[-1])
             emit(entry)
         return
-    import_s = time.perf_counter() - start  # the framework's import, paid once per process
-    settings = fairness.apply([name for name in spec.requires if name in TUNED_FRAMEWORKS], threads, tf32)
-    from benchmarks.machine import kernels
-
-    kernel = kernels(compute_framework)
+    settings = fairness.apply([name for name in spec.requires if name in TUNED_FRAMEWORKS], threads, job["tf32"])
+    kernel = kernels(compute_framework(spec))
+    process_warm_up_s = warm_up(spec, run["tasks"][0], threads) if run["tasks"] else None
     for task in run["tasks"]:
+        if timing_round:
+            try:
+                emit(time_round(spec, task, threads))
+            except KeyboardInterrupt:
+                raise
+            except Exception as error:  # the first round recorded it already
+                emit({"samples": [], "reason": one_line(error)})
+            continue
         entry = base_entry(spec, task, threads)
-        entry["extra"].update({"kernels": kernel, "tf32": tf32, "import_s": import_s})
+        entry["extra"].update({"kernels": kernel, "tf32": job["tf32"], "import_s": job.get("import_s"),
+                               "process_warm_up_s": process_warm_up_s})
         entry["extra"].update({f"threads_{key}": value for key, value in settings.items() if key not in ("requested", "tf32")})
         try:
-            if workload == "digits":
+            if run["workload"] == "digits":
                 measure_digits(spec, task, entry)
             else:
-                measure_two_layer(Net, spec, task, entry, compute_framework)
+                measure_two_layer(spec, task, entry, threads)
         except (DeviceUnavailable, DtypeUnsupported) as error:
             entry.update(status="n/a", reason=str(error))
         except KeyboardInterrupt:
@@ -211,18 +311,71 @@ def run_implementation(run, threads, tf32, emit, log):
         emit(entry)
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    job_path, out_path, log_path = argv
-    with open(job_path) as job_file:
+def child(request, import_s):
+    """A forked child: run one job, write its results, and return the exit code."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with open(request["job"]) as job_file:
         job = json.load(job_file)
-    fairness.set_environment(job["threads"])  # before any framework is imported
+    job["import_s"] = import_s
     try:
-        with open(out_path, "a") as out, open(log_path, "a") as log:
-            run_job(job, out, log)
+        with open(request["out"], "a") as out:
+            def emit(record):
+                out.write(json.dumps(record, allow_nan=False) + "\n")
+                out.flush()
+
+            run_job(job, emit, sys.stderr)
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def serve(threads, keras_backend, requires):
+    """The zygote: import once, then fork a child per job read from stdin."""
+    die_with_parent()
+    # The protocol keeps its own copy of stdout; file descriptor 1 then goes
+    # to the log, so whatever a framework prints cannot garble an answer.
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    fairness.set_environment(threads)  # pins the CPUs; before any framework is imported
+    if keras_backend:
+        os.environ["KERAS_BACKEND"] = keras_backend  # fixed at import: one backend per zygote
+    start = time.perf_counter()
+    for module in requires:
+        try:
+            __import__(module)
+        except Exception:  # the child's import raises again and records it as "failed"
+            traceback.print_exc()
+    import_s = time.perf_counter() - start
+    answer.write(json.dumps({"ready": True, "import_s": import_s}) + "\n")
+    answer.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                answer.close()
+                code = child(request, import_s)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        answer.write(json.dumps({"pid": pid}) + "\n")
+        answer.flush()
+        _, status = os.waitpid(pid, 0)
+        answer.write(json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n")
+        answer.flush()
+    return 0
+
+
+def main(argv=None):
+    threads, keras_backend, requires = (sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # the runner's stop: no traceback
+    return serve(int(threads), keras_backend, [name for name in requires.split(",") if name])
 
 
 if __name__ == "__main__":

@@ -1,13 +1,21 @@
-"""The registry of implementations, imported lazily.
+"""The registry of implementations, imported lazily, and the one way to build them.
 
 Each entry names the module that holds the variant, the frameworks it needs
-(import names), and the pip extra that installs them. Nothing heavy is
-imported until `load(name)` is called, so `sidebyside list` and the tests can
-ask what is available without paying for TensorFlow's import.
+(import names), the pip extra that installs them, and the constructor options
+that make it that variant (tf_function and tf_function_xla are one module,
+built with jit_compile off and on). Nothing heavy is imported until a net is
+asked for, so `sidebyside list` and the tests can ask what is available
+without paying for TensorFlow's import.
+
+`create(name, w1, w2, learning_rate, ...)` is how every caller builds a
+registered variant: it imports the module and applies the entry's options,
+so no caller has to remember that tf_function_xla means jit_compile=True.
+`load(name)` returns the bare Net class, for code that needs the class itself.
 """
 
 import importlib
 import importlib.util
+import inspect
 import os
 from dataclasses import dataclass, field
 
@@ -133,11 +141,12 @@ def keras_backend_conflict(backend):
 
 
 def load(name):
-    """Import the implementation and return its Net class.
+    """Import the implementation and return its Net class, without the entry's options.
 
-    Raises FrameworkMissing (a framework is not installed, or Keras already
-    holds another backend in this process) or FrameworkBroken (it is installed
-    but its import raises), each with a one-line reason.
+    To build the registered variant, use `create`. Raises FrameworkMissing (a
+    framework is not installed, or Keras already holds another backend in
+    this process) or FrameworkBroken (it is installed but its import raises),
+    each with a one-line reason.
     """
     return load_entry(spec(name))
 
@@ -154,10 +163,79 @@ def load_entry(entry, package=__name__):
     try:
         module = importlib.import_module(f"{package}.{entry.module}")
     except ModuleNotFoundError as error:
-        raise FrameworkMissing(f"{name}: {error.name} not installed: {error}") from error
+        # Only a framework the entry requires, and that really is absent, is
+        # "not installed". A ModuleNotFoundError for anything else comes from
+        # inside an installed framework (torch without one of ITS
+        # dependencies, say): that installation is broken, and hiding it as
+        # "n/a" would silently drop the case.
+        top = (error.name or "").partition(".")[0]
+        if top in entry.requires and importlib.util.find_spec(top) is None:
+            raise FrameworkMissing(
+                f"{name}: {top} not installed (pip install -e \".[{entry.extra}]\")"
+            ) from error
+        raise FrameworkBroken(f"{name}: import failed: {one_line(error)}") from error
     except Exception as error:  # an installed but broken framework
-        summary = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise FrameworkBroken(
-            f"{name}: import failed: {type(error).__name__}: {summary}"
-        ) from error
+        raise FrameworkBroken(f"{name}: import failed: {one_line(error)}") from error
     return module.Net
+
+
+def one_line(error):
+    """`Type: first line of the message`, for reasons that must fit one line."""
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message.splitlines()[0]}" if message else type(error).__name__
+
+
+# Options that say which variant an entry is: overriding them would build
+# another variant under this one's name (tf_function_xla without XLA), so
+# `create` refuses. Other registry options are defaults a harness may set
+# explicitly (torch_ddp's ranks).
+DEFINING_OPTIONS = ("backend", "jit_compile")
+
+
+def create(name, w1, w2, learning_rate, device="cpu", dtype="float32", **overrides):
+    """The registered variant `name`, built on the shared initial weights.
+
+    Imports the module (FrameworkMissing / FrameworkBroken as `load`) and
+    constructs its Net with the registry entry's options applied; the
+    `backend` option is no constructor argument but picks KERAS_BACKEND
+    before Keras is imported. `overrides` are explicit harness parameters
+    (torch_ddp's `ranks`, `threads_per_rank`); one the Net does not take, or
+    one that would change which variant this is, is a one-line ValueError.
+    The Net itself raises DeviceUnavailable or DtypeUnsupported.
+    """
+    return create_entry(spec(name), w1, w2, learning_rate, device=device, dtype=dtype, overrides=overrides)
+
+
+def create_entry(entry, *arguments, package=__name__, overrides=None, not_arguments=("backend",), **keywords):
+    """`create` for a registry entry of any workload; its module lives in `package`.
+
+    `arguments` and `keywords` are the Net's own (weights, problem, device,
+    dtype); the entry's options and then `overrides` are added to them, but
+    for the options named in `not_arguments`, which are read elsewhere
+    (`backend` by load_entry, to pick KERAS_BACKEND).
+    """
+    Net = load_entry(entry, package)
+    options = {key: value for key, value in entry.options.items() if key not in not_arguments}
+    overrides = dict(overrides or {})
+    check_overrides(entry, Net, overrides, taken=len(arguments), explicit=keywords)
+    return Net(*arguments, **keywords, **{**options, **overrides})
+
+
+def check_overrides(entry, Net, overrides, taken, explicit):
+    """A one-line ValueError for an override the Net cannot or must not take."""
+    parameters = list(inspect.signature(Net).parameters.values())
+    # The first `taken` parameters (w1, w2, learning_rate) are given
+    # positionally and `explicit` ones (device, dtype) by name: not options.
+    given = {parameter.name for parameter in parameters[:taken]} | set(explicit)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    valid = [p.name for p in parameters if p.kind in kinds and p.name not in given | set(DEFINING_OPTIONS)]
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    for key in overrides:
+        if key in DEFINING_OPTIONS:
+            fixed = f"{key}={entry.options[key]!r}" if key in entry.options else f"the Net's default {key}"
+            raise ValueError(
+                f"{entry.name}: {key} cannot be overridden, it is what makes this variant "
+                f"{entry.name} ({fixed}); ask for the registered name of the variant you want"
+            )
+        if key not in valid and not (open_ended and key not in given):
+            raise ValueError(f"{entry.name}: unknown option {key!r}; it takes: {', '.join(valid) or 'none'}")

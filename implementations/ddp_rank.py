@@ -13,6 +13,7 @@ finishes, DDP all-reduces the gradients so that every rank applies the same
 update and the replicas stay identical.
 """
 
+import ctypes
 import os
 import signal
 import statistics
@@ -22,25 +23,57 @@ import traceback
 from datetime import timedelta
 from multiprocessing.connection import Connection
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
-from implementations.torch_nn import build_model
+def settle_in():
+    """Before torch starts its thread pools: die with the parent, and pin.
+
+    PR_SET_PDEATHSIG asks Linux to kill this rank if the process that started
+    it dies, so a killed harness leaves no rank running. Each rank then takes
+    its own share of the CPUs it inherited (the run's T CPUs): rank r gets
+    CPUs [r·T/R, (r+1)·T/R), so R ranks of T/R threads never share a core.
+    Threads inherit the affinity of the thread that creates them, so this
+    must come before any pool exists, i.e. before numpy and torch load.
+    """
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
+    if hasattr(os, "sched_getaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        share = len(cpus) // world_size
+        if share:
+            os.sched_setaffinity(0, cpus[rank * share:(rank + 1) * share])
+
+
+settle_in()
+
+import numpy as np  # noqa: E402  (after settle_in: the pools start pinned)
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+from implementations.torch_nn import build_model  # noqa: E402
 
 TIMEOUT = timedelta(seconds=60)  # a rank whose peers vanished gives up after this
 
 
 class CommunicationTimer:
-    """Wall time spent in gradient all-reduces, per training step."""
+    """Wall time spent in gradient all-reduces, per training step.
+
+    Only the step view is timed (`active`): on a GPU the timing waits for
+    the device around every all-reduce, which the loop view, synced once
+    at the end, must not do.
+    """
 
     def __init__(self, device):
         self.device = device
-        self.seconds = []  # one entry per step
+        self.seconds = []  # one entry per timed step
+        self.active = True
 
     def new_step(self):
-        self.seconds.append(0.0)
+        if self.active:
+            self.seconds.append(0.0)
 
     def synchronize(self):
         # On a GPU, kernels run asynchronously: wait for them so that the
@@ -66,11 +99,21 @@ def allreduce_sum_hook(timer, bucket):
     finished, so there was no backward work left to overlap with anyway.
     """
     tensor = bucket.buffer()
+    if not timer.active:
+        # The loop view: the all-reduce alone. On a GPU, NCCL queues it on
+        # its own stream and the compute stream waits for it there: no host
+        # wait. On a CPU, gloo returns once every rank has contributed.
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return done(tensor)
     timer.synchronize()
     start = time.perf_counter()
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     timer.synchronize()
     timer.seconds[-1] += time.perf_counter() - start
+    return done(tensor)
+
+
+def done(tensor):
     # A comm hook returns a Future of the reduced bucket; ours is done already.
     future = torch.futures.Future()
     future.set_result(tensor)
@@ -128,8 +171,14 @@ class Replica:
         return self.train_step(self.x, self.y).cpu().numpy()
 
     def train(self, steps):
-        losses = torch.stack([self.train_step(self.x, self.y) for _ in range(steps)])
-        return losses.cpu().numpy()
+        # The loop view: no per-step clocks or device waits, the losses stay
+        # on the device and come back in one copy at the end.
+        self.timer.active = False
+        try:
+            losses = torch.stack([self.train_step(self.x, self.y) for _ in range(steps)])
+            return losses.cpu().numpy()
+        finally:
+            self.timer.active = True
 
     def params(self):
         w1 = self.linear1.weight.detach().cpu().numpy().T.copy()
@@ -167,7 +216,8 @@ class Replica:
         # Update weights: the same summed gradient on every rank keeps the
         # replicas identical without ever sending the weights
         self.optimizer.step()
-        self.step_seconds.append(time.perf_counter() - start)
+        if self.timer.active:
+            self.step_seconds.append(time.perf_counter() - start)
         return loss.detach()
 
 

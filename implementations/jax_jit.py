@@ -72,18 +72,33 @@ class Net:
     def train(self, x, y, steps):
         """Run `steps` steps; the losses stay on the device until the end.
 
-        Each call only queues the step, so the loop runs ahead of the device;
-        `block_until_ready` waits once, for all of them.
+        Each call only queues the step, so the loop runs ahead of the device
+        and the losses pile up as device scalars. `jax.device_get` then starts
+        every copy to the host before waiting on any, and waits once.
+
+        The scalars are not joined on the device first: `jnp.stack` of N
+        arrays is an operation of N inputs, which JAX compiles anew for every
+        N it has not seen, so a loop of a new length would pay an XLA compile
+        (tens of milliseconds) inside the timed loop.
         """
         x, y = self.prepare(x, y)
-        losses = jnp.stack([self.dispatch_step(x, y) for _ in range(steps)])
-        return np.asarray(losses.block_until_ready())
+        losses = [self.dispatch_step(x, y) for _ in range(steps)]
+        return np.array(jax.device_get(losses), dtype=self.dtype)
 
     def params(self):
         return np.array(self.w1), np.array(self.w2)
 
     def info(self):
-        return {"jit": True, "donate_weights": self.donate, "x64": bool(jax.config.jax_enable_x64)}
+        # Asked of JAX, not of our flags: the jitted step keeps one compiled
+        # XLA program per shape and dtype it has been called with, so a
+        # step that has run compiled has at least one (`_cache_size` is the
+        # count; None where a JAX version no longer offers it).
+        cache_size = getattr(self.compiled_step, "_cache_size", None)
+        programs = cache_size() if cache_size else None
+        return {
+            "jit": True, "donate_weights": self.donate, "x64": bool(jax.config.jax_enable_x64),
+            "compiled_programs": programs, "compiled": None if programs is None else programs > 0,
+        }
 
     def dispatch_step(self, x, y):
         # The compiled step returns new weights; the old ones were donated.

@@ -54,6 +54,10 @@ class SumOfSquares(keras.losses.Loss):
 
 
 class Net:
+    # Why this loop view, unlike the others, waits for the device every step;
+    # the report prints it next to the loop timings (see train below).
+    loop_note = "Keras returns each step's loss as a host float: the loop syncs every step (train_on_batch)"
+
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", jit_compile="auto"):
         self.device = keras_device(device)
         self.dtype = dtype
@@ -106,7 +110,18 @@ class Net:
         return float(self.train_step(*self.prepare(x, y)))
 
     def train(self, x, y, steps):
-        """Run `steps` steps. Each returns a host float (Keras syncs every step)."""
+        """Run `steps` steps. Each returns a host float (Keras syncs every step).
+
+        Keras has no call that runs several steps and keeps each one's loss.
+        `compile(steps_per_execution=k)` with `fit` runs k steps per call with
+        one sync, but `fit` reports only the logs of the last of them, and its
+        "loss" is the running mean of the epoch's losses (a `Mean` metric
+        reset each epoch), not that step's loss. Taking per-step losses back
+        out of running means by differences loses every digit once the loss
+        has fallen by orders of magnitude, as it does here; one epoch per step
+        would give exact losses but pay fit's per-epoch set-up every step. So
+        the loop view stays `train_on_batch`, syncing every step: `loop_note`.
+        """
         x, y = self.prepare(x, y)
         return np.array([self.train_step(x, y) for _ in range(steps)])
 
@@ -116,7 +131,18 @@ class Net:
     def info(self):
         # What "auto" resolved to: XLA for JAX everywhere and for TensorFlow
         # on a GPU, eager for torch; True on torch means torch.compile.
-        return {"jit_compile": bool(self.model.jit_compile)}
+        # Keras settles it when it builds the train function, on the first
+        # step (and may switch XLA off then, for a model XLA cannot compile).
+        # "compiled": the step runs as a traced program rather than op by
+        # op: always a tf.function on TensorFlow (unless run_eagerly), only
+        # with jit_compile (jax.jit, torch.compile) on JAX and torch. None
+        # before the first step has built the train function.
+        jit = bool(self.model.jit_compile)
+        if self.model.train_function is None:
+            compiled = None
+        else:
+            compiled = not self.model.run_eagerly and (jit or BACKEND == "tensorflow")
+        return {"jit_compile": jit, "compiled": compiled}
 
     def train_step(self, x, y):
         with keras.device(self.device):

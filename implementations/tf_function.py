@@ -65,7 +65,15 @@ class Net:
         return self.w1.numpy().copy(), self.w2.numpy().copy()
 
     def info(self):
-        return {"jit_compile": bool(self.jit_compile)}
+        # Asked of the tf.function, not of our flag: function_spec holds the
+        # jit_compile it traces with (every traced graph is then marked
+        # "XLA must compile"), and the tracing count says whether the step
+        # has run as a graph yet (it traces on its first call).
+        traces = self.compiled_step.experimental_get_tracing_count()
+        return {
+            "jit_compile": bool(self.compiled_step.function_spec.jit_compile),
+            "graph_traces": traces, "compiled": traces > 0,
+        }
 
     def train_step(self, x, y):
         w1, w2 = self.w1, self.w2

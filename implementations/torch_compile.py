@@ -86,7 +86,10 @@ class Net:
         return w1, w2
 
     def info(self):
-        return {"compile_mode": self.mode, "first_call_s": self.first_call_s, **self.cache}
+        # "compiled": Dynamo captured at least one graph on the first call
+        # (torch's own counter, read in call_compiled); None before it.
+        compiled = None if self.first_call_s is None else self.cache.get("graphs", 0) > 0
+        return {"compile_mode": self.mode, "first_call_s": self.first_call_s, **self.cache, "compiled": compiled}
 
     def call_compiled(self, x, y):
         if self.first_call_s is not None:

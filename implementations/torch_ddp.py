@@ -196,6 +196,7 @@ class Net:
     def info(self):
         timings = self.ask_all("timings")
         facts = {
+            "compiled": False,  # each rank runs the torch_nn step eagerly
             "ranks": self.ranks,
             "backend": self.backend,
             "threads_per_rank": self.threads_per_rank,

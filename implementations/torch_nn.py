@@ -84,6 +84,11 @@ class Net:
         w2 = self.linear2.weight.detach().cpu().numpy().T.copy()
         return w1, w2
 
+    def info(self):
+        # Every operation runs eagerly, one at a time from Python: no graph,
+        # no compiler (results.json records this next to the compiled ones).
+        return {"compiled": False}
+
     def train_step(self, x, y):
         # Forward pass: compute predicted y by passing x to the model
         y_pred = self.model(x)

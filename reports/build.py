@@ -17,7 +17,7 @@ from pathlib import Path
 from reports import tables
 from reports.code import code_section, stylesheet as code_stylesheet
 from reports.figures import all_charts
-from reports.findings import findings
+from reports.findings import findings, measurement_warnings
 from reports.html import render_html, stylesheet
 from reports.markdown import render_markdown
 from reports.merge import merge
@@ -51,6 +51,7 @@ class Report:
     commit: str | None = None
     has_digits: bool = False
     csv_tables: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # [(machine label, [line])]: measurement faults, shown first
 
 
 def prepare_output(out_dir):
@@ -125,6 +126,7 @@ def assemble(documents):
                  for label, doc in zip(collection.labels, documents)],
         machine_names=collection.labels,
         findings=findings(collection, crossings),
+        warnings=[(label, lines) for label, lines in measurement_warnings(collection) if lines],
         tables=report_tables,
         charts=charts,
         code=code,

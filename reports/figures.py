@@ -20,6 +20,7 @@ from reports.formatting import seconds as seconds_text
 
 from reports.formatting import plot_label
 from reports.merge import value
+from reports.schema import peak_for
 from reports.tables import DEVICE_ORDER, DIGITS
 
 DPI = 96
@@ -168,6 +169,8 @@ def loss_charts(collection, palette):
                 label = plot_label(row["implementation"])
                 if row["status"] == "diverged" and value(row["diverged_at"]) is not None:
                     label += f"\n(diverged at step {int(row['diverged_at'])})"
+                elif row["status"] == "disagrees":
+                    label += "\n(disagrees with the reference)"
                 loss_axes.plot(positive(losses), color=colour, linewidth=1.2, label=label)
                 finite = np.flatnonzero(np.isfinite(losses))
                 if row["status"] == "diverged" and finite.size:
@@ -337,10 +340,11 @@ def sweep_charts(collection, palette):
                                color=palette(name), label=label)
                 rate_axes.plot(positive(rows["flops"]), positive(rows["gflops"]), style, marker="o", markersize=3,
                                color=palette(name))
-            for device, peak in machine_record["peak_gflops"].items():
+            for device in machine_record["peak_gflops"]:
+                peak = peak_for(machine_record["peak_gflops"], device, dtype)  # this chart's dtype's peak
                 if peak and 1 / PLOT_LIMIT < peak < PLOT_LIMIT and device in set(group["device"]):
                     rate_axes.axhline(peak, color="black", linestyle=LINE_STYLES.get(device, ":"), linewidth=1)
-                    rate_axes.annotate(plot_label(f"measured {device} peak {peak:.4g} GFLOP/s", 60),
+                    rate_axes.annotate(plot_label(f"measured {device} {dtype} peak {peak:.4g} GFLOP/s", 60),
                                        (0.01, peak), xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
             crossing = crossovers(group)
             if crossing:
@@ -365,7 +369,8 @@ def sweep_charts(collection, palette):
             figure.suptitle(plot_label(title, 120))
             charts.append(render(
                 figure, f"sweep-{len(charts)}", title,
-                "Solid lines: CPU, dashed: GPU. The horizontal lines are the machine's measured matmul peak; "
+                "Solid lines: CPU, dashed: GPU. The horizontal lines are the machine's measured matmul peak in "
+                "this dtype; "
                 "a dotted vertical line marks where the GPU overtakes the CPU.",
                 f"Size sweep for {title}",
             ))

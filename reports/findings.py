@@ -4,13 +4,24 @@ Nothing here is written in advance: each sentence is produced only when
 the files hold the data behind it (a speed ratio, a first-step cost far
 above a steady step, a BLAS library, a GPU crossover), and quotes the
 measured values.
+
+Who is fastest follows benchmarks.ranking, the rule the console uses too:
+runs the timing rounds cannot tell apart are called a tie (within noise),
+and a run whose losses disagree with the float64 reference is never named
+in a recommendation (only counted, with a pointer to its row).
+
+`measurement_warnings` gives the lines that say a measurement itself is suspect: a run
+that kept more cores busy than its threads, a share of peak above 100 %, a
+peak that moved by more than 10 % between the start and the end of the run.
 """
 
 from collections import Counter
 
+from benchmarks import ranking
 from reports import formatting as fmt
 from reports.merge import value
-from reports.tables import DEVICE_ORDER, DIGITS, ordered
+from reports.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, ordered, peak_devices,
+                            peak_drift, ranking_entry)
 
 SLOW_FIRST_STEP = 20.0  # a first step this many times a steady one is worth explaining
 LOOP_GAIN = 0.8  # a synced-once loop at most this share of the per-step time is worth saying
@@ -33,13 +44,26 @@ def primary_groups(frame):
 
 
 def speed_sentence(machine, device, dtype, size, group):
-    ok = group[(group["status"] == "ok") & group["median"].notna()].sort_values("median")
-    if len(ok) < 2:
+    """Who is fastest, by benchmarks.ranking's rule: a tie (within noise) is said to be one, never a win."""
+    entries = {index: ranking_entry(row) for index, row in group.iterrows()}
+    ranked = ranking.rank([entry for entry in entries.values() if ranking.rankable(entry)])
+    if len(ranked) < 2:
         return None
-    fastest = ok.iloc[0]
-    others = [f"{row.implementation} {fmt.times(row.median / fastest['median'])}" for row in ok.iloc[1:].itertuples()]
-    return (f"{device}, {dtype}, {size}: {fastest['implementation']} is fastest at "
-            f"{fmt.seconds(fastest['median'])} a step; the others take " + ", ".join(others) + " as long.")
+    names = {id(entry): group.loc[index, "implementation"] for index, entry in entries.items()}
+    best = ranking.median(ranked[0].entry)
+    first = [item for item in ranked if item.rank == 1]
+    rest = [item for item in ranked if item.rank != 1]
+    others = ", ".join(f"{names[id(item.entry)]} {fmt.times(ranking.median(item.entry) / best)}" for item in rest)
+    if len(first) == 1:
+        sentence = (f"{device}, {dtype}, {size}: {names[id(first[0].entry)]} is fastest at "
+                    f"{fmt.seconds(best)} a step")
+    else:
+        tied = ", ".join(names[id(item.entry)] for item in first)
+        slowest = ranking.median(first[-1].entry)
+        sentence = (f"{device}, {dtype}, {size}: {ranking.TIE} for fastest between {tied}, at "
+                    f"{fmt.seconds(best)} to {fmt.seconds(slowest)} a step; their timing rounds do not tell "
+                    f"them apart")
+    return sentence + (f"; the others take {others} as long." if others else ".")
 
 
 def compile_reason(row):
@@ -98,18 +122,18 @@ def kernel_sentence(frame, machine_record):
 
 
 def agreement_sentence(frame):
-    curves = frame[frame["has_losses"] & (frame["status"] == "ok")]
-    judged = curves[curves["agrees"].notna()]
+    """How many runs agree; those that do not are counted, not named (they are never a recommendation)."""
+    curves = frame[frame["has_losses"] & frame["status"].isin(["ok", "disagrees"])]
+    judged = curves[curves["agrees"].notna() | (curves["status"] == "disagrees")]
     if judged.empty:
         return None
-    agree = judged[judged["agrees"].astype(bool)]
-    differ = judged[~judged["agrees"].astype(bool)]
+    agree = judged[(judged["status"] == "ok") & (judged["agrees"] == True)]  # noqa: E712 (nullable column)
+    differ = len(judged) - len(agree)
     sentence = (f"{len(agree)} of {len(judged)} runs with loss curves agree with the float64 reference "
                 f"within tolerance")
-    if not differ.empty:
-        listed = ", ".join(f"{row.implementation} ({row.device}, {row.dtype}: {fmt.scientific(row.agreement)})"
-                           for row in differ.itertuples())
-        sentence += f"; differs: {listed}"
+    if differ:
+        sentence += (f"; {differ} disagree{'s' if differ == 1 else ''}: shown with the reason in the "
+                     f"Agreement table, and left out of every ranking here")
     return sentence + "."
 
 
@@ -128,6 +152,8 @@ def status_sentence(frame):
                      + (f", at step {int(row.diverged_at)}" if value(row.diverged_at) is not None else "") + ")")
     for row in bad[bad["status"] == "failed"].itertuples():
         parts.append(f"{row.implementation} failed ({row.device}, {row.dtype}: {fmt.text(row.reason, 120)})")
+    if not parts:  # only disagreeing runs, which agreement_sentence counts
+        return None
     return "Not measured: " + "; ".join(parts) + ". Every such run has its row in the tables."
 
 
@@ -143,18 +169,16 @@ def unstable_sentence(frame):
 
 
 def peak_sentence(frame):
+    """Per device and dtype, the run closest to that dtype's measured peak (shares above 100 % are warnings)."""
     ok = frame[(frame["status"] == "ok") & frame["peak_fraction"].notna()]
+    ok = ok[ok["peak_fraction"].astype(float) <= PEAK_FAULT]
     sentences = []
-    for device, rows in ok.groupby("device", sort=False):
-        best = rows.loc[rows["peak_fraction"].idxmax()]
+    for (device, dtype), rows in ok.groupby(["device", "dtype"], sort=False):
+        best = rows.loc[rows["peak_fraction"].astype(float).idxmax()]
         peak = value(best["peak_gflops"])
-        of_peak = f" of the measured {fmt.rate(peak)} GFLOP/s" if peak else " of the measured peak"
-        sentence = (f"{best['implementation']} comes closest to the {device} peak: "
-                    f"{fmt.percent(best['peak_fraction'])}{of_peak}, at {best['size_label']} ({best['dtype']}).")
-        if best["peak_fraction"] > 1:
-            sentence += (" That is above 100%: the peak measurement (one large matrix product) underestimates "
-                         "this machine, so read shares of peak here as relative, not absolute.")
-        sentences.append(sentence)
+        of_peak = f" of the measured {dtype} {fmt.rate(peak)} GFLOP/s" if peak else f" of the measured {dtype} peak"
+        sentences.append(f"{best['implementation']} comes closest to the {device} {dtype} peak: "
+                         f"{fmt.percent(best['peak_fraction'])}{of_peak}, at {best['size_label']}.")
     return sentences
 
 
@@ -198,7 +222,7 @@ def crossover_sentence(machine, dtype, crossing):
 
 def digits_sentence(frame):
     ok = frame[(frame["workload"] == DIGITS) & (frame["status"] == "ok")]
-    ok = ok[ok["time_to_accuracy_s"].notna()].sort_values("time_to_accuracy_s")
+    ok = ok[ok["time_to_target_s"].notna()].sort_values("time_to_target_s")
     if ok.empty:
         return None
     several = ok[["device", "dtype"]].drop_duplicates().shape[0] > 1
@@ -206,19 +230,87 @@ def digits_sentence(frame):
     def described(row):
         where = f" ({row.device}, {row.dtype})" if several else ""
         accuracy = f"{fmt.percent(row.test_accuracy)} in " if value(row.test_accuracy) is not None else ""
-        return f"{row.implementation}{where} {accuracy}{fmt.seconds(row.time_to_accuracy_s)}"
+        return f"{row.implementation}{where} {accuracy}{fmt.seconds(row.time_to_target_s)}"
 
     rows = list(ok.itertuples())
-    return ("Digits, time to reach the final test accuracy (epoch time only): "
+    # One target is shared by every implementation of a run (DigitsProblem.target_accuracy).
+    targets = ", ".join(fmt.percent(t) for t in sorted(ok["target_accuracy"].dropna().unique())) or "the target"
+    return (f"Digits, time to reach {targets} test accuracy (epoch time only; final accuracy first): "
             + "; ".join(described(row) for row in rows) + ".")
 
 
-def threads_sentence(document):
+def threads_sentence(document, frame=None):
+    """The thread count every framework was given and, where measured, how many cores they kept busy."""
     config = document["config"]
     threads = config.get("threads") if isinstance(config, dict) else None
-    if isinstance(threads, int) and not isinstance(threads, bool):
-        return f"Every framework ran with the same thread count: {threads}."
-    return None
+    if not isinstance(threads, int) or isinstance(threads, bool):
+        return None
+    sentence = f"Every framework ran with the same thread count: {threads}."
+    used = [] if frame is None else [value(x) for x in frame["cpu_utilization"]]
+    used = [x for x in used if x is not None]
+    if used:
+        low, high = min(used), max(used)
+        span = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f} to {high:.2f}"
+        sentence += (f" While timed they kept {span} cores busy (CPU seconds over wall seconds; "
+                     f"the timing table has each run's figure).")
+    return sentence
+
+
+def described(row):
+    return f"{row['implementation']} ({row['device']}, {row['dtype']}, {row['size_label']})"
+
+
+def listing(parts, limit=6):
+    more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+def over_threads_warning(frame):
+    rows = [row for _, row in frame.iterrows() if ranking.over_threads(ranking_entry(row))]
+    if not rows:
+        return None
+    parts = [f"{described(row)}: {value(row['cpu_utilization']):.2f} cores busy with {value(row['threads'])} "
+             f"thread{'s' if value(row['threads']) != 1 else ''}" for row in rows]
+    return (f"Used more cores than its threads (over {ranking.OVERSUBSCRIBED:g}×): {listing(parts)}. A thread pool "
+            f"outside the requested ones ran, so these times are not times at the stated thread count.")
+
+
+def over_peak_warning(frame):
+    rows = frame[frame["peak_fraction"].notna()]
+    rows = rows[rows["peak_fraction"].astype(float) > PEAK_FAULT]
+    if rows.empty:
+        return None
+    parts = [f"{described(row)}: {fmt.percent(row['peak_fraction'])} of the {row['device']} {row['dtype']} peak"
+             for _, row in rows.iterrows()]
+    return (f"Share of peak above 100%, a measurement fault: {listing(parts)}. No run can beat the measured "
+            f"ceiling, so either the peak was measured low (load while it ran) or the FLOP count is wrong; "
+            f"read these shares as relative, not absolute.")
+
+
+def peak_spread_warning(machine):
+    parts = []
+    for device, dtype in peak_devices(machine):
+        start, end, spread = peak_drift(machine, device, dtype)
+        if spread is not None and spread > PEAK_SPREAD_WARNING:
+            measured = f": {fmt.rate(start)} then {fmt.rate(end)} GFLOP/s" if start and end else ""
+            parts.append(f"{device} {dtype} by {fmt.percent(spread)}{measured}")
+    if not parts:
+        return None
+    return (f"The measured peak moved between the start and the end of the run ({listing(parts)}; over "
+            f"{PEAK_SPREAD_WARNING:.0%}): the machine's speed changed while it ran (other load, thermal or "
+            f"frequency scaling), and its timings may have too.")
+
+
+def measurement_warnings(collection):
+    """[(machine label, [line, ...])]: measurement faults, one visible line per kind."""
+    frame = collection.frame
+    result = []
+    for label, machine, _ in collection.machines:
+        part = frame[frame["machine"] == label]
+        lines = [line for line in (over_threads_warning(part), over_peak_warning(part), peak_spread_warning(machine))
+                 if line]
+        result.append((label, lines))
+    return result
 
 
 def findings(collection, crossings):
@@ -239,7 +331,7 @@ def findings(collection, crossings):
         sentences += first_step_sentences(part[part["workload"] != DIGITS])
         sentences += loop_sentences(part[part["workload"] != DIGITS])
         for sentence in (agreement_sentence(part),
-                         digits_sentence(part), kernel_sentence(part, machine), threads_sentence(document),
+                         digits_sentence(part), kernel_sentence(part, machine), threads_sentence(document, part),
                          unstable_sentence(part), status_sentence(part)):
             if sentence:
                 sentences.append(sentence)

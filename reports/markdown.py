@@ -40,6 +40,10 @@ def render_markdown(report):
     sources = "; ".join(f"{escape(source.name)} ({escape(source.format)}, machine {escape(source.machine)})"
                         for source in report.sources)
     blocks.append(f"Built {escape(report.built)} from {sources}.")
+    for machine, lines in report.warnings:
+        where = f" ({escape(machine)})" if len(report.findings) > 1 else ""
+        # One quoted paragraph per warning (an empty ">" line between keeps them apart in GFM).
+        blocks.append("\n>\n".join(f"> **Warning{where}:** {escape(line)}" for line in lines))
     for machine, sentences in report.findings:
         if len(report.findings) > 1:
             blocks.append(f"**{escape(machine)}**")

@@ -2,8 +2,9 @@
 
 Every machine gets a unique label (its name, disambiguated by file name
 when two files name the same machine), and every entry becomes one row of a
-pandas DataFrame with the derived quantities the report needs: GFLOP/s and
-share of peak where the file did not record them, the loop's time per step,
+pandas DataFrame with the derived quantities the report needs: GFLOP/s where
+the file did not record it, the share of the peak of the entry's own device
+and dtype, the loop's time per step,
 a printable size label. Loss and epoch series stay in plain dicts keyed by
 the row number, beside the frame.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from reports.schema import one_line
+from reports.schema import one_line, peak_for
 
 TWO_LAYER_SIZE = ("N", "D_in", "H", "D_out")
 
@@ -24,7 +25,9 @@ COLUMNS = (
     "median", "iqr", "min", "max", "mean", "stddev", "rounds", "unstable", "first_step_s",
     "loop_time_s", "loop_steps", "loop_per_step", "gflops", "peak_gflops", "peak_fraction",
     "peak_memory_bytes", "agreement", "agreement_tolerance", "agrees", "test_accuracy",
-    "time_to_accuracy_s", "first_epoch_s", "has_losses", "kernels", "jit",
+    "target_accuracy", "time_to_target_s", "first_epoch_s", "has_losses", "kernels", "jit",
+    "round_medians",  # a list per row (or None): each timed round's median, for benchmarks.ranking
+    "cpu_utilization",  # CPU seconds / wall seconds of the timed steps: cores busy, against `threads`
 )
 
 INTEGER_COLUMNS = ("threads", "diverged_at", "rounds", "loop_steps", "peak_memory_bytes")
@@ -140,10 +143,15 @@ def merge(documents):
             gflops = entry["gflops"]
             if gflops is None and flops and median and entry["status"] == "ok":
                 gflops = ratio(flops, median * 1e9)
-            peak = peaks.get(entry["device"])
-            peak_fraction = entry["peak_fraction"]
-            if peak_fraction is None:
+            # The share of peak is always against the entry's own device AND dtype: a float64 run
+            # against the float32 peak would look twice as far from the hardware as it is.
+            peak = peak_for(peaks, entry["device"], entry["dtype"])
+            if peak is not None or peaks.get(entry["device"]) is not None:
+                # Recomputed where the file gives this device's peaks: an older file's float64
+                # entries were shared against the float32 peak, and get none here instead.
                 peak_fraction = ratio(gflops, peak)
+            else:
+                peak_fraction = entry["peak_fraction"]  # no peak in the file: the writer's figure or none
             rows.append(
                 {
                     "row": row,
@@ -182,11 +190,14 @@ def merge(documents):
                     "agreement_tolerance": entry["agreement_tolerance"],
                     "agrees": entry["agrees"],
                     "test_accuracy": entry["test_accuracy"],
-                    "time_to_accuracy_s": entry["time_to_accuracy_s"],
+                    "target_accuracy": entry["target_accuracy"],
+                    "time_to_target_s": entry["time_to_target_s"],
                     "first_epoch_s": entry["first_epoch_s"],
                     "has_losses": bool(entry["losses"]),
                     "kernels": text_or_none(entry["extra"].get("kernels")),
                     "jit": text_or_none(entry["extra"].get("jit_compile", entry["extra"].get("compile"))),
+                    "round_medians": timing.get("round_medians"),
+                    "cpu_utilization": entry["cpu_utilization"],
                 }
             )
             losses[row] = entry["losses"]

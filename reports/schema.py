@@ -22,7 +22,9 @@ import stat
 
 SCHEMA_VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024  # result files are a few MB at most; refuse anything absurd
-STATUSES = ("ok", "n/a", "diverged", "failed")
+# "disagrees": the run finished but its losses disagree with the float64 reference (its reason says by
+# how much); such a run is shown, never ranked. Older files said status "ok" with agrees false: read the same.
+STATUSES = ("ok", "n/a", "diverged", "failed", "disagrees")
 MAX_NAME = 200  # names: machine, implementation, framework, device, ...
 MAX_TEXT = 4000  # free text: reasons, file paths, CPU descriptions
 MAX_INTEGER = 2**53  # beyond this integers stop being exact as floats
@@ -31,12 +33,17 @@ MAX_SIZE_KEYS = 16
 
 ENTRY_NUMBERS = (  # optional non-negative finite numbers of an entry
     "first_step_s", "loop_time_s", "gflops", "peak_fraction", "agreement",
-    "agreement_tolerance", "time_to_accuracy_s", "first_epoch_s",
+    "agreement_tolerance", "first_epoch_s",
+    "cpu_utilization",  # CPU seconds / wall seconds of the timed steps: cores kept busy, to compare with threads
+    "time_to_target_s",
 )
+ENTRY_FRACTIONS = ("test_accuracy", "target_accuracy")  # optional numbers in [0, 1]
 ENTRY_COUNTS = ("loop_steps",)  # optional positive integers
 ENTRY_SIZES = ("flops_per_step", "peak_memory_bytes", "diverged_at")  # optional integers >= 0
 TIMING_KEYS = ("median", "iqr", "min", "max", "mean", "stddev")
 MACHINE_TEXTS = ("system", "release", "arch", "cpu", "python", "commit")
+MAX_ROUNDS = 1000  # step_time.round_medians: one median per timed round; a few in practice
+PEAK_DTYPES = ("float32", "float64")
 
 
 class ResultsError(ValueError):
@@ -368,9 +375,8 @@ def check_entry(raw, where, defaults=None):
     entry["status"] = status
     for key in ENTRY_NUMBERS:
         entry[key] = check_number(get(key), where(key), optional=True)
-    entry["test_accuracy"] = check_number(
-        get("test_accuracy"), where("test_accuracy"), optional=True, maximum=1.0
-    )
+    for key in ENTRY_FRACTIONS:
+        entry[key] = check_number(get(key), where(key), optional=True, maximum=1.0)
     for key in ENTRY_COUNTS:
         entry[key] = check_integer(get(key), where(key), minimum=1, optional=True)
     for key in ENTRY_SIZES:
@@ -384,7 +390,19 @@ def check_entry(raw, where, defaults=None):
     entry["epochs"] = check_epochs(get("epochs", []), where("epochs"))
     if entry["backend"] is None:
         entry["backend"] = entry["framework"]
+    if status == "ok" and entry["agrees"] is False:
+        # Written before the "disagrees" status existed: the same verdict, so the same treatment.
+        entry["status"] = "disagrees"
+        entry["reason"] = entry["reason"] or disagreement_reason(entry["agreement"], entry["agreement_tolerance"])
     return entry
+
+
+def disagreement_reason(agreement, tolerance):
+    """The reason the writer gives a "disagrees" entry, for files that recorded only the numbers."""
+    if agreement is None:
+        return "loss differs from the float64 reference"
+    bound = f" (tolerance {tolerance:.1e})" if tolerance is not None else ""
+    return f"loss differs from the float64 reference by {agreement:.1e} relative{bound}"
 
 
 def check_step_time(value, path):
@@ -397,7 +415,18 @@ def check_step_time(value, path):
     for key in TIMING_KEYS[1:]:
         timing[key] = check_number(value.get(key), f"{path}.{key}", optional=True)
     timing["rounds"] = check_integer(value.get("rounds"), f"{path}.rounds", minimum=1, optional=True)
+    timing["round_medians"] = check_round_medians(value.get("round_medians"), f"{path}.round_medians")
     return timing
+
+
+def check_round_medians(value, path):
+    """The median of each timed round (each in a fresh process), or None where the file has none."""
+    if value is None:
+        return None
+    check_array(value, path)
+    if len(value) > MAX_ROUNDS:
+        raise Invalid(path, f"must have at most {MAX_ROUNDS} items, got {len(value)}")
+    return [check_number(item, f"{path}[{index}]", positive=True) for index, item in enumerate(value)]
 
 
 def check_epochs(value, path):
@@ -487,13 +516,34 @@ def check_gpu(value, path):
 
 
 def check_peaks(value, path):
+    """machine.peak_gflops as {device: {dtype: GFLOP/s or None} or None}.
+
+    The current layout is {"cpu": {"float32": x, "float64": y}, "cuda": {...} | null}.
+    Older files held one number per device, the float32 product's peak: it is
+    read as {"float32": number, "float64": None}, so a float64 entry of such a
+    file gets no share of peak rather than a share of the wrong peak.
+    """
     value = {} if value is None else value
     check_object(value, path)
     peaks = {"cpu": None, "cuda": None}
     for key, item in value.items():
         check_text(key, f"{path} key", limit=40)
-        peaks[key] = check_number(item, f"{path}.{key}", optional=True, positive=True)
+        if isinstance(item, dict):
+            by_dtype = dict.fromkeys(PEAK_DTYPES)
+            for dtype, number in item.items():
+                check_text(dtype, f"{path}.{key} key", limit=40)
+                by_dtype[dtype] = check_number(number, f"{path}.{key}.{dtype}", optional=True, positive=True)
+            peaks[key] = by_dtype
+        else:
+            number = check_number(item, f"{path}.{key}", optional=True, positive=True)
+            peaks[key] = None if number is None else {"float32": number, "float64": None}
     return peaks
+
+
+def peak_for(peaks, device, dtype):
+    """The measured peak (GFLOP/s) of this device and dtype from normalized peak_gflops, else None."""
+    by_dtype = (peaks or {}).get(device)
+    return by_dtype.get(dtype) if isinstance(by_dtype, dict) else None
 
 
 def environment_name(machine, source):
@@ -516,7 +566,8 @@ ENTRY_KEYS = (
     "workload", "implementation", "framework", "backend", "device", "dtype", "threads", "size",
     "status", "reason", "diverged_at", "losses", "unstable", "first_step_s", "loop_time_s",
     "loop_steps", "flops_per_step", "gflops", "peak_fraction", "peak_memory_bytes", "agreement",
-    "agreement_tolerance", "agrees", "epochs", "test_accuracy", "time_to_accuracy_s", "first_epoch_s",
+    "agreement_tolerance", "agrees", "epochs", "test_accuracy", "first_epoch_s",
+    "cpu_utilization", "time_to_target_s", "target_accuracy",
 )
 SIZE_KEYS = ("N", "D_in", "H", "D_out")
 # machine_info keys that sidebyside's pytest hook adds, in the results.json layout.
@@ -627,7 +678,7 @@ def benchmark_entry(benchmark, index, machine):
     median = entry["step_time"]["median"]
     if entry["gflops"] is None and entry["flops_per_step"]:
         entry["gflops"] = entry["flops_per_step"] / median / 1e9
-    peak = machine["peak_gflops"].get(entry["device"])
+    peak = peak_for(machine["peak_gflops"], entry["device"], entry["dtype"])
     if entry["peak_fraction"] is None and entry["gflops"] is not None and peak:
         entry["peak_fraction"] = entry["gflops"] / peak
     return entry

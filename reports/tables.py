@@ -6,15 +6,19 @@ rows formatted for people, which the HTML and Markdown show. A table can be
 faceted by machine: one HTML table per machine, one CSV for all.
 """
 
+import json
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from benchmarks import ranking
 from reports import formatting as fmt
 from reports.merge import value
 
 DIGITS = "digits"
 DEVICE_ORDER = {"cpu": 0, "cuda": 1}
+PEAK_FAULT = 1.0  # a share of the measured peak above this is impossible: the peak or the FLOP count is wrong
 
 
 @dataclass
@@ -75,16 +79,40 @@ def ordered(frame, labels):
 GROUP = ["machine", "workload", "device", "size_label", "dtype"]
 
 
+def ranking_entry(row):
+    """A frame row as the mapping benchmarks.ranking reads (plain Python values, no NaN)."""
+    return {
+        "status": value(row["status"]), "agrees": value(row["agrees"]),
+        "threads": value(row["threads"]), "cpu_utilization": value(row["cpu_utilization"]),
+        "step_time": {"median": value(row["median"]), "iqr": value(row["iqr"]),
+                      "round_medians": value(row["round_medians"])},
+    }
+
+
 def with_group_ratios(frame):
-    """Add each row's ratio to the fastest ok row of its group."""
+    """Add each row's rank in its group (ties within noise share one), and its ratio to the fastest.
+
+    Only rankable rows (ok, agreeing with the reference, timed) get a rank and
+    a ratio; the rule is benchmarks.ranking's, the same as the console's.
+    """
     frame = frame.copy()
-    fastest = frame[frame["status"] == "ok"].groupby(GROUP, sort=False)["median"].min()
-    frame["fastest_s"] = [
-        value(fastest.get(tuple(row), None)) for row in frame[GROUP].itertuples(index=False)
-    ]
+    places, fastest = {}, {}
+    for key, group in frame.groupby(GROUP, sort=False):
+        entries = {index: ranking_entry(row) for index, row in group.iterrows()}
+        rankable = {index: entry for index, entry in entries.items() if ranking.rankable(entry)}
+        by_identity = {id(entry): index for index, entry in rankable.items()}
+        for item in ranking.rank(list(rankable.values())):
+            places[by_identity[id(item.entry)]] = item
+        medians = [ranking.median(entry) for entry in rankable.values()]
+        if medians:
+            fastest[key] = min(medians)
+    frame["rank"] = pd.array([places[index].rank if index in places else None for index in frame.index],
+                             dtype="Int64")  # integers with gaps, so the CSV says 1, not 1.0
+    frame["tied"] = [places[index].tied if index in places else None for index in frame.index]
+    frame["fastest_s"] = [fastest.get(tuple(row)) for row in frame[GROUP].itertuples(index=False)]
     frame["ratio"] = [
-        None if value(m) is None or value(f) is None or value(f) == 0 else value(m) / value(f)
-        for m, f in zip(frame["median"], frame["fastest_s"])
+        None if index not in places or value(f) is None or value(f) == 0 else value(m) / value(f)
+        for index, m, f in zip(frame.index, frame["median"], frame["fastest_s"])
     ]
     return frame
 
@@ -119,7 +147,47 @@ def notes(row):
         parts.append(f"unstable: IQR {100 * row['iqr'] / row['median']:.0f}% of median")
     elif row["unstable"]:
         parts.append("unstable")
+    if ranking.over_threads(ranking_entry(row)):
+        parts.append(f"used {cores_cell(row['cpu_utilization'], row['threads'])} cores: more than its threads")
+    if over_peak(row["peak_fraction"]):
+        parts.append(f"{fmt.percent(row['peak_fraction'])} of peak: a measurement fault")
     return "; ".join(parts)
+
+
+def over_peak(fraction):
+    fraction = value(fraction)
+    return fraction is not None and fraction > PEAK_FAULT
+
+
+def cores_cell(used, threads):
+    """Cores kept busy against the threads asked for: "1.96 of 2"."""
+    used, threads = value(used), value(threads)
+    if used is None:
+        return fmt.MISSING if threads is None else f"{fmt.MISSING} of {threads}"
+    return f"{used:.2f}" + (f" of {threads}" if threads is not None else "")
+
+
+def peak_cell(fraction):
+    """A share of peak; above 100 % it is marked, since no run can beat the measured ceiling."""
+    text = fmt.percent(fraction)
+    return text + " (fault)" if over_peak(fraction) else text
+
+
+def rounds_cell(round_medians):
+    """The range of the rounds' medians, "412–430 µs (3 rounds)", where the file recorded them."""
+    rounds = value(round_medians)
+    if not isinstance(rounds, (list, tuple)) or not rounds:
+        return fmt.MISSING
+    low, high = min(rounds), max(rounds)
+    span = fmt.seconds(low) if low == high else f"{fmt.seconds(low)} – {fmt.seconds(high)}"
+    return f"{span} ({len(rounds)} round{'s' if len(rounds) != 1 else ''})"
+
+
+def rank_cell(rank, tied):
+    rank = value(rank)
+    if rank is None:
+        return fmt.MISSING
+    return f"{int(rank)} (tie)" if value(tied) else str(int(rank))
 
 
 def first_step_cell(first, median):
@@ -156,7 +224,11 @@ def summary_data(frame, lines_of_code):
             "detail": [fmt.status_text(s, r, d) if s != "ok" else "" for s, r, d in
                        zip(frame["status"], frame["reason"], frame["diverged_at"])],
             "median_step_s": frame["median"],
+            "rank": frame["rank"],
+            "tied": frame["tied"],
             "ratio_to_fastest": frame["ratio"],
+            "threads": frame["threads"],
+            "cpu_utilization": frame["cpu_utilization"],
             "gflops": frame["gflops"],
             "peak_fraction": frame["peak_fraction"],
             "first_step_s": frame["first_step_s"],
@@ -201,11 +273,14 @@ def summary_table(collection, lines_of_code):
             "Size": frame["size_label"],
             "Dtype": frame["dtype"],
             "Implementation": frame["implementation"],
-            "Step (median)": [step_cell(m, u) if s == "ok" else s for m, u, s in
-                              zip(frame["median"], frame["unstable"], frame["status"])],
-            "vs fastest": [ratio_cell(r, s) for r, s in zip(frame["ratio"], frame["status"])],
+            # A disagreeing run was timed: its time is shown, but it is never ranked.
+            "Step (median)": [step_cell(m, u) if s in ("ok", "disagrees") and value(m) is not None else s
+                              for m, u, s in zip(frame["median"], frame["unstable"], frame["status"])],
+            "Rank": [rank_cell(r, t) for r, t in zip(frame["rank"], frame["tied"])],
+            "vs fastest": [ratio_cell(r, s, k, t) for r, s, k, t in
+                           zip(frame["ratio"], frame["status"], frame["rank"], frame["tied"])],
             "GFLOP/s": [fmt.rate(x) for x in frame["gflops"]],
-            "Share of peak": [fmt.percent(x) for x in frame["peak_fraction"]],
+            "Share of peak": [peak_cell(x) for x in frame["peak_fraction"]],
             "First step": [first_step_cell(f, m) for f, m in zip(frame["first_step_s"], frame["median"])],
             "Peak memory": [fmt.memory(x) for x in frame["peak_memory_bytes"]],
             "Agreement": [fmt.agreement_text(a, g, t) if h or value(a) is not None else "n/a"
@@ -221,28 +296,41 @@ def summary_table(collection, lines_of_code):
         "summary", "Summary: fastest per device, size and dtype", data, display, group_starts(frame),
         facet="Machine",
         note="Within each group (device, size, dtype) rows run fastest first; “vs fastest” is the ratio of "
-             "median step times. ± marks an unstable timing (IQR over 10% of the median). First step "
-             "includes tracing, compilation and start-up; in brackets, its ratio to a steady step.",
+             "median step times. Runs share a rank, a “" + ranking.TIE + "”, unless every round median of "
+             f"the faster lies below every round median of the slower and the medians differ by over "
+             f"{ranking.NOISE_MARGIN:.0%} (without rounds: their IQRs do not overlap). Runs that disagree with "
+             "the float64 reference are shown but never ranked. ± marks an unstable timing (IQR over 10% of "
+             "the median). First step includes tracing, compilation and start-up; in brackets, its ratio to a "
+             "steady step.",
     )
 
 
-def ratio_cell(ratio, status):
-    if status != "ok":
+def ratio_cell(ratio, status, rank=None, tied=None):
+    """"fastest" for a lone first rank, the tie for a shared one, else the ratio; never for unranked rows."""
+    if status == "disagrees":
+        return "not ranked"
+    ratio, rank = value(ratio), value(rank)
+    if status != "ok" or ratio is None:
         return fmt.MISSING
-    ratio = value(ratio)
-    if ratio is None:
-        return fmt.MISSING
-    return "fastest" if ratio == 1.0 else fmt.times(ratio)
+    if rank == 1 and value(tied):
+        return ranking.TIE if ratio == 1.0 else f"{fmt.times(ratio)}, {ranking.TIE}"
+    if rank == 1 or (rank is None and ratio == 1.0):
+        return "fastest"
+    return fmt.times(ratio)
 
 
 def timing_table(collection):
     frame = ordered(collection.frame[collection.frame["workload"] != DIGITS], collection.labels)
     columns = ["machine", "workload", "device", "size_label", "dtype", "implementation", "status", "median",
                "iqr", "min", "max", "mean", "stddev", "rounds", "unstable", "first_step_s", "loop_time_s",
-               "loop_steps", "loop_per_step", "flops", "gflops", "peak_gflops", "peak_fraction"]
+               "loop_steps", "loop_per_step", "flops", "gflops", "peak_gflops", "peak_fraction",
+               "threads", "cpu_utilization"]
     data = frame[columns].rename(columns={"size_label": "size", "median": "median_s", "iqr": "iqr_s",
                                           "min": "min_s", "max": "max_s", "mean": "mean_s", "stddev": "stddev_s",
                                           "loop_per_step": "loop_per_step_s", "flops": "flops_per_step"})
+    # The rounds' medians as a JSON array per cell (empty where the file has none), for re-analysis.
+    data["round_medians_s"] = [json.dumps(value(x)) if isinstance(value(x), list) else None
+                               for x in frame["round_medians"]]
     display = pd.DataFrame(
         {
             "Machine": frame["machine"],
@@ -250,24 +338,39 @@ def timing_table(collection):
             "Size": frame["size_label"],
             "Dtype": frame["dtype"],
             "Implementation": frame["implementation"],
-            "Median": [step_cell(m, u) if s == "ok" else fmt.status_text(s, r, d) for m, u, s, r, d in
+            "Median": [median_cell(m, u, s, r, d) for m, u, s, r, d in
                        zip(frame["median"], frame["unstable"], frame["status"], frame["reason"],
                            frame["diverged_at"])],
             "IQR": [fmt.seconds(x) for x in frame["iqr"]],
             "Min": [fmt.seconds(x) for x in frame["min"]],
             "Mean ± sd": [mean_sd(m, s) for m, s in zip(frame["mean"], frame["stddev"])],
             "Rounds": [fmt.general(x) for x in frame["rounds"]],
+            "Round medians": [rounds_cell(x) for x in frame["round_medians"]],
+            "Cores used": [cores_cell(u, t) + (" (over)" if ranking.over_threads(ranking_entry(row)) else "")
+                           for u, t, (_, row) in zip(frame["cpu_utilization"], frame["threads"], frame.iterrows())],
             "Loop (per step)": [loop_cell(p, n) for p, n in zip(frame["loop_per_step"], frame["loop_steps"])],
             "GFLOP/s": [fmt.rate(x) for x in frame["gflops"]],
-            "Share of peak": [fmt.percent(x) for x in frame["peak_fraction"]],
+            "Share of peak": [peak_cell(x) for x in frame["peak_fraction"]],
             "First step": [fmt.seconds(x) for x in frame["first_step_s"]],
         }
     )
     return Table(
         "timing", "Timing, every run", data, display, group_starts(frame), facet="Machine",
         note="Per-step times are synchronized each step (the loss is copied to the host); the loop column "
-             "is a training loop that syncs once at the end, divided by its number of steps.",
+             "is a training loop that syncs once at the end, divided by its number of steps. Round medians: "
+             "the range of the medians of the timed rounds, each in a fresh process. Cores used: CPU "
+             "seconds of the process and its children over the wall seconds of the timed steps, against "
+             f"the threads asked for; “over” marks more than {ranking.OVERSUBSCRIBED:g}× the threads.",
     )
+
+
+def median_cell(median, unstable, status, reason, diverged_at):
+    """The median; a run that did not finish shows why instead, a disagreeing one both."""
+    if status == "ok":
+        return step_cell(median, unstable)
+    if status == "disagrees" and value(median) is not None:
+        return f"{step_cell(median, unstable)}; {fmt.status_text(status, reason, diverged_at)}"
+    return fmt.status_text(status, reason, diverged_at)
 
 
 def mean_sd(mean, stddev):
@@ -342,8 +445,9 @@ def agreement_table(collection):
     )
     if display["Workload"].nunique() <= 1:
         display = display.drop(columns=["Workload"])
-    classes = ["" if v == "agrees" else "status-failed" if v == "differs" else "status-na"
-               for v in display["Verdict"]]
+    classes = ["" if v == "agrees" else "status-disagrees" if s == "disagrees" else
+               "status-failed" if v == "differs" else "status-na"
+               for v, s in zip(display["Verdict"], frame["status"])]
     return Table(
         "agreement", "Agreement with the float64 reference", data, display, classes, facet="Machine",
         note="Max rel. difference: the largest |loss − reference| / |reference| over the compared steps.",
@@ -381,7 +485,8 @@ def status_table(collection):
     )
     classes = ["status-" + {"n/a": "na"}.get(s, s) for s in frame["status"]]
     return Table(
-        "not_ok", "Runs that did not complete: skipped (n/a), diverged or failed", data, display, classes,
+        "not_ok", "Runs not ranked: skipped (n/a), diverged, failed, or disagreeing with the reference",
+        data, display, classes,
         facet="Machine",
     )
 
@@ -395,7 +500,7 @@ def digits_table(collection, lines_of_code):
     frame = collection.frame[collection.frame["workload"] == DIGITS]
     if frame.empty:
         return None
-    frame = ordered(frame.assign(median=frame["time_to_accuracy_s"]).assign(step_median=frame["median"]),
+    frame = ordered(frame.assign(median=frame["time_to_target_s"]).assign(step_median=frame["median"]),
                     collection.labels)
     later = [later_epochs_median(collection.epochs[row]) for row in frame["row"]]
     loc = [lines_of_code.get(DIGITS, {}).get(name) for name in frame["implementation"]]
@@ -404,7 +509,8 @@ def digits_table(collection, lines_of_code):
             "machine": frame["machine"], "device": frame["device"], "dtype": frame["dtype"],
             "implementation": frame["implementation"], "framework": frame["framework"],
             "backend": frame["backend"], "status": frame["status"], "reason": frame["reason"],
-            "test_accuracy": frame["test_accuracy"], "time_to_accuracy_s": frame["time_to_accuracy_s"],
+            "test_accuracy": frame["test_accuracy"], "target_accuracy": frame["target_accuracy"],
+            "time_to_target_s": frame["time_to_target_s"],
             "first_epoch_s": frame["first_epoch_s"], "later_epoch_median_s": later,
             "epochs": [len(collection.epochs[row]) for row in frame["row"]],
             "step_median_s": frame["step_median"], "lines_of_code": loc,
@@ -416,7 +522,7 @@ def digits_table(collection, lines_of_code):
             "Implementation": frame["implementation"],
             "Test accuracy": [fmt.percent(x) if s == "ok" else fmt.status_text(s, r, d) for x, s, r, d in
                               zip(frame["test_accuracy"], frame["status"], frame["reason"], frame["diverged_at"])],
-            "Time to accuracy": [fmt.seconds(x) for x in frame["time_to_accuracy_s"]],
+            "Time to target": [fmt.seconds(x) for x in frame["time_to_target_s"]],
             "First epoch": [fmt.seconds(x) for x in frame["first_epoch_s"]],
             "Later epochs (median)": [fmt.seconds(x) for x in later],
             "Epochs": [fmt.general(x) for x in data["epochs"]],
@@ -427,7 +533,9 @@ def digits_table(collection, lines_of_code):
     classes = ["" if s == "ok" else "status-" + {"n/a": "na"}.get(s, s) for s in frame["status"]]
     return Table(
         "digits", "Digits: accuracy and time", data, display, classes, facet="Machine",
-        note="Rows run fastest first by time to accuracy. The first epoch includes tracing and compilation.",
+        note=("Rows run fastest first by time to target: the epoch time until the first epoch whose test "
+              "accuracy reached the target shared by every implementation (none where no epoch did). "
+              "The first epoch includes tracing and compilation."),
     )
 
 
@@ -519,12 +627,90 @@ def environment_rows(label, machine, document):
     for key, setting in machine["env"].items():
         rows[f"Env: {key}"] = setting
     rows["TF32 allowed"] = machine["tf32"]
-    for device, peak in machine["peak_gflops"].items():
-        rows[f"Measured peak, {device} (GFLOP/s)"] = peak
+    rows.update(peak_rows(machine))
     rows["Commit"] = machine["commit"]
     for key in ("threads", "steps", "quick", "devices", "dtypes", "tf32", "seed", "warmup"):
         if key in config:
             rows[f"Run setting: {key}"] = config[key]
+    return rows
+
+
+# ----------------------------------------------------------------------------
+# The measured peak, per device and dtype, and how much it moved during the run
+# ----------------------------------------------------------------------------
+
+# The peak is measured at the start and at the end of a run. If the two differ
+# by more than this share, the machine's speed changed while it ran (other
+# load, thermal or frequency scaling), and so may the timings in between.
+PEAK_SPREAD_WARNING = 0.10
+
+
+def detail_number(x):
+    x = value(x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def peak_detail_value(detail, key, device, dtype):
+    """One number from machine.peak_detail, a free-form object, or None.
+
+    "start" and "end" have the shape of peak_gflops ({device: {dtype: x}},
+    or an older number per device, the float32 peak); "spread" the same, as a
+    fraction (|start - end| / the larger), or one number for a whole device;
+    "theoretical" is the CPU's {"float32": x, "float64": y, ...}.
+    """
+    item = detail.get(key) if isinstance(detail, dict) else None
+    if key == "theoretical" and isinstance(item, dict) and dtype in item:
+        return detail_number(item[dtype]) if device == "cpu" else None
+    if isinstance(item, dict):
+        item = item.get(device)
+    if isinstance(item, dict):
+        return detail_number(item.get(dtype))
+    if key == "spread" or dtype == "float32":
+        return detail_number(item)
+    return None
+
+
+def peak_drift(machine, device, dtype):
+    """(start, end, spread) of one device and dtype's peak; spread worked out when only both ends are given."""
+    detail = machine.get("peak_detail") or {}
+    start, end = (peak_detail_value(detail, key, device, dtype) for key in ("start", "end"))
+    spread = peak_detail_value(detail, "spread", device, dtype)
+    if spread is None and start and end:
+        spread = abs(start - end) / max(start, end)
+    return start, end, spread
+
+
+def peak_devices(machine):
+    """(device, dtype) pairs with a peak measured, or noted in peak_detail."""
+    pairs = []
+    for device, by_dtype in (machine.get("peak_gflops") or {}).items():
+        for dtype in (by_dtype or {}):
+            pairs.append((device, dtype))
+    return pairs
+
+
+def peak_rows(machine):
+    """Environment rows: each measured peak, its start and end values and spread, the theoretical peak."""
+    rows = {}
+    detail = machine.get("peak_detail") or {}
+    for device, by_dtype in (machine.get("peak_gflops") or {}).items():
+        if by_dtype is None:
+            rows[f"Measured peak, {device} (GFLOP/s)"] = None
+            continue
+        for dtype, peak in by_dtype.items():
+            rows[f"Measured peak, {device} {dtype} (GFLOP/s)"] = peak
+            start, end, spread = peak_drift(machine, device, dtype)
+            if start is not None or end is not None:
+                text = f"{fmt.rate(start)} at the start, {fmt.rate(end)} at the end"
+                if spread is not None:
+                    text += f" (spread {fmt.percent(spread)}"
+                    text += ": over 10%, the machine's speed changed)" if spread > PEAK_SPREAD_WARNING else ")"
+                rows[f"Peak drift, {device} {dtype} (GFLOP/s)"] = text
+            theoretical = peak_detail_value(detail, "theoretical", device, dtype)
+            if theoretical is not None:
+                rows[f"Theoretical peak, {device} {dtype} (GFLOP/s)"] = theoretical
     return rows
 
 

@@ -1,4 +1,14 @@
-"""Shared helpers: the tutorial problem, oracle runs, and Keras in subprocesses."""
+"""Shared helpers: the tutorial problem, oracle runs, Keras in subprocesses,
+and the check that a registered variant really is what its name says.
+
+Every test that trains a registered implementation builds it with
+`implementations.create`, so the registry's options (tf_function_xla's
+jit_compile=True, keras_jax_eager's jit_compile=False) are always applied,
+and passes it through `VariantCheck`: after training, the framework itself
+is asked what the step ran as (a graph XLA must compile, graphs Dynamo
+captured, a jax.jit trace of the whole step), and both that and the net's
+`info()` must match the name's promise (`promise`).
+"""
 
 import functools
 import importlib.util
@@ -54,18 +64,169 @@ def oracle_run(steps=500, dtype="float64"):
     return losses, w1_final, w2_final
 
 
-def train(name, dtype, steps=500, problem=None, **options):
-    """Losses and final weights of `name` on the tutorial problem, in this process."""
-    problem = (problem or Problem()).with_(dtype=dtype)
-    x, y, w1, w2 = make_data(problem)
-    net = implementations.load(name)(w1, w2, problem.learning_rate, dtype=dtype, **options)
+def keras_auto_jit(backend):
+    """What jit_compile="auto" resolves to in Keras 3: XLA (jax.jit) on JAX,
+    eager on torch, and on TensorFlow XLA wherever TensorFlow sees a GPU
+    (Keras asks the machine, not the device the model is placed on)."""
+    if backend == "tensorflow":
+        from implementations.devices import cuda_available
+
+        return cuda_available("tensorflow")
+    return {"jax": True, "torch": False}[backend]
+
+# What each non-Keras name promises its step is. "compiled": the step runs as
+# one traced program (a graph, an XLA program, Dynamo's graphs) rather than
+# op by op from Python; "jit_compile": tf.function's XLA switch.
+PROMISES = {
+    "numpy_manual": {"compiled": False},
+    "torch_manual": {"compiled": False},
+    "torch_autograd": {"compiled": False},
+    "torch_nn": {"compiled": False},
+    "torch_ddp": {"compiled": False},
+    "jax_jit": {"compiled": True},
+    "torch_compile": {"compiled": True},
+    "tf_function": {"compiled": True, "jit_compile": False},
+    "tf_function_xla": {"compiled": True, "jit_compile": True},
+}
+
+
+def promise(name):
+    """What the registered `name` says its step is, as info() must record it.
+
+    Keras names take jit_compile from the registry entry, or from what
+    "auto" means on that backend here; on TensorFlow the step is a
+    tf.function graph either way, on JAX and torch only under jit_compile.
+    """
+    spec = implementations.spec(name)
+    if is_keras(name):
+        jit = spec.options.get("jit_compile", "auto")
+        if jit == "auto":
+            jit = keras_auto_jit(spec.backend)
+        return {"compiled": jit or spec.backend == "tensorflow", "jit_compile": jit}
+    if name not in PROMISES:
+        raise AssertionError(f"{name} is registered but tests/conftest.py PROMISES does not say what it is")
+    return PROMISES[name]
+
+
+def uses(name, framework):
+    """Whether `name`'s step runs on `framework` (a Keras backend counts)."""
+    spec = implementations.spec(name)
+    return framework in spec.requires and (not is_keras(name) or spec.backend == framework)
+
+
+class VariantCheck:
+    """Asks the framework what a net's step really ran as, and checks that against its name.
+
+    Make it after `create` and before the first step; call `verify(net, x,
+    y)` with the prepared data after training. The facts come from the
+    frameworks, never from our own flags:
+
+    - torch: Dynamo's count of captured graphs (`unique_graphs`) grows on a
+      compiled step (torch_compile, Keras's torch.compile) and never on an
+      eager one;
+    - JAX: jax.monitoring reports a trace of the function `train_step` when
+      jax.jit traces the whole step (jax_jit, Keras's JAX trainer); eager
+      JAX only compiles single operations;
+    - tf.function: the traced graph is marked `_XlaMustCompile` exactly when
+      XLA compiles it, and the tracing count says it ran as a graph;
+    - Keras: `model.jit_compile` once the first step has settled "auto".
+    """
+
+    TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+
+    def __init__(self, name):
+        self.name = name
+        self.graphs_before = self.dynamo_graphs()
+        self.traced = []
+        self.listening = uses(name, "jax")
+        if self.listening:
+            import jax
+
+            jax.monitoring.register_event_duration_secs_listener(self.on_event)
+
+    def on_event(self, event, duration, **keywords):
+        if event == self.TRACE_EVENT:
+            self.traced.append(keywords.get("fun_name"))
+
+    @staticmethod
+    def dynamo_graphs():
+        # Dynamo is imported by the first torch.compile: if it is not loaded,
+        # nothing has been compiled in this process.
+        dynamo = sys.modules.get("torch._dynamo.utils")
+        return dynamo.counters["stats"]["unique_graphs"] if dynamo else 0
+
+    def stop(self):
+        if self.listening:
+            import jax
+
+            jax.monitoring.unregister_event_duration_listener(self.on_event)
+            self.listening = False
+
+    def observed(self, net, x, y):
+        """What the framework says the step ran as (only what it can be asked)."""
+        self.stop()
+        facts = {}
+        if uses(self.name, "torch") and self.name != "torch_ddp":  # torch_ddp's ranks are other processes
+            facts["compiled"] = self.dynamo_graphs() > self.graphs_before
+        if uses(self.name, "jax"):
+            facts["compiled"] = "train_step" in self.traced
+        if self.name in ("tf_function", "tf_function_xla"):
+            facts["compiled"] = net.compiled_step.experimental_get_tracing_count() > 0
+            # The prepared x, y match the traced signature: this traces nothing new.
+            graph = net.compiled_step.get_concrete_function(x, y).function_def
+            facts["jit_compile"] = graph.attr["_XlaMustCompile"].b
+        if is_keras(self.name):
+            model = net.model
+            facts["jit_compile"] = bool(model.jit_compile)
+            if implementations.spec(self.name).backend == "tensorflow":
+                facts["compiled"] = model.train_function is not None and not model.run_eagerly
+        return facts
+
+    def verify(self, net, x, y):
+        """Assert that info() and the framework both say what the name promises."""
+        expected = promise(self.name)
+        info = net.info()
+        facts = self.observed(net, x, y)
+        for key, value in expected.items():
+            assert info.get(key) is value, f"{self.name}: info()[{key!r}] is {info.get(key)!r}, its name promises {value!r}"
+            if key in facts:
+                assert facts[key] is value, f"{self.name}: the framework says {key}={facts[key]!r}, its name promises {value!r}"
+        return facts
+
+
+def run_variant(name, data, learning_rate, dtype, steps, device="cpu", **overrides):
+    """Build `name` with `create`, train `steps` steps on `data`, and check it is that variant.
+
+    `data` is (x, y, w1, w2). Returns (losses, (w1, w2), info, facts).
+    """
+    x, y, w1, w2 = data
+    net = implementations.create(name, w1, w2, learning_rate, device=device, dtype=dtype, **overrides)
     try:
-        x, y = net.prepare(x, y)
-        losses = np.array([net.step(x, y) for _ in range(steps)])
-        return losses, net.params()
+        check = VariantCheck(name)
+        try:
+            x, y = net.prepare(x, y)
+            losses = np.array([net.step(x, y) for _ in range(steps)])
+            facts = check.verify(net, x, y)
+        finally:
+            check.stop()
+        return losses, net.params(), net.info(), facts
     finally:
         if hasattr(net, "close"):
             net.close()
+
+
+def train(name, dtype, steps=500, problem=None, device="cpu", **overrides):
+    """Losses and final weights of the registered `name` on the tutorial problem, in this process.
+
+    Built by `implementations.create` with the registry's options, checked to
+    be the variant its name says; `overrides` are explicit parameters such as
+    torch_nn's `style`.
+    """
+    problem = (problem or Problem()).with_(dtype=dtype)
+    losses, params, _, _ = run_variant(
+        name, make_data(problem), problem.learning_rate, dtype, steps, device=device, **overrides
+    )
+    return losses, params
 
 
 def run_python(code, env=None, timeout=600):

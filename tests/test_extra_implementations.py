@@ -23,18 +23,17 @@ import implementations
 from implementations import FrameworkBroken, FrameworkMissing
 from implementations.devices import cuda_available
 from implementations.problem import Problem, make_data
-from tests.conftest import oracle_run, run_python, skip_if_missing, train
+from tests.conftest import keras_auto_jit, oracle_run, run_python, skip_if_missing, train
 
 COMPILED = ("jax_jit", "torch_compile", "tf_function", "tf_function_xla")
 SMALL = Problem(N=8, D_in=20, H=6, D_out=3, learning_rate=1e-3)  # compiles fast, same size in every test
 
 
-def small_net(name, dtype="float32", **options):
+def small_net(name, dtype="float32", **overrides):
+    """The registered variant, built by `create`, and the small problem's prepared data."""
     skip_if_missing(name)
-    spec = implementations.spec(name)
     x, y, w1, w2 = make_data(SMALL.with_(dtype=dtype))
-    options = {**{k: v for k, v in spec.options.items() if k != "backend"}, **options}
-    net = implementations.load(name)(w1, w2, SMALL.learning_rate, dtype=dtype, **options)
+    net = implementations.create(name, w1, w2, SMALL.learning_rate, dtype=dtype, **overrides)
     return net, net.prepare(x, y)
 
 
@@ -98,7 +97,10 @@ def test_tf_function_traces_once_and_records_xla(name):
     net.step(*make_data(SMALL)[:2])
     assert net.compiled_step.experimental_get_tracing_count() == 1
     xla = implementations.spec(name).options["jit_compile"]
-    assert net.info() == {"jit_compile": xla}
+    assert net.info() == {"jit_compile": xla, "graph_traces": 1, "compiled": True}
+    # The graph TensorFlow runs carries XLA's "must compile" mark exactly
+    # when it is the XLA variant (what the runtime reads, not our flag).
+    assert net.compiled_step.get_concrete_function(x, y).function_def.attr["_XlaMustCompile"].b is xla
     if xla:
         # Only an XLA-compiled function has compiler IR; ours holds the two products.
         hlo = net.compiled_step.experimental_get_compiler_ir(x, y)(stage="hlo")
@@ -147,15 +149,14 @@ def test_a_failed_compile_is_an_error():
 
 KERAS_INFO = """
 import json
-import implementations
 from implementations.problem import Problem, make_data
-x, y, w1, w2 = make_data(Problem(N=8, D_in=20, H=6, D_out=3))
+from tests.conftest import run_variant
+data = make_data(Problem(N=8, D_in=20, H=6, D_out=3))
 out = {}
 for name in NAMES:
-    spec = implementations.spec(name)
-    options = {k: v for k, v in spec.options.items() if k != "backend"}
-    net = implementations.load(name)(w1, w2, 1e-3, **options)
-    out[name] = net.info()
+    # create, two steps, and VariantCheck.verify (it asserts, here, too)
+    _, _, info, facts = run_variant(name, data, 1e-3, "float32", steps=2)
+    out[name] = {"info": info, "facts": facts}
 print(json.dumps(out))
 """
 
@@ -172,18 +173,28 @@ def test_keras_runs_with_jit_compile_on_and_off(backend):
     if absent:
         pytest.skip(f"n/a: {', '.join(absent)} not installed")
     code = KERAS_INFO.replace("NAMES", repr(names))
-    infos = run_python(code, env={"KERAS_BACKEND": backend})
+    runs = run_python(code, env={"KERAS_BACKEND": backend})
+    infos = {name: run["info"] for name, run in runs.items()}
     for name in names:
         option = implementations.spec(name).options.get("jit_compile", "auto")
         if option != "auto":
             assert infos[name]["jit_compile"] is option, name
     # "auto" means: XLA for JAX, eager for torch, XLA for TensorFlow only on a GPU.
-    auto = {"jax": True, "torch": False, "tensorflow": cuda_available("tensorflow")}[backend]
+    auto = keras_auto_jit(backend)
     for name in names:
         if "jit_compile" not in implementations.spec(name).options:
             assert infos[name]["jit_compile"] is auto, name
     if backend != "tensorflow" or not auto:
         assert {info["jit_compile"] for info in infos.values()} == {True, False}
+    # What the framework itself saw, beyond Keras's own setting: Dynamo
+    # graphs for torch.compile, a jax.jit trace of the whole train_step.
+    for name in names:
+        facts = runs[name]["facts"]
+        assert facts["jit_compile"] is infos[name]["jit_compile"], name
+        if backend != "tensorflow":
+            assert facts["compiled"] is infos[name]["jit_compile"], name
+        else:
+            assert facts["compiled"] is True, f"{name}: Keras on TensorFlow runs its step as a tf.function"
 
 
 @pytest.mark.parametrize("name", [*COMPILED, "torch_ddp"])
@@ -197,7 +208,6 @@ def test_runs_on_cuda_where_present(name):
 
         if torch.cuda.device_count() < spec.options["ranks"]:
             pytest.skip(f"n/a: {spec.options['ranks']} ranks need as many GPUs")
-    options = {k: v for k, v in spec.options.items() if k != "backend"}
-    losses, (w1, w2) = train(name, "float64", 20, device="cuda", **options)
+    losses, (w1, w2) = train(name, "float64", 20, device="cuda")
     reference, _, _ = oracle_run(steps=20)
     assert np.max(np.abs(losses - reference) / reference) < 1e-8

@@ -11,7 +11,7 @@ import pytest
 
 import implementations
 from tests import oracle
-from tests.conftest import in_process_names, keras_names, run_python, skip_if_missing
+from tests.conftest import in_process_names, keras_names, run_python, run_variant, skip_if_missing
 
 SIZES = dict(N=6, D_in=5, H=4, D_out=3)
 
@@ -42,15 +42,11 @@ def test_oracle_gradients_match_finite_differences():
 
 
 def gradients_through_step(name):
+    """The registered variant (built by `create`, checked to be what its name
+    says), one float64 step at learning rate 1: its loss and gradients."""
     x, y, w1, w2 = small_problem()
-    net = implementations.load(name)(w1, w2, 1.0, dtype="float64")
-    try:
-        loss = net.step(x, y)
-        w1_after, w2_after = net.params()
-    finally:
-        if hasattr(net, "close"):
-            net.close()
-    return loss, w1 - w1_after, w2 - w2_after
+    losses, (w1_after, w2_after), _, _ = run_variant(name, (x, y, w1, w2), 1.0, "float64", steps=1)
+    return float(losses[0]), w1 - w1_after, w2 - w2_after
 
 
 @pytest.mark.parametrize("name", in_process_names())

@@ -8,7 +8,7 @@ import pytest
 
 import implementations
 from implementations.problem import DeviceUnavailable, Problem, make_data
-from tests.conftest import ROOT, in_process_names, keras_names, run_python, skip_if_missing, train
+from tests.conftest import ROOT, VariantCheck, in_process_names, keras_names, run_python, skip_if_missing, train
 
 SHORT = 60  # steps: enough to leave the first few, quick enough to repeat
 
@@ -42,10 +42,10 @@ def test_interface(name):
     skip_if_missing(name)
     problem = Problem(N=8, D_in=20, H=6, D_out=3, learning_rate=1e-3)
     x, y, w1, w2 = make_data(problem)
-    Net = implementations.load(name)
-    on_numpy = Net(w1, w2, problem.learning_rate, device="cpu", dtype="float32")
-    on_prepared = Net(w1, w2, problem.learning_rate, device="cpu", dtype="float32")
+    on_numpy = implementations.create(name, w1, w2, problem.learning_rate, device="cpu", dtype="float32")
+    on_prepared = implementations.create(name, w1, w2, problem.learning_rate, device="cpu", dtype="float32")
     try:
+        check = VariantCheck(name)
         prepared = on_prepared.prepare(x, y)
         assert on_numpy.step(x, y) == on_prepared.step(*prepared)
         assert isinstance(on_numpy.step(x, y), float)
@@ -55,6 +55,7 @@ def test_interface(name):
         assert isinstance(w1_now, np.ndarray) and w1_now.shape == (20, 6) and w2_now.shape == (6, 3)
         assert not np.array_equal(w1_now, w1), "training moved the weights"
         assert np.array_equal(make_data(problem)[2], w1), "the caller's arrays were not written to"
+        check.verify(on_prepared, *prepared)
     finally:
         for net in (on_numpy, on_prepared):
             if hasattr(net, "close"):
@@ -71,7 +72,7 @@ def test_cuda_without_gpu_is_a_clear_error(name):
         pytest.skip("a CUDA device is present")
     x, y, w1, w2 = make_data(Problem(N=4, D_in=5, H=3, D_out=2))
     with pytest.raises(DeviceUnavailable):
-        implementations.load(name)(w1, w2, 1e-6, device="cuda")
+        implementations.create(name, w1, w2, 1e-6, device="cuda")
 
 
 def test_torch_nn_sequential_and_module_styles_agree():
@@ -85,7 +86,7 @@ def test_torch_nn_sequential_and_module_styles_agree():
 def test_torch_nn_stores_weights_transposed():
     skip_if_missing("torch_nn")
     x, y, w1, w2 = make_data(Problem(N=4, D_in=5, H=3, D_out=2))
-    net = implementations.load("torch_nn")(w1, w2, 1e-6)
+    net = implementations.create("torch_nn", w1, w2, 1e-6)
     assert tuple(net.linear1.weight.shape) == (3, 5)
     assert np.array_equal(net.params()[0], w1)
 

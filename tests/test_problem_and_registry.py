@@ -87,3 +87,161 @@ def test_keras_backend_conflict_is_a_clear_error(monkeypatch):
     assert "already imported with the jax backend" in reason
     with pytest.raises(FrameworkMissing, match="run torch in its own process"):
         implementations.load("keras_torch")
+
+
+def make_package(tmp_path, monkeypatch, name, net_source):
+    """A throwaway package `name` on sys.path whose module `net` holds `net_source`."""
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "net.py").write_text(net_source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in (name, f"{name}.net"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    return name
+
+
+def test_a_dependency_missing_inside_an_installed_framework_is_failed(tmp_path, monkeypatch):
+    """numpy is installed; a module it (here: our module) needs is not: broken, not "n/a"."""
+    package = make_package(tmp_path, monkeypatch, "depbroken", "import ghost_dependency_xyz\n")
+    entry = Implementation("depbroken", "net", "numpy", ("numpy",), "numpy")
+    with pytest.raises(FrameworkBroken) as raised:
+        implementations.load_entry(entry, package=package)
+    assert str(raised.value) == (
+        "depbroken: import failed: ModuleNotFoundError: No module named 'ghost_dependency_xyz'"
+    )
+
+
+def test_a_missing_submodule_of_an_installed_framework_is_failed(tmp_path, monkeypatch):
+    """The top-level package is required and present; a piece of it is missing: broken."""
+    package = make_package(tmp_path, monkeypatch, "subbroken", "import numpy.ghost_submodule_xyz\n")
+    entry = Implementation("subbroken", "net", "numpy", ("numpy",), "numpy")
+    with pytest.raises(FrameworkBroken, match=r"ModuleNotFoundError: No module named 'numpy.ghost_submodule_xyz'"):
+        implementations.load_entry(entry, package=package)
+
+
+def test_a_required_framework_absent_at_import_is_missing(tmp_path, monkeypatch):
+    """When the import itself finds a required framework absent, the case is "n/a"."""
+    package = make_package(tmp_path, monkeypatch, "fwmissing", "import ghost_framework_xyz\n")
+    entry = Implementation("fwmissing", "net", "ghost", ("numpy", "ghost_framework_xyz"), "ghost")
+    # missing_entry would see the absence first; skip it to reach the import.
+    monkeypatch.setattr(implementations, "missing_entry", lambda entry: None)
+    with pytest.raises(FrameworkMissing) as raised:
+        implementations.load_entry(entry, package=package)
+    assert str(raised.value) == 'fwmissing: ghost_framework_xyz not installed (pip install -e ".[ghost]")'
+
+
+RECORDING_NET = '''
+class Net:
+    def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", jit_compile=False, ranks=1):
+        self.arguments = dict(w1=w1, w2=w2, learning_rate=learning_rate, device=device, dtype=dtype,
+                              jit_compile=jit_compile, ranks=ranks)
+'''
+
+
+@pytest.fixture
+def recording(tmp_path, monkeypatch):
+    """A registry entry whose Net records what it was built with, registered as "recording"."""
+    package = make_package(tmp_path, monkeypatch, "recordingpkg", RECORDING_NET)
+    entry = Implementation("recording", "net", "numpy", ("numpy",), "numpy", {"jit_compile": True, "ranks": 2})
+    monkeypatch.setitem(implementations.REGISTRY, "recording", entry)
+    real = implementations.load_entry
+    monkeypatch.setattr(implementations, "load_entry", lambda entry, *_: real(entry, package))
+    return entry
+
+
+def test_create_applies_the_registry_options(recording):
+    net = implementations.create("recording", "W1", "W2", 0.5, device="cuda", dtype="float64")
+    assert net.arguments == dict(w1="W1", w2="W2", learning_rate=0.5, device="cuda", dtype="float64",
+                                 jit_compile=True, ranks=2)
+
+
+def test_create_takes_explicit_overrides(recording):
+    net = implementations.create("recording", "W1", "W2", 0.5, ranks=3)
+    assert net.arguments["ranks"] == 3 and net.arguments["jit_compile"] is True
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"threads_per_rank": 2}, "recording: unknown option 'threads_per_rank'; it takes: ranks"),
+    ({"style": "module"}, "recording: unknown option 'style'; it takes: ranks"),
+    ({"jit_compile": False}, "recording: jit_compile cannot be overridden, it is what makes this variant recording"),
+])
+def test_create_refuses_a_bad_override_in_one_line(recording, override, message):
+    with pytest.raises(ValueError) as raised:
+        implementations.create("recording", "W1", "W2", 0.5, **override)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_create_builds_the_registered_net():
+    """The real registry: numpy_manual built by create trains as its class does."""
+    from implementations.numpy_manual import Net
+
+    problem = Problem(N=4, D_in=5, H=3, D_out=2, learning_rate=1e-3)
+    x, y, w1, w2 = make_data(problem)
+    created = implementations.create("numpy_manual", w1, w2, problem.learning_rate)
+    direct = Net(w1, w2, problem.learning_rate)
+    assert isinstance(created, Net)
+    assert np.array_equal(created.train(x, y, 3), direct.train(x, y, 3))
+    with pytest.raises(ValueError, match="numpy_manual: unknown option 'ranks'; it takes: none"):
+        implementations.create("numpy_manual", w1, w2, 1e-3, ranks=2)
+    with pytest.raises(ValueError, match="valid names: numpy_manual"):
+        implementations.create("tensorflowish", w1, w2, 1e-3)
+
+
+def test_cases_build_goes_through_create(monkeypatch):
+    """benchmarks/cases.build builds with create (name and overrides passed on), in both call forms."""
+    from benchmarks import cases
+
+    calls = []
+    real_create = implementations.create
+
+    def recording_create(name, *arguments, **keywords):
+        calls.append((name, keywords))
+        return real_create(name, *arguments, **keywords)
+
+    monkeypatch.setattr(implementations, "create", recording_create)
+    size = dict(N=4, D_in=5, H=3, D_out=2)
+    net, x, y, problem = cases.build("numpy_manual", "cpu", "float64", size, 1e-3, 7, 0)
+    assert (problem.steps, problem.dtype, x.dtype, x.shape) == (7, "float64", np.float64, (4, 5))
+    from implementations.numpy_manual import Net
+
+    cases.build(Net, implementations.spec("numpy_manual"), "cpu", "float32", size)  # the older form
+    cases.build(implementations.spec("numpy_manual"), "cpu", "float32", size)
+    assert calls == [("numpy_manual", {"device": "cpu", "dtype": "float64"})] + 2 * [
+        ("numpy_manual", {"device": "cpu", "dtype": "float32"})
+    ]
+    with pytest.raises(ValueError, match="numpy_manual: unknown option 'ranks'"):
+        cases.build("numpy_manual", "cpu", "float32", size, ranks=2)
+
+
+def test_digits_create_applies_its_registry():
+    from implementations import digits
+    from implementations.digits.numpy_manual import Net
+    from implementations.digits.problem import DigitsProblem, initial_weights
+
+    problem = DigitsProblem()
+    params = initial_weights(problem, 64)
+    net = digits.create("numpy_manual", params, problem)
+    assert isinstance(net, Net)
+    with pytest.raises(ValueError, match="numpy_manual: unknown option 'jit'"):
+        digits.create("numpy_manual", params, problem, jit=True)
+    with pytest.raises(ValueError, match="valid names: numpy_manual"):
+        digits.create("ghost", params, problem)
+
+
+def test_every_registered_name_says_what_it_is():
+    """tests/conftest.py's promises cover the registry and agree with its options."""
+    from tests.conftest import PROMISES, is_keras, promise
+
+    for name in implementations.names():
+        spec = implementations.spec(name)
+        if is_keras(name) and "jit_compile" not in spec.options:
+            continue  # "auto": what it means is checked where Keras runs (test_extra_implementations)
+        expected = promise(name)
+        if "jit_compile" in spec.options:
+            assert expected["jit_compile"] is spec.options["jit_compile"], name
+        if name.endswith(("_xla", "_compile", "_jit")):
+            assert expected["compiled"] is True, name
+        if name.endswith(("_eager", "_manual", "_autograd", "_nn", "_ddp")):
+            assert expected["compiled"] is False, name
+    assert set(PROMISES) == {name for name in implementations.names() if not is_keras(name)}

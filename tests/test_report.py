@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -16,7 +17,8 @@ from reports.build import OutputError, build_report
 from reports.cli import main
 from reports.merge import machine_labels, merge
 from reports.schema import parse_results
-from tests.test_report_data import TUTORIAL, make_benchmark_json, make_document, write
+from tests.test_report_data import (PEAKS, TUTORIAL, entry, flops, make_benchmark_json, make_document,
+                                    reference_losses, write)
 
 EVIL_MACHINE = "<script>window.__pwned = true</script>"
 EVIL_IMPLEMENTATION = '<img src=x onerror="window.__pwned = true">|pipe'
@@ -267,6 +269,8 @@ def hostile_document():
     document["results"][1]["implementation"] = FORMULA
     document["results"][4]["reason"] = "</td></tr></table><script>window.__pwned = true</script>"
     document["machine"]["frameworks"]["<b>bold</b>"] = "1.0"
+    document["results"][0]["cpu_utilization"] = 9.0  # over its threads: the name reaches a warning line too
+    document["results"][2].update(status="disagrees", reason="<script>window.__pwned = true</script> differs")
     return document
 
 
@@ -277,6 +281,8 @@ def test_hostile_names_are_escaped_everywhere(tmp_path):
     assert "<script>" not in html and "<img src=x" not in html and "<b>bold" not in html
     assert "&lt;script&gt;window.__pwned = true&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=" in html
+    assert re.search(r'<p class="warning">[^<]*<strong>[^<]*</strong>[^<]*&lt;img src=x onerror=', html)
+    assert "disagrees: &lt;script&gt;window.__pwned = true&lt;/script&gt; differs" in html
     page = Page(html)
     assert page.tags.count("table") == html.count("<table")
     assert "script" not in page.tags
@@ -425,3 +431,178 @@ def test_extreme_but_valid_numbers_still_draw(tmp_path):
     document["machine"]["peak_gflops"]["cpu"] = 1e-300
     index = build_report([write(tmp_path, "r.json", document)], tmp_path / "out", formats=("html", "markdown"))
     assert index.read_text(encoding="utf-8").count("<img ") > 5
+
+
+# ----------------------------------------------------------------------------
+# The new truths: disagreeing runs, ties, cores used, peak by dtype
+# ----------------------------------------------------------------------------
+
+DISAGREES = "loss differs from the float64 reference by 3.2e-03 relative (tolerance 1.0e-05)"
+
+
+def case(document, implementation, device="cpu", dtype="float32", size=TUTORIAL):
+    return next(e for e in document["results"] if (e["implementation"], e["device"], e["dtype"], e["size"])
+                == (implementation, device, dtype, size))
+
+
+def truths_document():
+    """One machine whose file holds each new case once, on cpu, float32, the tutorial size:
+
+    a disagreeing run faster than all (status "disagrees"), an older file's way of saying
+    the same (status "ok", agrees false), a tie for fastest (torch_manual and numpy_manual,
+    1.3 % apart with overlapping rounds), a run using more cores than its threads, a
+    float64 share of peak above 100 %, and a float64 peak that moved 15 % during the run.
+    """
+    document = make_document("truth-box", digits=False)
+    curve = reference_losses()
+    for name, median in (("wrong_but_fast", 1.0e-4), ("old_wrong", 1.1e-4)):
+        record = entry(name, "cpu", "float32", TUTORIAL, losses=curve)
+        record["step_time"].update(median=median, round_medians=[median * 0.99, median, median * 1.01])
+        record.update(agrees=False, agreement=3.2e-3, gflops=flops(TUTORIAL) / median / 1e9)
+        if name == "wrong_but_fast":
+            record.update(status="disagrees", reason=DISAGREES)
+        document["results"].append(record)
+    case(document, "torch_manual")["step_time"].update(median=1.500e-4, round_medians=[1.485e-4, 1.5e-4, 1.515e-4])
+    case(document, "numpy_manual")["step_time"].update(median=1.520e-4, round_medians=[1.50e-4, 1.52e-4, 1.54e-4])
+    case(document, "torch_autograd")["cpu_utilization"] = 3.5
+    case(document, "keras_tensorflow", dtype="float64")["gflops"] = 1.3 * PEAKS["cpu"]["float64"]
+    document["machine"]["peak_detail"]["start"]["cpu"]["float64"] = 170.0
+    document["machine"]["peak_detail"]["spread"]["cpu"]["float64"] = 0.15
+    return document
+
+
+@pytest.fixture(scope="module")
+def truths(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("truths")
+    document = truths_document()
+    index = build_report([write(folder, "truths.json", document)], folder / "out", formats=("html", "markdown"))
+    return {"out": folder / "out", "html": index.read_text(encoding="utf-8"), "document": document,
+            "markdown": (folder / "out" / "report.md").read_text(encoding="utf-8")}
+
+
+def findings_text(html):
+    start = html.index('<ul class="findings">')
+    return html[start:html.index("</ul>", start)]
+
+
+def warning_lines(html):
+    return re.findall(r'<p class="warning">(.*?)</p>', html)
+
+
+def summary_row(truths, implementation, dtype="float32"):
+    rows = read_csv(truths["out"] / "summary.csv")
+    return next(r for r in rows if r["implementation"] == implementation and r["device"] == "cpu"
+                and r["dtype"] == dtype and r["size"] == "64×1000×100×10")
+
+
+def test_disagreeing_runs_are_shown_with_their_reason_but_never_ranked(truths):
+    for name, reason in (("wrong_but_fast", DISAGREES),
+                         ("old_wrong", "loss differs from the float64 reference by 3.2e-03 relative "
+                                       "(tolerance 1.0e-05)")):
+        row = summary_row(truths, name)
+        assert row["status"] == "disagrees" and row["detail"] == f"disagrees: {reason}"
+        assert row["rank"] == "" and row["ratio_to_fastest"] == ""
+        assert f"disagrees: {reason}" in truths["html"]
+    # The fastest is judged among the agreeing runs only: the ratios are to torch_manual's 150 µs.
+    assert float(summary_row(truths, "torch_autograd")["ratio_to_fastest"]) == pytest.approx(
+        case(truths["document"], "torch_autograd")["step_time"]["median"] / 1.5e-4)
+    assert "not ranked" in truths["html"]
+    # Never named where the report recommends, only counted.
+    text = findings_text(truths["html"])
+    assert "wrong_but_fast" not in text and "old_wrong" not in text
+    curves = [e for e in truths["document"]["results"] if e["losses"] and e["status"] in ("ok", "disagrees")]
+    agreeing = [e for e in curves if e["agrees"] is True]
+    assert (f"{len(agreeing)} of {len(curves)} runs with loss curves agree with the float64 reference within "
+            f"tolerance; {len(curves) - len(agreeing)} disagree: shown with the reason in the Agreement table") in text
+    assert len(curves) - len(agreeing) == 2
+    verdicts = {r["implementation"]: r for r in read_csv(truths["out"] / "agreement.csv")}
+    assert verdicts["wrong_but_fast"]["status"] == verdicts["old_wrong"]["status"] == "disagrees"
+    not_ranked = {r["implementation"] for r in read_csv(truths["out"] / "not_ok.csv")}
+    assert {"wrong_but_fast", "old_wrong"} <= not_ranked
+
+
+def test_a_tie_within_noise_is_said_to_be_one(truths):
+    text = findings_text(truths["html"])
+    assert ("cpu, float32, 64×1000×100×10: tie (within noise) for fastest between torch_manual, numpy_manual, "
+            "at 150 µs to 152 µs a step") in text
+    assert "is fastest" not in text.split("cpu, float32, 64×1000×100×10")[1].split("</li>")[0]
+    first, second = summary_row(truths, "torch_manual"), summary_row(truths, "numpy_manual")
+    assert (first["rank"], first["tied"], second["rank"], second["tied"]) == ("1", "True", "1", "True")
+    assert float(second["ratio_to_fastest"]) == pytest.approx(1.52 / 1.5)
+    third = summary_row(truths, "torch_autograd")
+    assert (third["rank"], third["tied"]) == ("3", "False")  # competition ranking: 1, 1, 3
+    assert "1.01×, tie (within noise)" in truths["html"]
+    # A group whose runs are well apart still has one fastest.
+    assert "cpu, float64, 64×1000×100×10: torch_manual is fastest" in text
+
+
+def test_cores_used_are_shown_and_runs_over_their_threads_flagged(truths):
+    rows = read_csv(truths["out"] / "timing.csv")
+    autograd = next(r for r in rows if r["implementation"] == "torch_autograd" and r["dtype"] == "float32"
+                    and r["size"] == "64×1000×100×10")
+    assert float(autograd["cpu_utilization"]) == 3.5 and autograd["threads"] == "2"
+    assert json.loads(autograd["round_medians_s"]) == case(truths["document"], "torch_autograd")["step_time"][
+        "round_medians"]
+    assert "3.50 of 2 (over)" in truths["html"] and "1.90 of 2" in truths["html"]
+    over = [line for line in warning_lines(truths["html"]) if "more cores than its threads" in line]
+    assert len(over) == 1
+    assert "torch_autograd (cpu, float32, 64×1000×100×10): 3.50 cores busy with 2 threads" in over[0]
+
+
+def test_share_of_peak_uses_the_entrys_own_dtype_and_faults_are_one_line(truths):
+    checked = 0
+    for row in read_csv(truths["out"] / "summary.csv"):
+        raw = [e for e in truths["document"]["results"] if e["implementation"] == row["implementation"]
+               and e["device"] == row["device"] and e["dtype"] == row["dtype"]
+               and "×".join(map(str, e["size"].values())) == row["size"] and e["status"] != "n/a"]
+        if row["status"] in ("ok", "disagrees") and raw and raw[0]["gflops"]:
+            expected = raw[0]["gflops"] / PEAKS[row["device"]][row["dtype"]]
+            assert float(row["peak_fraction"]) == pytest.approx(expected)
+            checked += 1
+    assert checked > 20
+    faults = [line for line in warning_lines(truths["html"]) if "Share of peak above 100%" in line]
+    assert len(faults) == 1 and "keras_tensorflow (cpu, float64, 64×1000×100×10): 130.0% of the cpu float64 peak" \
+        in faults[0]
+    assert "130.0% (fault)" in truths["html"]
+    assert "keras_tensorflow comes closest" not in truths["html"]  # a fault is not a best
+
+
+def test_peak_drift_is_shown_and_a_spread_over_ten_percent_warned(truths):
+    rows = {row["field"]: row["truth-box"] for row in read_csv(truths["out"] / "environment.csv")}
+    assert float(rows["Measured peak, cpu float32 (GFLOP/s)"]) == PEAKS["cpu"]["float32"]
+    assert float(rows["Measured peak, cpu float64 (GFLOP/s)"]) == PEAKS["cpu"]["float64"]
+    assert rows["Peak drift, cpu float32 (GFLOP/s)"] == "390 at the start, 400 at the end (spread 2.5%)"
+    assert rows["Peak drift, cpu float64 (GFLOP/s)"].startswith("170 at the start, 200 at the end (spread 15.0%")
+    assert float(rows["Theoretical peak, cpu float32 (GFLOP/s)"]) == 460.8
+    spread = [line for line in warning_lines(truths["html"]) if "measured peak moved" in line]
+    assert len(spread) == 1 and "cpu float64 by 15.0%: 170 then 200 GFLOP/s" in spread[0]
+    assert "cpu float32" not in spread[0]  # 2.5 % is within the 10 % allowed
+    assert len(warning_lines(truths["html"])) == 3
+    assert truths["markdown"].count("> **Warning:**") == 3
+
+
+def test_a_clean_file_has_no_warnings(built):
+    assert warning_lines(built["html"]) == []
+    assert "**Warning" not in built["markdown"]
+
+
+def test_older_flat_peaks_give_float64_runs_no_share_of_peak(tmp_path):
+    document = make_document("old-box", digits=False)
+    document["machine"]["peak_gflops"] = {"cpu": 400.0, "cuda": None}
+    del document["machine"]["peak_detail"]
+    for record in document["results"]:
+        record.pop("cpu_utilization", None)
+        if record["step_time"]:
+            del record["step_time"]["round_medians"]
+    build_report([write(tmp_path, "old.json", document)], tmp_path / "out")
+    rows = [r for r in read_csv(tmp_path / "out" / "summary.csv") if r["status"] == "ok"]
+    for row in rows:
+        if row["dtype"] == "float64":
+            assert row["peak_fraction"] == ""  # its peak was never measured: no share of the float32 one
+        else:
+            assert float(row["peak_fraction"]) == pytest.approx(float(row["gflops"]) / 400.0)
+    assert {row["dtype"] for row in rows} == {"float32", "float64"}
+    # Without rounds the IQR rule ranks: torch_manual and numpy_manual are 33 % apart with 3 % IQRs.
+    fastest = [r["implementation"] for r in rows if r["rank"] == "1" and r["dtype"] == "float32"
+               and r["size"] == "64×1000×100×10"]
+    assert fastest == ["torch_manual"]

@@ -27,6 +27,10 @@ IMPLEMENTATIONS = {
 }
 
 
+# Measured peaks (GFLOP/s) per device and dtype, as machine.peak_gflops records them.
+PEAKS = {"cpu": {"float32": 400.0, "float64": 200.0}, "cuda": {"float32": 50000.0, "float64": 25000.0}}
+
+
 def flops(size):
     N, D_in, H, D_out = (size[key] for key in ("N", "D_in", "H", "D_out"))
     return 2 * N * D_in * H + 2 * N * H * D_out + 2 * (2 * N * H * D_out) + 2 * N * D_in * H
@@ -37,7 +41,7 @@ def reference_losses(steps=500):
 
 
 def entry(name, device, dtype, size, status="ok", losses=None, reason=None, speed=1.0, unstable=False,
-          workload="two_layer", peak=400.0):
+          workload="two_layer", peak=None):
     framework, backend, cost, first = IMPLEMENTATIONS.get(name, ("numpy", "numpy", 2e-4, 1e-3))
     scale = flops(size) / flops(TUTORIAL)
     median = cost * (0.3 + 0.7 * scale) / speed * (1.0 if dtype == "float32" else 1.8)
@@ -56,10 +60,13 @@ def entry(name, device, dtype, size, status="ok", losses=None, reason=None, spee
     iqr = median * (0.25 if unstable else 0.03)
     record.update(
         step_time={"median": median, "iqr": iqr, "min": median * 0.9, "max": median * 1.6,
-                   "mean": median * 1.02, "stddev": median * 0.05, "rounds": 489},
+                   "mean": median * 1.02, "stddev": median * 0.05, "rounds": 489,
+                   "round_medians": [median * 0.99, median, median * 1.01]},
+        cpu_utilization=1.9 if device == "cpu" else 1.0,
         first_step_s=first, loop_time_s=median * 0.8 * 500, loop_steps=500,
         gflops=flops(size) / median / 1e9, peak_memory_bytes=12_500_000 + int(scale * 1e6),
     )
+    peak = peak or PEAKS[device][dtype]
     record["peak_fraction"] = record["gflops"] / peak
     if losses is not None:
         record["losses"] = losses
@@ -81,12 +88,17 @@ def machine(name="ci-box", gpu=False):
         ],
         "threads": {"requested": 2}, "env": {"OMP_NUM_THREADS": "2"},
         "gpu": None, "tf32": False, "commit": "abc1234",
-        "peak_gflops": {"cpu": 400.0, "cuda": None},
+        "peak_gflops": {"cpu": dict(PEAKS["cpu"]), "cuda": None},
+        # As benchmarks.peak.combine records it: the peak at the start and the end of the run, their spread.
+        "peak_detail": {"start": {"cpu": {"float32": 390.0, "float64": 196.0}, "cuda": None},
+                        "end": {"cpu": dict(PEAKS["cpu"]), "cuda": None},
+                        "spread": {"cpu": {"float32": 10 / 400, "float64": 4 / 200}, "cuda": None},
+                        "theoretical": {"float32": 460.8, "float64": 230.4, "cores": 2, "mhz": 3600.0}},
     }
     if gpu:
         record["gpu"] = {"name": "NVIDIA H100 80GB HBM3", "driver": "550.54", "cuda": "12.4",
                          "memory_bytes": 80 * 2**30}
-        record["peak_gflops"]["cuda"] = 50000.0
+        record["peak_gflops"]["cuda"] = dict(PEAKS["cuda"])
     return record
 
 
@@ -113,13 +125,11 @@ def make_document(name="ci-box", gpu=False, speed=1.0, digits=True):
                 noise = 1e-7 if dtype == "float32" else 1e-13
                 losses = [value * (1 + noise * ((step * 7919) % 13 - 6)) for step, value in enumerate(reference)]
                 results.append(entry(implementation, device, dtype, TUTORIAL, losses=losses, speed=speed,
-                                     unstable=(implementation == "torch_nn" and dtype == "float64"),
-                                     peak=50000.0 if device == "cuda" else 400.0))
+                                     unstable=(implementation == "torch_nn" and dtype == "float64")))
             for size in SWEEP:
                 if device == "cuda" and (not gpu or implementation == "numpy_manual"):
                     continue
-                results.append(entry(implementation, device, "float32", size, speed=speed,
-                                     peak=50000.0 if device == "cuda" else 400.0))
+                results.append(entry(implementation, device, "float32", size, speed=speed))
     diverged = entry("torch_autograd", "cpu", "float32", {"N": 4096, "D_in": 1000, "H": 100, "D_out": 10})
     diverged.update(status="diverged", diverged_at=12, reason="loss became inf at step 12",
                     losses=[3e7 * 10 ** (t / 2) for t in range(12)] + [None])

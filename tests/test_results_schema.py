@@ -41,9 +41,12 @@ def test_valid_results_file_keeps_its_values(tmp_path):
     document = load_results(write(tmp_path, "results.json", original))
     assert document["schema"] == 1 and document["format"] == "sidebyside"
     assert document["machine"]["name"] == "ci-box"
-    assert document["machine"]["peak_gflops"] == {"cpu": 400.0, "cuda": 50000.0}
+    assert document["machine"]["peak_gflops"] == {"cpu": {"float32": 400.0, "float64": 200.0},
+                                                "cuda": {"float32": 50000.0, "float64": 25000.0}}
     assert len(document["results"]) == len(original["results"])
     first, source = document["results"][0], original["results"][0]
+    assert first["step_time"]["round_medians"] == source["step_time"]["round_medians"]
+    assert first["cpu_utilization"] == source["cpu_utilization"] == 1.9
     assert first["step_time"]["median"] == source["step_time"]["median"]
     assert first["losses"] == source["losses"]
     diverged = next(entry for entry in document["results"] if entry["status"] == "diverged")
@@ -77,6 +80,49 @@ def test_unstable_is_derived_when_absent():
     del entry["unstable"]
     entry["step_time"]["iqr"] = entry["step_time"]["median"] * 0.5
     assert parse_results(json.dumps(document))["results"][0]["unstable"] is True
+
+
+def test_disagrees_status_is_accepted_with_its_reason():
+    document = small_document()
+    reason = "loss differs from the float64 reference by 3.2e-03 relative (tolerance 1.0e-08)"
+    document["results"][0].update(status="disagrees", reason=reason, agrees=False)
+    entry = parse_results(json.dumps(document))["results"][0]
+    assert entry["status"] == "disagrees" and entry["reason"] == reason
+
+
+def test_old_ok_row_that_disagrees_reads_as_disagrees():
+    """Files from before the status existed said "ok" with agrees false: the same verdict."""
+    document = small_document()
+    document["results"][0].update(status="ok", agrees=False, agreement=3.2e-3, agreement_tolerance=1e-8)
+    document["results"][1].update(status="ok", agrees=False, agreement=None, reason="own words")
+    entries = parse_results(json.dumps(document))["results"]
+    assert entries[0]["status"] == "disagrees"
+    assert entries[0]["reason"] == ("loss differs from the float64 reference by 3.2e-03 relative "
+                                    "(tolerance 1.0e-08)")
+    assert entries[1]["status"] == "disagrees" and entries[1]["reason"] == "own words"
+    assert parse_results(json.dumps(small_document()))["results"][0]["status"] == "ok"  # agrees true stays ok
+
+
+def test_old_flat_peaks_are_the_float32_peak():
+    document = small_document()
+    document["machine"]["peak_gflops"] = {"cpu": 400.0, "cuda": None}
+    peaks = parse_results(json.dumps(document))["machine"]["peak_gflops"]
+    assert peaks == {"cpu": {"float32": 400.0, "float64": None}, "cuda": None}
+    assert schema.peak_for(peaks, "cpu", "float32") == 400.0
+    assert schema.peak_for(peaks, "cpu", "float64") is None and schema.peak_for(peaks, "cuda", "float32") is None
+
+
+def test_new_fields_are_optional():
+    document = small_document()
+    for entry in document["results"]:
+        entry.pop("cpu_utilization", None)
+        if entry["step_time"]:
+            del entry["step_time"]["round_medians"]
+    entries = parse_results(json.dumps(document))["results"]
+    assert entries[0]["cpu_utilization"] is None and entries[0]["step_time"]["round_medians"] is None
+    document["results"][0].update(time_to_target_s=1.5, target_accuracy=0.95)
+    entry = parse_results(json.dumps(document))["results"][0]
+    assert entry["time_to_target_s"] == 1.5 and entry["target_accuracy"] == 0.95
 
 
 def test_pytest_benchmark_json_is_converted(tmp_path):
@@ -226,7 +272,8 @@ def test_overflowing_number_is_not_finite():
     (lambda d: d["results"][0]["step_time"].update(median=-0.001), "results[0].step_time.median", "positive"),
     (lambda d: d["results"][0]["step_time"].update(iqr=-1), "results[0].step_time.iqr", "non-negative"),
     (lambda d: d["results"][1].update(first_step_s=-2), "results[1].first_step_s", "non-negative"),
-    (lambda d: d["results"][0].update(status="great"), "results[0].status", "must be one of ok, n/a, diverged, failed"),
+    (lambda d: d["results"][0].update(status="great"), "results[0].status",
+     "must be one of ok, n/a, diverged, failed, disagrees"),
     (lambda d: d["results"][0]["size"].update(N=-1), "results[0].size.N", "a positive integer"),
     (lambda d: d["results"][0]["size"].update(D_in=0), "results[0].size.D_in", "a positive integer"),
     (lambda d: d["results"][0]["size"].update(N=True), "results[0].size.N", "a positive integer"),
@@ -243,6 +290,19 @@ def test_overflowing_number_is_not_finite():
     (lambda d: d["machine"].update(cpu_count=-1), "machine.cpu_count", "positive integer"),
     (lambda d: d["machine"].update(gpu="H100"), "machine.gpu", "must be an object"),
     (lambda d: d["machine"]["peak_gflops"].update(cpu=0), "machine.peak_gflops.cpu", "positive"),
+    (lambda d: d["machine"]["peak_gflops"]["cpu"].update(float64=-3), "machine.peak_gflops.cpu.float64",
+     "positive"),
+    (lambda d: d["machine"]["peak_gflops"].update(cpu="fast"), "machine.peak_gflops.cpu", "positive"),
+    (lambda d: d["results"][0].update(cpu_utilization=-0.5), "results[0].cpu_utilization", "non-negative"),
+    (lambda d: d["results"][0].update(cpu_utilization="2"), "results[0].cpu_utilization", "non-negative"),
+    (lambda d: d["results"][0]["step_time"].update(round_medians=0.1), "results[0].step_time.round_medians",
+     "must be an array"),
+    (lambda d: d["results"][0]["step_time"]["round_medians"].__setitem__(1, 0),
+     "results[0].step_time.round_medians[1]", "positive"),
+    (lambda d: d["results"][0]["step_time"].update(round_medians=[1e-4] * 1001),
+     "results[0].step_time.round_medians", "at most 1000 items"),
+    (lambda d: d["results"][0].update(target_accuracy=1.5), "results[0].target_accuracy", "at most 1.0"),
+    (lambda d: d["results"][0].update(time_to_target_s=-1), "results[0].time_to_target_s", "non-negative"),
     (lambda d: d["machine"]["blas"][0].update(num_threads="2"), "machine.blas[0].num_threads", "integer"),
     (lambda d: d.update(references=[{"losses": [1, None, "x"]}]), "references[0].losses[2]", "finite number"),
 ])
@@ -323,7 +383,7 @@ def test_fuzz_mutated_valid_documents(path, replacement, delete):
     if document is not None:
         # What the loader accepts, the report's tables must handle.
         from reports.build import tables
-        from reports.findings import findings
+        from reports.findings import findings, measurement_warnings
         from reports.merge import merge
 
         collection = merge([document])
@@ -333,6 +393,8 @@ def test_fuzz_mutated_valid_documents(path, replacement, delete):
         tables.environment_table(collection)
         tables.digits_table(collection, {})
         findings(collection, {})
+        measurement_warnings(collection)
+        tables.status_table(collection)
 
 
 @settings(max_examples=200, deadline=None)

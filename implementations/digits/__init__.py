@@ -14,17 +14,26 @@ interface (the two-layer workload's, adapted to epochs and labels):
     net.prepare(x) -> x, net.prepare(x, y) -> (x, y)
         images (N, D_in) and int labels (N,) converted for the framework
         (device, dtype) once, outside any timed region.
+    net.prepare_batches(batches) -> batches
+        an epoch's index arrays converted the same way (integer tensors on the
+        device), once, outside any timed region.
     net.fit_epoch(x, y, batches) -> numpy array of per-step losses
         one training step per index array in `batches`, in order; each loss is
-        the batch's mean loss before that step's update.
+        the batch's mean loss before that step's update. Prepared arguments
+        pass through without a copy; numpy ones are converted first.
     net.predict(x) -> numpy array of class indices (N,)
     net.params() -> dict like `params`, as numpy arrays.
+
+A registry entry's `options["adam"]` names the Adam rule its framework
+follows: "pytorch" (eps added to √v̂, the default when absent) or "keras"
+(eps added to √v); reference.py replays either, and `measure_digits` passes
+no options to `Net`, so this one is read by the reference alone.
 
 `python -m implementations.digits.<module>` trains five epochs on the bundled
 digits and prints the training loss and test accuracy of each.
 """
 
-from implementations import Implementation, load_entry, missing_entry
+from implementations import Implementation, create_entry, load_entry, missing_entry
 
 WORKLOAD = "digits"
 
@@ -37,15 +46,15 @@ REGISTRY = {
         Implementation("torch_nn", "torch_nn", "torch", ("torch",), "torch", workload=WORKLOAD),
         Implementation(
             "keras_tensorflow", "keras_sequential", "keras", ("keras", "tensorflow"),
-            "keras,tensorflow", {"backend": "tensorflow"}, workload=WORKLOAD,
+            "keras,tensorflow", {"backend": "tensorflow", "adam": "keras"}, workload=WORKLOAD,
         ),
         Implementation(
             "keras_torch", "keras_sequential", "keras", ("keras", "torch"),
-            "keras,torch", {"backend": "torch"}, workload=WORKLOAD,
+            "keras,torch", {"backend": "torch", "adam": "keras"}, workload=WORKLOAD,
         ),
         Implementation(
             "keras_jax", "keras_sequential", "keras", ("keras", "jax"),
-            "keras,jax", {"backend": "jax"}, workload=WORKLOAD,
+            "keras,jax", {"backend": "jax", "adam": "keras"}, workload=WORKLOAD,
         ),
     )
 }
@@ -78,3 +87,18 @@ def load(name):
     two-layer registry does.
     """
     return load_entry(spec(name), package=__name__)
+
+
+def create(name, params, problem, device="cpu", **overrides):
+    """The registered digits variant `name`, built on `params` for `problem`.
+
+    The two-layer registry's `create` for this workload: the entry's options
+    are applied (its `backend` picks KERAS_BACKEND), `overrides` are checked
+    against the Net's parameters, and FrameworkMissing, FrameworkBroken,
+    DeviceUnavailable and DtypeUnsupported come through as they are.
+    """
+    # `adam` names the rule for the reference to replay; the Net does not take it.
+    return create_entry(
+        spec(name), params, problem, device=device, overrides=overrides, package=__name__,
+        not_arguments=("backend", "adam"),
+    )

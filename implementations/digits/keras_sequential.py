@@ -1,21 +1,35 @@
-"""Keras 3 Sequential trained with `model.fit`, on the TensorFlow, PyTorch or JAX backend.
+"""Keras 3 Sequential trained with `train_on_batch`, on the TensorFlow, PyTorch or JAX backend.
 
-Here Keras is used the way its guides use it: layers stacked in a
-`Sequential`, `compile` with a loss and an optimizer, and `fit`, which runs
-the whole loop (batches, forward pass, loss, backward pass, Adam update),
-compiled by the backend. The shared batch order reaches `fit` through a
-`keras.utils.PyDataset`, whose item i is batch i of the epoch; `fit` is
-called once per epoch with `shuffle=False`, so it keeps our order.
+Layers stacked in a `Sequential`, `compile` with a loss and an optimizer, and
+then one `train_on_batch` per batch of the shared order: Keras runs the
+forward pass, the loss, the backward pass and the Adam update in one call,
+compiled by the backend (a `tf.function`, a `jax.jit`, or eager torch), and
+returns the batch's loss before the update, as the other files do.
 
-Two things differ from the other files. Keras's Adam folds the bias
-corrections into the step size and adds epsilon to √v rather than √v̂; the
-effect is that of a larger epsilon, eps / √(1 - beta2^t) (see numpy_manual).
-On the TensorFlow backend it also rounds beta1 and beta2 to float32 before
-raising them to the power t, even in float64 (reference.py replays both).
-And `fit` reports no per-step loss: after each batch its logs hold the mean
-loss of the epoch so far, weighted by batch size. The callback below
-recovers each step's loss from two consecutive running means, exact up to
-the rounding of the running sum (a few parts per million in float32).
+Why not `model.fit`? It cannot take device tensors in our batch order
+without converting them inside the timed loop on some backend. Fed a
+`keras.utils.PyDataset` of numpy batches, it converts every batch to the
+backend's tensors per step, a host-to-device conversion the other
+frameworks pay once, before any clock starts. Fed a PyDataset of backend
+tensors, the TensorFlow backend wraps it in `tf.data.Dataset.from_generator`,
+which turns every item into numpy and back. Fed whole backend arrays, the
+JAX backend's array adapter turns them into numpy (`np.asarray`) and puts
+each batch back on the device. And `fit` logs only the running mean of the
+epoch's loss, not each step's. So here, as in the torch files, the images
+and labels are converted to backend tensors on the device once (`prepare`),
+the epoch's index arrays too (`prepare_batches`); each step gathers its
+batch on the device with `ops.take`, which is what torch's `x[batch]` does,
+and hands it to `train_on_batch`, which passes backend tensors straight to
+the compiled step on every backend. The price is Keras's per-call overhead:
+on JAX, `train_on_batch` reads the model's state out of its variables and
+writes it back at every call, which `fit` does once per epoch.
+
+Keras's Adam folds the bias corrections into the step size and adds epsilon
+to √v rather than √v̂; the effect is that of a larger epsilon,
+eps / √(1 - beta2^t) (see numpy_manual). On the TensorFlow backend it also
+rounds beta1 and beta2 to float32 before raising them to the power t, even
+in float64. reference.py replays both; the registry marks these entries
+with options["adam"] = "keras".
 """
 
 import numpy as np
@@ -26,37 +40,9 @@ from keras import ops
 from implementations.digits.problem import DtypeUnsupported, demo
 from implementations.keras_sequential import BACKEND, keras_device
 
-
-class SharedBatches(keras.utils.PyDataset):
-    """The epoch's batches in the shared order: item i is (images, labels) of batch i."""
-
-    def __init__(self, x, y, batches):
-        super().__init__()  # one worker, no multiprocessing: batches come in order
-        self.x, self.y, self.batches = x, y, batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, index):
-        batch = self.batches[index]
-        return self.x[batch], self.y[batch]
-
-
-class StepLosses(keras.callbacks.Callback):
-    """Each step's loss, recovered from the running means that `fit` logs."""
-
-    def __init__(self, batch_sizes):
-        super().__init__()
-        self.seen = np.cumsum(batch_sizes, dtype=np.float64)  # images seen after each step
-        self.means = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.means.append(float(logs["loss"]))
-
-    def losses(self):
-        # The running mean after step k is (sum of n_i · loss_i for i ≤ k) / seen_k.
-        totals = np.array(self.means) * self.seen[: len(self.means)]
-        return np.diff(totals, prepend=0.0) / np.diff(self.seen[: len(self.means)], prepend=0.0)
+# Integer type of labels and batch indices: JAX has no 64-bit integers unless
+# its 64-bit mode is on (it is only in float64 runs); torch indexes with int64.
+INDEX_DTYPE = "int32" if BACKEND == "jax" else "int64"
 
 
 def check_dtype(dtype):
@@ -78,7 +64,9 @@ def check_dtype(dtype):
 
 
 class Net:
-    def __init__(self, params, problem, device="cpu", jit_compile="auto"):
+    def __init__(self, params, problem, device="cpu", jit_compile="auto", adam="keras"):
+        if adam != "keras":  # the registry's option, checked: Keras has only its own Adam rule
+            raise ValueError(f"Keras's Adam adds eps to sqrt(v); adam={adam!r} is not available, only 'keras'")
         self.device = keras_device(device)
         self.dtype = problem.dtype
         check_dtype(problem.dtype)
@@ -110,21 +98,32 @@ class Net:
             )
 
     def prepare(self, x, y=None):
-        """Images as numpy arrays of our dtype, labels as int64: `fit` converts each batch itself."""
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        return x if y is None else (x, np.ascontiguousarray(y, dtype=np.int64))
+        """Backend tensors on our device: images of our dtype, labels as integers; no copy if they already are."""
+        with keras.device(self.device):
+            x = ops.convert_to_tensor(x, dtype=self.dtype)
+            return x if y is None else (x, ops.convert_to_tensor(y, dtype=INDEX_DTYPE))
+
+    def prepare_batches(self, batches):
+        """The epoch's index arrays as integer backend tensors on our device."""
+        with keras.device(self.device):
+            return [ops.convert_to_tensor(batch, dtype=INDEX_DTYPE) for batch in batches]
 
     def fit_epoch(self, x, y, batches):
-        """One epoch of `fit` over the shared batches; returns each step's loss before its update."""
+        """One `train_on_batch` per batch of indices; returns each step's loss before its update."""
         x, y = self.prepare(x, y)
-        step_losses = StepLosses([len(batch) for batch in batches])
+        batches = self.prepare_batches(batches)
+        losses = []
         with keras.device(self.device):
-            # Forward pass, Compute loss, Backward pass and Update weights all
-            # happen inside fit, one batch at a time: Keras predicts with the
-            # layers, applies the compiled loss, asks the backend for the
-            # gradients and lets Adam update the kernels and biases.
-            self.model.fit(SharedBatches(x, y, batches), epochs=1, shuffle=False, verbose=0, callbacks=[step_losses])
-        return step_losses.losses()
+            for batch in batches:
+                # Gather the batch on the device, as torch's x[batch] does.
+                x_batch, y_batch = ops.take(x, batch, axis=0), ops.take(y, batch, axis=0)
+                # Forward pass, Compute loss, Backward pass and Update weights all
+                # happen inside train_on_batch: Keras predicts with the layers,
+                # applies the compiled loss, asks the backend for the gradients
+                # and lets Adam update the kernels and biases. It returns the
+                # loss as a host float, so each step waits for the device.
+                losses.append(float(self.model.train_on_batch(x_batch, y_batch)))
+        return np.array(losses)
 
     def predict(self, x):
         """The most likely class of each image."""

@@ -74,6 +74,10 @@ class Net:
         x = np.ascontiguousarray(x, dtype=self.dtype)
         return x if y is None else (x, np.ascontiguousarray(y, dtype=np.int64))
 
+    def prepare_batches(self, batches):
+        """The epoch's index arrays as numpy integer arrays (no copy if they already are)."""
+        return [np.asarray(batch, dtype=np.intp) for batch in batches]
+
     def fit_epoch(self, x, y, batches):
         """One step per batch of indices, in order; returns each step's loss before its update."""
         x, y = self.prepare(x, y)

@@ -1,17 +1,34 @@
-"""The float64 references of the digits workload, and the tolerances they allow.
+"""The float64 reference of the digits workload, written apart from every implementation.
 
-Every implementation's per-step losses are compared with one reference:
-numpy_manual in float64, whose Adam adds eps to √v̂ like torch.optim.Adam.
-Keras's Adam is algebraically different, so for Keras this module also
-replays its update in numpy (float64), which serves two purposes: a Keras
-run can be checked step by step against the replay of its own rule, and the
-replay's distance from the reference is the size of the Adam difference.
+Every implementation's per-step losses are compared with the losses of this
+module's own training run, in float64. It imports nothing from the
+implementations it judges (numpy_manual included, which is measured against
+it like everyone else), and it spells the same maths another way:
 
-Adam forms (`adam=` below):
+- the layers are `np.einsum` contractions, summed by numpy's own loops
+  rather than by the BLAS `dot` the implementations call;
+- the log-sum-exp of the softmax is `np.logaddexp.reduce`, a chain of
+  pairwise log(e^a + e^b), instead of "subtract the row's maximum, exp, sum,
+  log"; the batch mean of the losses is `math.fsum`, correctly rounded;
+- the gradient of the scores is softmax minus a one-hot matrix, built with
+  `np.eye`, instead of subtracting 1 at the label's index in place;
+- Adam is a pure function written from the pseudo-code of Kingma & Ba
+  (arXiv:1412.6980), returning new arrays instead of updating in place.
 
-- "pytorch": w -= lr · m̂ / (√v̂ + eps), m̂ = m / (1 - beta1^t), v̂ = v / (1 - beta2^t).
-- "keras": Keras 3's Adam.update_step, alpha_t = lr · √(1 - beta2^t) / (1 - beta1^t)
-  and w -= alpha_t · m / (√v + eps): eps / √(1 - beta2^t) in place of eps.
+Its gradients are checked by finite differences in tests/test_digits_training.py.
+
+Adam forms (`adam=` below), each named by the registry: an implementation's
+`options["adam"]` says which rule its framework follows ("pytorch" when it
+says nothing), and `adam_form` adds what its backend and dtype do on top:
+
+- "pytorch": Algorithm 1 of the paper, as torch.optim.Adam:
+  w -= lr · m̂ / (√v̂ + eps), m̂ = m / (1 - beta1^t), v̂ = v / (1 - beta2^t).
+- "keras": the paper's "more efficient" ordering (end of its section 2),
+  which Keras 3's Adam.update_step uses: alpha_t = lr · √(1 - beta2^t) /
+  (1 - beta1^t) and w -= alpha_t · m / (√v + eps). Adding eps to √v rather
+  than √v̂ is the same as Algorithm 1 with eps / √(1 - beta2^t) in place of
+  eps: 32 times larger at the first step, 2.2 times after 225 steps. It is a
+  different rule, not a rounding difference.
 - "keras_float32_betas": the same, with beta1^t and beta2^t computed from
   betas rounded to float32. Keras computes them with ops.cast(beta, dtype);
   on the TensorFlow backend that turns the Python float into a float32
@@ -25,20 +42,21 @@ like a random walk, √steps. Training does not amplify them: perturbing the
 initial weights at random by a relative ε moves the losses by at most 0.4·ε,
 and perturbing every step's gradients by ε moves them by 0.03·ε. Only a
 bias repeated at every step grows, linearly with the steps, as a different
-Adam rule does. So two runs of the same rule in the same dtype should agree
+Adam rule does. So two runs of the same rule in the same dtype, summing in
+different orders as this module and the implementations do, should agree
 within SAFETY · √(n · steps) · u, with a factor of 10 for the constants of
-the estimate (exp and log, and Keras's per-step losses, recovered from
-running means, which adds up to about (steps per epoch)·u): 1.3e-13 in
-float64 and 7e-5 in float32 for the bundled digits' 225 steps. A different
-Adam rule is allowed its own float64 distance from the reference on top (by
-the triangle inequality).
+the estimate (exp and log, and the rounding of Keras's logged loss, a
+product and a quotient by the batch size): 1.3e-13 in float64 and 7e-5 in
+float32 for the bundled digits' 225 steps. A different Adam rule is allowed
+its own float64 distance from the reference on top (by the triangle
+inequality).
 """
 
+import math
 from functools import lru_cache
 
 import numpy as np
 
-from implementations.digits import numpy_manual
 from implementations.digits.data import load_data
 from implementations.digits.problem import CLASSES, batch_order, initial_weights
 
@@ -46,55 +64,154 @@ ADAM_FORMS = ("pytorch", "keras", "keras_float32_betas")
 SAFETY = 10  # for the constants of the rounding estimate (see the docstring)
 
 
-class KerasAdamNet(numpy_manual.Net):
-    """numpy_manual with Keras's Adam update, optionally with float32-rounded beta powers."""
-
-    def __init__(self, params, problem, device="cpu", float32_betas=False):
-        super().__init__(params, problem, device)
-        self.power_dtype = np.float32 if float32_betas else np.float64
-
-    def train_step(self, x, y):
-        loss, grads = numpy_manual.loss_and_gradients(self.weights, x, y)
-        p = self.problem
-        self.t += 1
-        beta1_power = float(self.power_dtype(p.beta1)) ** self.t
-        beta2_power = float(self.power_dtype(p.beta2)) ** self.t
-        alpha = p.learning_rate * np.sqrt(1 - beta2_power) / (1 - beta1_power)
-        for name, grad in grads.items():
-            w, m, v = self.weights[name], self.m[name], self.v[name]
-            m += (grad - m) * (1 - p.beta1)
-            v += (grad * grad - v) * (1 - p.beta2)
-            w -= alpha * m / (np.sqrt(v) + p.eps)
-        return float(loss)
+# The network, forward and backward ---------------------------------------------
 
 
-def adam_form(implementation, dtype):
-    """Which Adam rule `implementation` follows when computing in `dtype`."""
-    if not implementation.startswith("keras_"):
-        return "pytorch"
-    if dtype == "float32" or implementation == "keras_tensorflow":
-        return "keras_float32_betas"
-    return "keras"
+def loss_and_gradients(params, x, labels):
+    """Mean softmax cross-entropy of a batch and its gradient, written with einsum and logaddexp.
+
+    params: {"w1": (D_in, H), "b1": (H,), "w2": (H, C), "b2": (C,)}; x: (N, D_in);
+    labels: (N,) ints. Returns (loss as a Python float, {name: gradient}).
+    """
+    w1, b1, w2, b2 = (np.asarray(params[name], dtype=np.float64) for name in ("w1", "b1", "w2", "b2"))
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels)
+    N = len(labels)
+
+    # Forward: z1 = x·w1 + b1, a1 = relu(z1), z2 = a1·w2 + b2 (the class scores).
+    z1 = np.einsum("ni,ih->nh", x, w1) + b1
+    active = z1 > 0  # where ReLU passes its input (and, below, its gradient)
+    a1 = np.where(active, z1, 0.0)
+    z2 = np.einsum("nh,hc->nc", a1, w2) + b2
+
+    # Loss: -log softmax(z2)[label] = log Σ_c exp(z2_c) - z2_label, averaged
+    # over the batch. logaddexp.reduce folds log(e^a + e^b) along the row, each
+    # pair computed stably as max(a, b) + log1p(exp(-|a - b|)).
+    log_normalizer = np.logaddexp.reduce(z2, axis=1)
+    one_hot = np.eye(z2.shape[1])[labels]
+    per_sample = log_normalizer - np.einsum("nc,nc->n", z2, one_hot)
+    loss = math.fsum(per_sample) / N
+
+    # Backward: ∂loss/∂z2 = (softmax(z2) - one_hot) / N; then the chain rule
+    # through each layer, the bias gradients summing over the batch.
+    dz2 = (np.exp(z2 - log_normalizer[:, None]) - one_hot) / N
+    dw2 = np.einsum("nh,nc->hc", a1, dz2)
+    db2 = np.einsum("nc->c", dz2)
+    dz1 = np.einsum("nc,hc->nh", dz2, w2) * active
+    dw1 = np.einsum("ni,nh->ih", x, dz1)
+    db1 = np.einsum("nh->h", dz1)
+    return loss, {"w1": dw1, "b1": db1, "w2": dw2, "b2": db2}
+
+
+def predict(params, x):
+    """The most likely class of each image (the largest score; the softmax keeps the order)."""
+    a1 = np.maximum(np.einsum("ni,ih->nh", np.asarray(x, np.float64), params["w1"]) + params["b1"], 0.0)
+    return np.argmax(np.einsum("nh,hc->nc", a1, params["w2"]) + params["b2"], axis=1)
+
+
+# Adam, from the paper's pseudo-code ---------------------------------------------------
+
+
+def adam(theta, gradient, m, v, t, problem, form="pytorch"):
+    """One Adam step of one parameter at step t (counted from 1): returns (theta, m, v), new arrays.
+
+    "pytorch" is Algorithm 1 of Kingma & Ba line by line. The Keras forms
+    follow Keras 3's Adam.update_step, operation by operation, so that a Keras
+    run can be replayed to rounding: its moment updates are written m + (g - m)(1 - beta1).
+    """
+    lr, beta1, beta2, eps = problem.learning_rate, problem.beta1, problem.beta2, problem.eps
+    if form == "pytorch":
+        m = beta1 * m + (1 - beta1) * gradient  # biased first moment estimate
+        v = beta2 * v + (1 - beta2) * gradient**2  # biased second raw moment estimate
+        m_hat = m / (1 - beta1**t)  # bias-corrected first moment estimate
+        v_hat = v / (1 - beta2**t)  # bias-corrected second raw moment estimate
+        return theta - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+    if form not in ADAM_FORMS:
+        raise ValueError(f"unknown Adam form {form!r}; valid forms: {', '.join(ADAM_FORMS)}")
+    # Keras casts the betas to the variable's dtype with a float32 detour on
+    # TensorFlow (and in any float32 run): beta^t is then of the rounded beta.
+    rounding = np.float32 if form == "keras_float32_betas" else np.float64
+    beta1_power = float(rounding(beta1)) ** t
+    beta2_power = float(rounding(beta2)) ** t
+    alpha = lr * math.sqrt(1 - beta2_power) / (1 - beta1_power)
+    m = m + (gradient - m) * (1 - beta1)
+    v = v + (gradient * gradient - v) * (1 - beta2)
+    return theta - m * alpha / (np.sqrt(v) + eps), m, v
+
+
+# The reference run ---------------------------------------------------------------------
+
+
+def train(problem, data=None, adam_rule="pytorch"):
+    """The float64 run of `problem` on `data`: (per-step losses, final params).
+
+    Starts from the shared initial weights and walks the shared batch order,
+    as every implementation does; each loss is the batch's before its update.
+    """
+    problem = problem.with_(dtype="float64")
+    digits = load_data(problem, data)
+    params = initial_weights(problem, digits.D_in)
+    m = {name: np.zeros_like(value) for name, value in params.items()}
+    v = {name: np.zeros_like(value) for name, value in params.items()}
+    losses, t = [], 0
+    for batches in batch_order(problem, len(digits.y_train)):
+        for batch in batches:
+            loss, grads = loss_and_gradients(params, digits.x_train[batch], digits.y_train[batch])
+            losses.append(loss)
+            t += 1
+            for name in params:
+                params[name], m[name], v[name] = adam(params[name], grads[name], m[name], v[name], t, problem, adam_rule)
+    return np.array(losses), params
+
+
+@lru_cache(maxsize=8)
+def _run(problem, data, adam_rule):
+    losses, params = train(problem, data, adam_rule)
+    losses.setflags(write=False)  # the cache hands the same arrays to every caller
+    for value in params.values():
+        value.setflags(write=False)
+    return losses, params
+
+
+def _key(problem):
+    # Only what shapes the trajectory keys the cache: not the dtype, not the target accuracy.
+    return problem.with_(dtype="float64", target_accuracy=type(problem).target_accuracy)
 
 
 def reference_losses(problem, data=None, adam="pytorch"):
     """Per-step float64 losses of the problem on `data` (a path, or None for the bundled digits)."""
     if adam not in ADAM_FORMS:
         raise ValueError(f"unknown Adam form {adam!r}; valid forms: {', '.join(ADAM_FORMS)}")
-    return _reference(problem.with_(dtype="float64"), None if data is None else str(data), adam).copy()
+    return _run(_key(problem), None if data is None else str(data), adam)[0].copy()
 
 
-@lru_cache(maxsize=8)
-def _reference(problem, data, adam):
+def reference_accuracy(problem, data=None):
+    """Test accuracy of the reference's final weights (Adam as in PyTorch)."""
+    params = _run(_key(problem), None if data is None else str(data), "pytorch")[1]
     digits = load_data(problem, data)
-    params = initial_weights(problem, digits.D_in)
-    if adam == "pytorch":
-        net = numpy_manual.Net(params, problem)
-    else:
-        net = KerasAdamNet(params, problem, float32_betas=adam == "keras_float32_betas")
-    x, y = net.prepare(digits.x_train, digits.y_train)
-    losses = [net.fit_epoch(x, y, batches) for batches in batch_order(problem, len(y))]
-    return np.concatenate(losses)
+    return float(np.mean(predict(params, digits.x_test) == digits.y_test))
+
+
+# Which rule, and how close ---------------------------------------------------------------
+
+
+def adam_form(implementation, dtype):
+    """Which Adam rule the registered `implementation` follows when computing in `dtype`.
+
+    Read from its registry entry: options["adam"] ("pytorch" unless it says
+    "keras"), refined for Keras by where its betas get rounded to float32.
+    """
+    from implementations import digits
+
+    spec = digits.spec(implementation)
+    rule = spec.options.get("adam", "pytorch")
+    if rule == "pytorch":
+        return "pytorch"
+    if rule != "keras":
+        raise ValueError(f"{implementation}: unknown adam option {rule!r}; valid: pytorch, keras")
+    if dtype == "float32" or spec.backend == "tensorflow":
+        return "keras_float32_betas"
+    return "keras"
 
 
 def relative_difference(losses, reference):

