@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from benchmarks.fairness import default_threads
-from benchmarks.timing import is_unstable, max_rss_bytes, rss_bytes, summarize
+from benchmarks.timing import PeakMemory, is_unstable, summarize
 from implementations import digits
 from implementations.digits.data import load_data
 from implementations.digits.problem import DigitsProblem, accuracy, batch_order, initial_weights, train_loss
@@ -111,7 +111,7 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
     order = batch_order(problem, len(dataset.y_train))
     framework = compute_framework(spec)
 
-    memory_before, max_rss_before = rss_bytes(), max_rss_bytes()
+    memory = PeakMemory()  # this case's growth alone: the high-water mark is reset here
     # With the registry entry's options; DeviceUnavailable / DtypeUnsupported.
     net = digits.create(implementation, params, problem, device=device)
     if device == "cuda":
@@ -125,12 +125,11 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
     order = [net.prepare_batches(batches) for batches in order]
     conversion_s = time.perf_counter() - conversion_start
 
-    losses, records, memory_samples = [], [], []
+    losses, records = [], []
     for number, batches in enumerate(order, start=1):
         start = time.perf_counter()
         epoch_losses = np.asarray(net.fit_epoch(x_train, y_train, batches), dtype=np.float64)
         duration = time.perf_counter() - start
-        memory_samples.append(rss_bytes())
         losses.extend(epoch_losses)
         finite = bool(np.all(np.isfinite(epoch_losses)))
         records.append({
@@ -157,10 +156,8 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
         from benchmarks.worker import gpu_peak_bytes
 
         peak_memory = gpu_peak_bytes(framework)
-    elif max_rss_bytes() > max_rss_before:
-        peak_memory = max(max_rss_bytes() - memory_before, 0)  # the process's peak was reached during training
     else:
-        peak_memory = max(max(memory_samples) - memory_before, 0)  # sampled at the end of each epoch
+        peak_memory = memory.growth()
 
     extra = {
         "data": dataset.source,

@@ -177,12 +177,3 @@ def high_water_mark(pid):
         return None
     return None
 
-
-def rss_bytes():
-    """Resident memory of this process now (digits sampling until it uses PeakMemory)."""
-    return psutil.Process().memory_info().rss
-
-
-def max_rss_bytes():
-    """The process's high-water mark (digits, until it uses PeakMemory)."""
-    return high_water_mark(os.getpid()) or rss_bytes()

@@ -35,7 +35,7 @@ class FrameworkBroken(ImplementationUnavailable):
 @dataclass(frozen=True)
 class Implementation:
     name: str  # registry name, e.g. "torch_autograd"
-    module: str  # module under implementations/ that defines Net
+    module: str  # module under implementations/ that defines Net (or a full dotted import path)
     framework: str  # the framework people would name when comparing
     requires: tuple  # import names that must be present
     extra: str  # pip extra that installs them: pip install -e ".[extra]"
@@ -160,8 +160,11 @@ def load_entry(entry, package=__name__):
     backend = entry.options.get("backend")
     if backend and "keras" in entry.requires:
         os.environ["KERAS_BACKEND"] = backend
+    # A module named with dots is a full import path: an implementation that
+    # lives outside this package (a user's, or a test's) registers like ours.
+    path = entry.module if "." in entry.module else f"{package}.{entry.module}"
     try:
-        module = importlib.import_module(f"{package}.{entry.module}")
+        module = importlib.import_module(path)
     except ModuleNotFoundError as error:
         # Only a framework the entry requires, and that really is absent, is
         # "not installed". A ModuleNotFoundError for anything else comes from

@@ -229,13 +229,13 @@ def digits_sentence(frame):
 
     def described(row):
         where = f" ({row.device}, {row.dtype})" if several else ""
-        accuracy = f"{fmt.percent(row.test_accuracy)} in " if value(row.test_accuracy) is not None else ""
-        return f"{row.implementation}{where} {accuracy}{fmt.seconds(row.time_to_target_s)}"
+        final = f" (final {fmt.percent(row.test_accuracy)})" if value(row.test_accuracy) is not None else ""
+        return f"{row.implementation}{where} {fmt.seconds(row.time_to_target_s)}{final}"
 
     rows = list(ok.itertuples())
     # One target is shared by every implementation of a run (DigitsProblem.target_accuracy).
     targets = ", ".join(fmt.percent(t) for t in sorted(ok["target_accuracy"].dropna().unique())) or "the target"
-    return (f"Digits, time to reach {targets} test accuracy (epoch time only; final accuracy first): "
+    return (f"Digits, time to reach {targets} test accuracy (epoch time only): "
             + "; ".join(described(row) for row in rows) + ".")
 
 

@@ -20,13 +20,16 @@ def test_defaults_are_the_articles():
     problem = DigitsProblem()
     assert (problem.hidden, problem.batch_size, problem.epochs) == (50, 32, 5)
     assert (problem.learning_rate, problem.beta1, problem.beta2, problem.eps) == (1e-3, 0.9, 0.999, 1e-8)
+    assert problem.target_accuracy == 0.85  # one target for every implementation
+    assert DigitsProblem(target_accuracy=1).target_accuracy == 1
     assert problem.size(64) == {"N": 32, "D_in": 64, "H": 50, "D_out": 10}
 
 
 @pytest.mark.parametrize(
     "change",
     [{"hidden": 0}, {"batch_size": 2.5}, {"epochs": True}, {"learning_rate": -1e-3}, {"learning_rate": float("nan")},
-     {"beta1": 1.0}, {"beta2": -0.1}, {"beta1": "0.9"}, {"eps": 0}, {"test_fraction": 1.0}, {"seed": -1}, {"dtype": "float16"}],
+     {"beta1": 1.0}, {"beta2": -0.1}, {"beta1": "0.9"}, {"eps": 0}, {"test_fraction": 1.0}, {"seed": -1}, {"dtype": "float16"},
+     {"target_accuracy": 0}, {"target_accuracy": 1.01}, {"target_accuracy": "0.85"}],
 )
 def test_bad_hyper_parameters_are_refused(change):
     with pytest.raises(ValueError, match=next(iter(change))):

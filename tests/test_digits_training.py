@@ -235,6 +235,24 @@ def test_float32_reaches_the_target_accuracy(name):
     assert all(value.dtype == np.float32 for value in net.params().values())
 
 
+@pytest.mark.parametrize("name", IN_PROCESS)
+def test_prepared_batches_train_as_the_numpy_ones(name):
+    """prepare_batches converts the indices to the framework's own arrays; the training is the same."""
+    skip_if_missing(name)
+    problem = PROBLEM.with_(dtype="float64")
+    Net = digits.load(name)
+    batches = batch_order(problem, len(DATA.y_train))[0]
+    runs = []
+    for prepared in (False, True):
+        net = Net(initial_weights(problem, DATA.D_in), problem)
+        x, y = net.prepare(DATA.x_train, DATA.y_train)
+        runs.append(net.fit_epoch(x, y, net.prepare_batches(batches) if prepared else batches))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    indices = net.prepare_batches(batches)
+    assert len(indices) == len(batches) and type(indices[0]) is type(x)  # numpy arrays or torch tensors
+    np.testing.assert_array_equal(np.asarray(indices[-1]), batches[-1])
+
+
 def test_dataloader_serves_the_shared_batches():
     skip_if_missing("torch_autograd")
     import torch

@@ -147,6 +147,33 @@ def test_a_failed_compile_is_an_error():
         net.step(x, y)
 
 
+@pytest.mark.parametrize("name, impostor", [
+    ("tf_function_xla", "tf_function"),  # a tf.function without XLA
+    ("jax_jit", "jax_jit"),  # the jitted step run under jax.disable_jit
+    ("torch_compile", "torch_nn"),  # the same step, eager
+])
+def test_the_variant_check_asks_the_framework(name, impostor, monkeypatch):
+    """VariantCheck is not fooled by an info() that says what the name promises."""
+    from tests.conftest import VariantCheck, promise
+
+    skip_if_missing(name)
+    x, y, w1, w2 = make_data(SMALL)
+    options = {"jit_compile": False} if impostor == "tf_function" else {}
+    net = implementations.load(impostor)(w1, w2, SMALL.learning_rate, **options)
+    monkeypatch.setattr(net, "info", lambda: dict(promise(name)))
+    check = VariantCheck(name)
+    x, y = net.prepare(x, y)
+    if name == "jax_jit":
+        import jax
+
+        with jax.disable_jit():
+            net.step(x, y)
+    else:
+        net.step(x, y)
+    with pytest.raises(AssertionError, match=f"{name}: the framework says"):
+        check.verify(net, x, y)
+
+
 KERAS_INFO = """
 import json
 from implementations.problem import Problem, make_data

@@ -159,7 +159,7 @@ def digits_entry(implementation, speed=1.0):
         epochs.append({"epoch": epoch, "train_loss": 2.0 / epoch, "test_accuracy": 0.9 + 0.015 * epoch,
                        "time_s": epoch_time * (3.0 if epoch == 1 and implementation.startswith("keras") else 1.0)})
     record.update(epochs=epochs, test_accuracy=epochs[-1]["test_accuracy"],
-                  time_to_accuracy_s=epoch_time * 3, first_epoch_s=epochs[0]["time_s"])
+                  time_to_target_s=epoch_time * 3, target_accuracy=0.85, first_epoch_s=epochs[0]["time_s"])
     return record
 
 

@@ -159,3 +159,39 @@ def test_workers_and_ranks_exit_when_the_runner_is_killed(tmp_path):
     while still_running(spawned) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert still_running(spawned) == [], f"left running: {still_running(spawned)}"
+
+
+REGISTER_WRONG = """
+import implementations
+implementations.REGISTRY["numpy_wrong"] = implementations.Implementation(
+    "numpy_wrong", "tests.stubs.wrong_net", "numpy", ("numpy",), "numpy")
+"""
+
+
+def test_a_wrong_implementation_is_reported_disagrees_and_never_ranked(tmp_path):
+    from benchmarks import ranking
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(REGISTER_WRONG)
+    out = tmp_path / "wrong"
+    result = sidebyside("run", "--workload", "two_layer", "--device", "cpu", "--no-sweep", "--threads", "1",
+                        "--steps", "200", "--impl", "numpy_manual", "--impl", "numpy_wrong", "--out", str(out),
+                        env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"})
+    assert result.returncode == 0, result.stderr
+    by_case = {(entry["implementation"], entry["dtype"]): entry for entry in entries(out)}
+    for dtype in ("float32", "float64"):
+        wrong, right = by_case["numpy_wrong", dtype], by_case["numpy_manual", dtype]
+        assert right["status"] == "ok"
+        assert wrong["status"] == "disagrees" and wrong["agrees"] is False
+        assert "differs from the float64 reference" in wrong["reason"] and "tolerance" in wrong["reason"]
+        assert wrong["step_time"]["median"] < right["step_time"]["median"], "it is faster, and still not ranked"
+        assert not ranking.rankable(wrong) and ranking.rankable(right)
+        assert [entry["implementation"] for entry in ranking.fastest([wrong, right])] == ["numpy_manual"]
+    summary = [line for line in result.stdout.splitlines() if "numpy_wrong" in line and line.startswith("│")]
+    assert summary and all("disagrees" in line for line in summary)
+    report = sidebyside("report", str(out / "results.json"), "--out", str(tmp_path / "report"), "--format", "markdown")
+    assert report.returncode == 0, report.stderr
+    lines = [line for line in report.stdout.splitlines() if "numpy\\_wrong" in line or "numpy_wrong" in line]
+    assert any("not ranked" in line for line in lines)
+    assert not any("fastest" in line.replace("vs fastest", "") or "closest" in line for line in lines), lines
