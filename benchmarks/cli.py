@@ -191,6 +191,7 @@ def config_from(args):
         digits_data=args.data or "",
         ranks=ranks,
         rounds=args.rounds or (1 if args.quick else RunConfig.rounds),
+        peak_budget_s=0.5 if args.quick else RunConfig.peak_budget_s,
         quick=args.quick,
         name=args.name or "",
     )

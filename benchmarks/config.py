@@ -28,6 +28,7 @@ class RunConfig:
     tf32: bool = False  # allow TF32 matmuls on GPUs (off: full float32)
     warmup: int = 10  # burn-in steps after the first, not counted
     sweep_budget_s: float = 0.3  # seconds of timed steps per sweep size (round 1)
+    peak_budget_s: float = 2.0  # seconds of matmul timing per device for the peak, at the start and the end
     rounds: int = 3  # timing rounds, each a fresh process per implementation in a shuffled order
     round_budget_s: float = 0.1  # seconds of timed steps per case in rounds 2, 3, ... (at least 20 steps)
     loop_flops: float = 2.6e9  # the loop view's work per case: 100 steps at the tutorial size

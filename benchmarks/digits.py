@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from benchmarks.fairness import default_threads
+from benchmarks.frameworks import compute_framework, gpu_peak_bytes, reset_gpu_peak
 from benchmarks.timing import PeakMemory, is_unstable, summarize
 from implementations import digits
 from implementations.digits.data import load_data
@@ -94,13 +95,6 @@ def time_to_target(records, target):
     return None
 
 
-def compute_framework(spec):
-    """The framework that does the arithmetic (torch for keras_torch, ...)."""
-    from benchmarks.worker import TUNED_FRAMEWORKS
-
-    return next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
-
-
 def measure_digits(implementation, device="cpu", dtype="float32", threads=None, epochs=None, data=None, quick=False):
     """Train `implementation` on the digits and return its results entry."""
     spec = digits.spec(implementation)  # ValueError for an unknown name
@@ -115,8 +109,6 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
     # With the registry entry's options; DeviceUnavailable / DtypeUnsupported.
     net = digits.create(implementation, params, problem, device=device)
     if device == "cuda":
-        from benchmarks.worker import reset_gpu_peak
-
         reset_gpu_peak(framework, device)
     # Everything the epochs read, converted for the framework before any clock starts.
     conversion_start = time.perf_counter()
@@ -153,8 +145,6 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
     form = adam_form(implementation, dtype)
 
     if device == "cuda":
-        from benchmarks.worker import gpu_peak_bytes
-
         peak_memory = gpu_peak_bytes(framework)
     else:
         peak_memory = memory.growth()

@@ -32,7 +32,7 @@ truth), so this module:
 its end (the higher counts, their spread is recorded). `theoretical_peak`
 works out cores × clock × FLOPs per cycle where the system says enough.
 
-Run as `python -m benchmarks.peak THREADS TF32(0|1)`: prints one JSON line,
+Run as `python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S]`: prints one JSON line,
 {"peak_gflops": {"cpu": {"float32": x, "float64": y}, "cuda": {...} | null},
  "peak_detail": {...}}.
 """
@@ -456,6 +456,7 @@ def theoretical_peak(threads):
 if __name__ == "__main__":
     try:
         threads, tf32 = int(sys.argv[1]), sys.argv[2] == "1"
+        budget = float(sys.argv[3]) if len(sys.argv) > 3 else None
     except (IndexError, ValueError):
-        sys.exit("usage: python -m benchmarks.peak THREADS TF32(0|1)")
-    print(json.dumps(measure(threads, tf32)))
+        sys.exit("usage: python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S]")
+    print(json.dumps(measure(threads, tf32, budget)))

@@ -8,7 +8,10 @@ forked from its framework's zygote (see benchmarks/worker.py):
 * round 1 trains every case for the full number of steps: the loss
   trajectory that agreement is judged on, the first step, the per-step
   timings, the loop view and the memory;
-* later rounds time each case again, briefly, on a fresh net.
+* later rounds time each case again, briefly, on a fresh net; the slow
+  starters (torch.compile variants, torch_ddp: seconds of compiling or
+  starting ranks in every fresh process) are timed in round 1 only, and
+  ranked by the statistics of that round.
 
 An entry's `step_time` pools the timed steps of all rounds and keeps each
 round's median (`round_medians`): a burst of noise on a shared machine
@@ -169,7 +172,7 @@ def atomic_write(path, text):
 class Zygote:
     """One framework group's zygote process, and the line protocol to it."""
 
-    def __init__(self, group, keras_backend, requires, threads, log, timeout_s):
+    def __init__(self, group, keras_backend, requires, threads, log):
         self.group = group
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
@@ -179,10 +182,16 @@ class Zygote:
         )
         self.buffer = b""
         self.child = None
-        ready = self.read(timeout_s)
-        if not ready or not ready.get("ready"):
-            self.stop()
-            raise OSError(f"the {group} worker did not start within {timeout_s:.0f} s (see worker.log)")
+        self.started = False
+
+    def wait_ready(self, timeout_s):
+        """Wait until the zygote has imported its frameworks; OSError if it never does."""
+        if not self.started:
+            ready = self.read(timeout_s)
+            if not ready or not ready.get("ready"):
+                self.stop()
+                raise OSError(f"the {self.group} worker did not start within {timeout_s:.0f} s (see worker.log)")
+            self.started = True
 
     def read(self, timeout_s):
         """The next protocol line as a dict, or None if none came in time or the zygote ended."""
@@ -365,19 +374,38 @@ class Run:
 
     # Processes --------------------------------------------------------------
 
-    def zygote(self, spec):
+    def launch(self, spec):
+        """The zygote of the spec's group, started now if it is not running."""
         group = process_group(spec)
         zygote = self.zygotes.get(group)
         if zygote is None or not zygote.alive():
             keras_backend = spec.backend if "keras" in spec.requires else None
-            try:
-                zygote = Zygote(group, keras_backend, spec.requires, self.config.threads, self.log,
-                                self.config.worker_timeout_s)
-            except OSError as error:
-                self.log.write(f"{error}\n")
-                self.log.flush()
-                return None
+            zygote = Zygote(group, keras_backend, spec.requires, self.config.threads, self.log)
             self.zygotes[group] = zygote
+        return zygote
+
+    def start_zygotes(self, runs):
+        """Start every group's zygote at once, before anything is timed.
+
+        Their imports overlap (seconds each, much of it waiting on the disk),
+        and no clock is running yet, so nothing measured pays for that.
+        """
+        specs = [registry_for(run["workload"]).spec(run["implementation"]) for run in runs]
+        for spec in specs:
+            self.launch(spec)
+        for spec in specs:
+            self.zygote(spec)
+
+    def zygote(self, spec):
+        """The spec's zygote, ready for a job, or None if it cannot start."""
+        zygote = self.launch(spec)
+        try:
+            zygote.wait_ready(self.config.worker_timeout_s)
+        except OSError as error:
+            self.log.write(f"{error}\n")
+            self.log.flush()
+            self.zygotes.pop(process_group(spec), None)
+            return None
         return zygote
 
     def run_job(self, run, mode, on_record):
@@ -389,18 +417,18 @@ class Run:
         tasks = run["tasks"]
         stem = f"{run['workload']}-{run['implementation']}"
         job_path = self.out_dir / f".job-{stem}.json"
-        stream_path = self.out_dir / f".results-{stem}.jsonl"
+        stream_path = self.out_dir / f".entries-{stem}.jsonl"
         job = {"run": run, "mode": mode, "threads": self.config.threads, "tf32": self.config.tf32}
-        job_path.write_text(json.dumps(job))
-        stream_path.write_text("")
-        self.log.write(f"=== {stem} ({mode})\n")
-        self.log.flush()
-        zygote = self.zygote(spec)
-        if zygote is None or not zygote.submit(job_path, stream_path):
-            return tasks, "the worker did not start"
-        received, code = 0, None
-        last_progress = time.monotonic()
         try:
+            job_path.write_text(json.dumps(job))
+            stream_path.write_text("")
+            self.log.write(f"=== {stem} ({mode}) at {time.time():.2f}\n")
+            self.log.flush()
+            zygote = self.zygote(spec)
+            if zygote is None or not zygote.submit(job_path, stream_path):
+                return tasks, "the worker did not start"
+            received, code = 0, None
+            last_progress = time.monotonic()
             while True:
                 answer = zygote.read(0.05)
                 if answer is not None and "exit" in answer:
@@ -439,7 +467,8 @@ class Run:
 def measure_peak(config):
     """The attainable matmul peak per device and dtype, in a process of its own."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peak", str(config.threads), "1" if config.tf32 else "0"],
+        [sys.executable, "-m", "benchmarks.peak", str(config.threads), "1" if config.tf32 else "0",
+         str(config.peak_budget_s)],
         capture_output=True, text=True, timeout=300,
     )
     if result.returncode != 0:
@@ -498,8 +527,9 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
         """The two-layer runs still short of `number` rounds, with just those tasks."""
         items = []
         for item in runs:
-            if item["workload"] != "two_layer" or item.get("skip"):
-                continue
+            if item["workload"] != "two_layer" or item.get("skip") or registry_for("two_layer").spec(
+                    item["implementation"]).slow_start:
+                continue  # slow starters (seconds of compiling per fresh process) are timed in round 1 only
             tasks = [task for task in item["tasks"] if (entry := entries.get(task_key(item, task))) is not None
                      and entry["status"] in TIMED_STATUSES and entry.get("step_time")
                      and len(entry["step_time"].get("round_medians", [])) < number]
@@ -509,7 +539,8 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
 
     total = sum(len(item["tasks"]) for item in pending)
     total += (config.rounds - 1) * sum(len(item["tasks"]) for item in runs
-                                       if item["workload"] == "two_layer" and not item.get("skip"))
+                                       if item["workload"] == "two_layer" and not item.get("skip")
+                                       and not registry_for("two_layer").spec(item["implementation"]).slow_start)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     run.log = open(run.out_dir / "worker.log", "a")
     try:
@@ -527,6 +558,8 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
                 status, reason = item["skip"].split(": ", 1)
                 for task in item["tasks"]:
                     on_entry(empty_entry(item, task, config, status, reason), task)
+            progress.update(bar, description="starting the workers (importing the frameworks)")
+            run.start_zygotes(measured)
             order = shuffled(measured, generator)
             if order:
                 orders.append([f"{item['workload']}:{item['implementation']}" for item in order])

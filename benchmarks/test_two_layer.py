@@ -23,7 +23,7 @@ from benchmarks import cases, fairness, timing
 from benchmarks.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig, sweep_learning_rate
 from benchmarks.machine import kernels
 from benchmarks.runner import loop_steps
-from benchmarks.worker import TUNED_FRAMEWORKS
+from benchmarks.frameworks import TUNED_FRAMEWORKS
 from implementations.devices import cuda_available
 from implementations.problem import DeviceUnavailable, DtypeUnsupported
 

@@ -31,9 +31,8 @@ import time
 import traceback
 
 from benchmarks import fairness
+from benchmarks.frameworks import TUNED_FRAMEWORKS, compute_framework, gpu_peak_bytes, reset_gpu_peak
 
-# Where each registry "requires" name gets its threads and precision set.
-TUNED_FRAMEWORKS = ("torch", "tensorflow", "jax")
 PR_SET_PDEATHSIG = 1
 
 
@@ -84,39 +83,6 @@ def one_line(error):
 
 def finite_or_none(value):
     return value if value is not None and math.isfinite(value) else None
-
-
-def reset_gpu_peak(framework, device):
-    if device == "cuda" and framework == "torch":
-        import torch
-
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def gpu_peak_bytes(framework):
-    """Peak device memory the framework reports, where it reports one."""
-    try:
-        if framework == "torch":
-            import torch
-
-            return int(torch.cuda.max_memory_allocated())
-        if framework == "tensorflow":
-            import tensorflow as tf
-
-            return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
-        if framework == "jax":
-            import jax
-
-            return int(jax.devices("gpu")[0].memory_stats()["peak_bytes_in_use"])
-    except Exception:  # the framework keeps no such statistic here
-        return None
-    return None
-
-
-def compute_framework(spec):
-    """The framework that does the arithmetic (torch for keras_torch, ...)."""
-    return next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
 
 
 def overrides_for(spec, task, threads):
@@ -195,13 +161,14 @@ def warm_up(spec, task, threads):
     pull in torch._dynamo, about 80 MB, on their first step; allocators and
     thread pools start). Paid here, that start is not charged to the first
     case's memory or first step. Returns the seconds it took, or None
-    where it was skipped (torch_ddp starts fresh rank processes per net
-    anyway) or failed (the case itself will then fail and say why).
+    where it was skipped (slow starters: torch.compile variants compile
+    and torch_ddp starts fresh rank processes for every net anyway) or
+    failed (the case itself will then fail and say why).
     """
     from benchmarks import timing
 
-    if task["workload"] != "two_layer" or "ranks" in spec.options:
-        return None
+    if task["workload"] != "two_layer" or spec.slow_start:
+        return None  # compiling or starting ranks: seconds that the tiny size would only double
     begin = time.perf_counter()
     try:
         net, x, y, _ = build(spec, {**task, "size": WARM_UP_SIZE, "steps": 8}, threads)

@@ -11,7 +11,8 @@ from benchmarks import digits as digits_benchmark
 from benchmarks.digits import measure_digits, reference_record, size_for, time_to_target
 from implementations.digits import numpy_manual
 from implementations.digits.data import DataError, read_bundled
-from implementations.digits.problem import DigitsProblem, demo
+from implementations.digits.demo import demo
+from implementations.digits.problem import DigitsProblem
 from implementations.digits.reference import relative_difference
 
 ENTRY_KEYS = {

@@ -173,4 +173,4 @@ def test_a_failing_case_is_noted_not_raised():
 def test_bad_arguments_give_a_one_line_error():
     result = subprocess.run([sys.executable, "-m", "benchmarks.peak", "two"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == ["usage: python -m benchmarks.peak THREADS TF32(0|1)"]
+    assert result.stderr.strip().splitlines() == ["usage: python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S]"]

@@ -37,7 +37,8 @@ import numpy as np
 import keras
 from keras import ops
 
-from implementations.digits.problem import DtypeUnsupported, demo
+from implementations.digits.demo import demo
+from implementations.digits.problem import DtypeUnsupported
 from implementations.keras_sequential import BACKEND, keras_device
 
 # Integer type of labels and batch indices: JAX has no 64-bit integers unless

@@ -18,7 +18,8 @@ what that does to the losses).
 
 import numpy as np
 
-from implementations.digits.problem import DeviceUnavailable, demo
+from implementations.digits.demo import demo
+from implementations.digits.problem import DeviceUnavailable
 
 
 def loss_and_gradients(params, x, y):

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from implementations.devices import torch_device
-from implementations.digits.problem import demo
+from implementations.digits.demo import demo
 
 
 class Digits(Dataset):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from implementations.devices import torch_device
-from implementations.digits.problem import demo
+from implementations.digits.demo import demo
 
 
 class Net:
