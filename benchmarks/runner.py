@@ -240,12 +240,19 @@ class Zygote:
             except OSError:
                 pass
 
-    def close(self):
-        """End the zygote politely (it exits when its stdin closes), or stop it."""
+    def hang_up(self):
+        """Close the zygote's stdin: it exits at once (see `close`)."""
         try:
             self.process.stdin.close()
-            self.process.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
+        except OSError:
+            pass
+
+    def close(self, timeout_s=5):
+        """End the zygote politely (it exits when its stdin closes), or stop it."""
+        self.hang_up()
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
             pass
         self.stop()
 
@@ -422,8 +429,7 @@ class Run:
         try:
             job_path.write_text(json.dumps(job))
             stream_path.write_text("")
-            self.log.write(f"=== {stem} ({mode}) at {time.time():.2f}\n")
-            self.log.flush()
+            self.mark(f"{stem} ({mode})")
             zygote = self.zygote(spec)
             if zygote is None or not zygote.submit(job_path, stream_path):
                 return tasks, "the worker did not start"
@@ -449,9 +455,15 @@ class Run:
         finally:
             job_path.unlink(missing_ok=True)
             stream_path.unlink(missing_ok=True)
+            self.mark(f"{stem} ended")
         if code is None:
             code = zygote.process.returncode
         return tasks[received:], code
+
+    def mark(self, phase):
+        """A phase's start in worker.log, with the Unix time: where a run's wall time goes."""
+        self.log.write(f"=== {phase} at {time.time():.2f}\n")
+        self.log.flush()
 
     def stop_workers(self):
         for zygote in self.zygotes.values():
@@ -459,8 +471,12 @@ class Run:
         self.zygotes = {}
 
     def close_workers(self):
+        """Hang up on every zygote at once, then wait for them all within one deadline."""
         for zygote in self.zygotes.values():
-            zygote.close()
+            zygote.hang_up()
+        deadline = time.monotonic() + 5
+        for zygote in self.zygotes.values():
+            zygote.close(max(deadline - time.monotonic(), 0.1))
         self.zygotes = {}
 
 
@@ -559,6 +575,7 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
                 for task in item["tasks"]:
                     on_entry(empty_entry(item, task, config, status, reason), task)
             progress.update(bar, description="starting the workers (importing the frameworks)")
+            run.mark("starting the workers")
             run.start_zygotes(measured)
             order = shuffled(measured, generator)
             if order:
@@ -583,7 +600,9 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
 
                     left, _ = run.run_job(item, "timing", on_timing)
                     progress.advance(bar, len(left))
+            run.mark("closing the workers")
             run.close_workers()
+            run.mark("measuring the peak again")
             progress.update(bar, description="measuring the peak again")
             final = measure_peak(config)
             machine_record = run.document["machine"]
@@ -592,6 +611,7 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
             for entry in run.document["results"]:
                 run.set_peak_fraction(entry)
             run.save()
+            run.mark("done")
     except KeyboardInterrupt:
         run.stop_workers()
         run.save()
