@@ -30,8 +30,9 @@ class RunConfig:
     sweep_budget_s: float = 0.3  # seconds of timed steps per sweep size (round 1)
     peak_budget_s: float = 2.0  # seconds of matmul timing per device for the peak, at the start and the end
     rounds: int = 3  # timing rounds, each a fresh process per implementation in a shuffled order
-    round_budget_s: float = 0.1  # seconds of timed steps per case in rounds 2, 3, ... (at least 20 steps)
-    loop_flops: float = 2.6e9  # the loop view's work per case: 100 steps at the tutorial size
+    round_budget_s: float = 0.1  # seconds of timed steps per case in rounds 2, 3, ...
+    min_timed_steps: int = 5  # ... and in the sweep: at least this many timed steps, whatever the budget
+    loop_flops: float = 1.3e9  # the loop view's work per case: 50 steps at the tutorial size
     loop_min_steps: int = 5  # ... but never fewer steps than this
     epochs: int = 5  # digits: training epochs
     digits_data: str = ""  # digits: a dataset path; empty means scikit-learn's bundled digits

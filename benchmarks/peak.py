@@ -34,7 +34,8 @@ works out cores × clock × FLOPs per cycle where the system says enough.
 
 Run as `python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S]`: prints one JSON line,
 {"peak_gflops": {"cpu": {"float32": x, "float64": y}, "cuda": {...} | null},
- "peak_detail": {...}}.
+ "peak_detail": {...}}. With `--wait` it prepares, prints {"ready": true},
+and measures each time a line arrives on stdin (see `wait_and_measure`).
 """
 
 import importlib.util
@@ -122,6 +123,12 @@ class Case:
     @property
     def gflops(self):
         return self.flops / self.best / 1e9 if self.best else None
+
+    def reset(self):
+        """Forget the timings (not a failure): the same case, measured afresh."""
+        self.best, self.repeats = None, 0
+        if not self.failed:
+            self.note = None
 
 
 def numpy_cases(dtype, operands):
@@ -263,24 +270,29 @@ def summarize(cases):
 
 
 def measure_device(device, libraries, budget_s):
+    return run_device(*build_device(device, libraries), budget_s)
+
+
+def build_device(device, libraries):
+    """The device's cases, built and warmed (untimed): (device, cases, errors, setup_s)."""
     start = time.perf_counter()
     cases, errors = build_cases(device, libraries)
-    setup_s = time.perf_counter() - start
+    return device, cases, errors, time.perf_counter() - start
+
+
+def run_device(device, cases, errors, setup_s, budget_s):
+    start = time.perf_counter()
     passes = run_rounds(cases, budget_s)
     peak, detail = summarize(cases)
-    detail.update(sizes=list(SIZES[device]), passes=passes, setup_s=setup_s, elapsed_s=time.perf_counter() - start)
+    detail.update(sizes=list(SIZES[device]), passes=passes, setup_s=setup_s,
+                  elapsed_s=setup_s + time.perf_counter() - start)
     if errors:
         detail["errors"] = errors
     return peak, detail
 
 
-def measure(threads, tf32, budget_s=None):
-    """The peak per device and dtype, with the same threads and TF32 as the run.
-
-    budget_s: seconds of timing per device (default BUDGET_S).
-    Returns {"peak_gflops": {"cpu": {"float32", "float64"}, "cuda": ... | None},
-    "peak_detail": {...}}; every value JSON-serializable.
-    """
+def prepare(threads, tf32, budget_s=None):
+    """Everything before the timing: imports, operands, warmed cases. Returns the state for `finish`."""
     from benchmarks import fairness
 
     began = time.perf_counter()
@@ -295,31 +307,91 @@ def measure(threads, tf32, budget_s=None):
     versions = {"numpy": np.__version__}
     for name in frameworks:
         versions[name] = __import__(name).__version__  # already imported by fairness.apply
-    peak_gflops = {"cpu": None, "cuda": None}
     detail = {"threads": threads, "tf32": tf32, "versions": versions, "budget_s": budget,
               "max_product_s": MAX_PRODUCT_S, "imports_s": imports_s, "theoretical": theoretical_peak(threads)}
-    jax_x64 = None
+    state = {"detail": detail, "budget": budget, "jax_x64": None, "devices": []}
     if "jax" in frameworks:
         import jax
 
         # float64 arrays need x64 on; restored afterwards, since in a
         # pytest-benchmark process the same jax runs the implementations.
-        jax_x64 = jax.config.jax_enable_x64
+        state["jax_x64"] = jax.config.jax_enable_x64
         jax.config.update("jax_enable_x64", True)
     try:
-        peak_gflops["cpu"], detail["cpu"] = measure_device("cpu", ["numpy"] + frameworks, budget["cpu"])
+        state["devices"].append(build_device("cpu", ["numpy"] + frameworks))
         gpu_libraries = (["torch"] if has_cuda_torch() else []) + (["jax"] if "jax" in frameworks and has_jax_gpu() else [])
         if gpu_libraries:
-            peak_gflops["cuda"], detail["cuda"] = measure_device("cuda", gpu_libraries, budget["cuda"])
-            if "torch" in gpu_libraries:
+            state["devices"].append(build_device("cuda", gpu_libraries))
+    except BaseException:
+        restore(state)
+        raise
+    state["setup_s"] = time.perf_counter() - began
+    return state
+
+
+def restore(state):
+    if state["jax_x64"] is not None:
+        import jax
+
+        jax.config.update("jax_enable_x64", state["jax_x64"])
+
+
+def finish(state, keep=False):
+    """Time the prepared cases. Returns {"peak_gflops": ..., "peak_detail": ...}.
+
+    With `keep`, the state stays usable for another measurement (JAX's x64
+    mode is left on); otherwise the process is restored as it was.
+    """
+    began = time.perf_counter()
+    detail = state["detail"]
+    peak_gflops = {"cpu": None, "cuda": None}
+    try:
+        for device, cases, errors, setup_s in state["devices"]:
+            for case in cases:
+                case.reset()
+            peak_gflops[device], detail[device] = run_device(device, cases, errors, setup_s, state["budget"][device])
+            if device == "cuda" and any(case.library == "torch" for case in cases):
                 import torch
 
                 torch.cuda.empty_cache()
     finally:
-        if jax_x64 is not None:
-            jax.config.update("jax_enable_x64", jax_x64)
-    detail["elapsed_s"] = time.perf_counter() - began
+        if not keep:
+            restore(state)
+    # Set-up and timing; a process started early (see `wait_and_measure`) idles in between.
+    detail["elapsed_s"] = state["setup_s"] + time.perf_counter() - began
     return {"peak_gflops": peak_gflops, "peak_detail": detail}
+
+
+def measure(threads, tf32, budget_s=None):
+    """The peak per device and dtype, with the same threads and TF32 as the run.
+
+    budget_s: seconds of timing per device (default BUDGET_S).
+    Returns {"peak_gflops": {"cpu": {"float32", "float64"}, "cuda": ... | None},
+    "peak_detail": {...}}; every value JSON-serializable.
+    """
+    return finish(prepare(threads, tf32, budget_s))
+
+
+def wait_and_measure(threads, tf32, budget_s):
+    """Prepare, say {"ready": true}, then measure and print the result for each line on stdin.
+
+    The runner starts this process together with its workers, so the imports
+    and the set-up overlap theirs; each measurement starts only when the
+    runner asks (at the start of the run and at its end), with every other
+    process of the run idle. Each one forgets the previous timings.
+    """
+    from benchmarks.worker import die_with_parent
+
+    die_with_parent()
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever a library prints goes to the log, not into the answer
+    state = prepare(threads, tf32, budget_s)
+    answer.write(json.dumps({"ready": True}) + "\n")
+    answer.flush()
+    while sys.stdin.readline():
+        answer.write(json.dumps(finish(state, keep=True)) + "\n")
+        answer.flush()
+    os._exit(0)  # the runner hung up
 
 
 def cpu_peaks():
@@ -454,9 +526,12 @@ def theoretical_peak(threads):
 
 
 if __name__ == "__main__":
+    arguments = [argument for argument in sys.argv[1:] if argument != "--wait"]
     try:
-        threads, tf32 = int(sys.argv[1]), sys.argv[2] == "1"
-        budget = float(sys.argv[3]) if len(sys.argv) > 3 else None
+        threads, tf32 = int(arguments[0]), arguments[1] == "1"
+        budget = float(arguments[2]) if len(arguments) > 2 else None
     except (IndexError, ValueError):
-        sys.exit("usage: python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S]")
+        sys.exit("usage: python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S] [--wait]")
+    if "--wait" in sys.argv[1:]:
+        wait_and_measure(threads, tf32, budget)
     print(json.dumps(measure(threads, tf32, budget)))

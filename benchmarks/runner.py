@@ -68,8 +68,13 @@ def registry_for(workload):
 
 
 def process_group(spec):
-    """Implementations whose processes fork from one zygote: Keras joins its backend's."""
-    return f"keras-{spec.backend}" if "keras" in spec.requires else spec.framework
+    """Implementations whose processes fork from one zygote: Keras joins its backend's.
+
+    Keras on torch imports torch (and JAX, which Keras 3 imports wherever it
+    is installed), so one zygote importing both saves importing torch twice;
+    likewise for TensorFlow and JAX. A zygote holds one Keras backend.
+    """
+    return spec.backend if "keras" in spec.requires else spec.framework
 
 
 def plan(config):
@@ -121,7 +126,7 @@ def problem_bytes(size):
 def loop_steps(config, size):
     """The loop view's length: the same for every implementation of a case.
 
-    As many steps as `loop_flops` of work (100 at the tutorial size), at least
+    As many steps as `loop_flops` of work (50 at the tutorial size), at least
     `loop_min_steps`, at most the run's steps.
     """
     from implementations.problem import Problem
@@ -136,7 +141,7 @@ def two_layer_task(config, device, dtype, size, full):
         "steps": config.steps, "seed": config.seed, "warmup": min(config.warmup, max(config.steps // 10, 1)),
         "learning_rate": config.learning_rate if full else sweep_learning_rate(config.learning_rate, size),
         "loop_steps": loop_steps(config, size), "ranks": config.ranks,
-        "round_budget_s": config.round_budget_s,
+        "round_budget_s": config.round_budget_s, "min_steps": config.min_timed_steps,
     }
     if not full:
         task.update(budget_s=config.sweep_budget_s, warmup=3)
@@ -172,12 +177,13 @@ def atomic_write(path, text):
 class Zygote:
     """One framework group's zygote process, and the line protocol to it."""
 
-    def __init__(self, group, keras_backend, requires, threads, log):
+    def __init__(self, group, keras_backend, requires, threads, log, command=None, jobs=()):
         self.group = group
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
+        command = command or [sys.executable, "-m", "benchmarks.worker", str(threads), keras_backend or "",
+                              ",".join(requires), ",".join(jobs)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", str(threads), keras_backend or "", ",".join(requires)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment,
             start_new_session=True,  # Ctrl-C in a terminal reaches the runner, which stops this group
         )
         self.buffer = b""
@@ -218,6 +224,15 @@ class Zygote:
 
     def alive(self):
         return self.process.poll() is None
+
+    def ask(self, timeout_s):
+        """Send one line and return the answer (the peak process's "go"); None if none came."""
+        try:
+            self.process.stdin.write(b"go\n")
+            self.process.stdin.flush()
+        except OSError:
+            return None
+        return self.read(timeout_s)
 
     def stop(self):
         """Stop the zygote, its child and everything they started, within about two seconds."""
@@ -269,6 +284,9 @@ class Run:
         self.zygotes = {}
         self.samples = {}  # entry key -> every timed step of every round, for pooling
         self.log = None
+        self.group_requires = {}  # zygote group -> the frameworks it imports
+        self.group_jobs = {}  # zygote group -> "workload:implementation" whose modules it imports
+        self.peaks = []  # the peak process, until it has measured for the last time
 
     # Output ---------------------------------------------------------------
 
@@ -382,26 +400,38 @@ class Run:
     # Processes --------------------------------------------------------------
 
     def launch(self, spec):
-        """The zygote of the spec's group, started now if it is not running."""
+        """The zygote of the spec's group, started now if it is not running.
+
+        It imports what every implementation of its group in this run needs
+        (as `start_zygotes` gathered it), and sets KERAS_BACKEND where one
+        of them is a Keras variant.
+        """
         group = process_group(spec)
         zygote = self.zygotes.get(group)
         if zygote is None or not zygote.alive():
-            keras_backend = spec.backend if "keras" in spec.requires else None
-            zygote = Zygote(group, keras_backend, spec.requires, self.config.threads, self.log)
+            requires = self.group_requires.get(group) or tuple(spec.requires)
+            keras_backend = spec.backend if "keras" in requires else None
+            zygote = Zygote(group, keras_backend, requires, self.config.threads, self.log,
+                            jobs=self.group_jobs.get(group, ()))
             self.zygotes[group] = zygote
         return zygote
 
-    def start_zygotes(self, runs):
-        """Start every group's zygote at once, before anything is timed.
+    def start_zygotes(self, runs, wait=True):
+        """Start every group's zygote at once, before anything is timed; with `wait`, until all are ready.
 
         Their imports overlap (seconds each, much of it waiting on the disk),
         and no clock is running yet, so nothing measured pays for that.
         """
         specs = [registry_for(run["workload"]).spec(run["implementation"]) for run in runs]
+        for run, spec in zip(runs, specs):
+            group = process_group(spec)
+            self.group_requires[group] = tuple(dict.fromkeys(self.group_requires.get(group, ()) + tuple(spec.requires)))
+            self.group_jobs.setdefault(group, []).append(f"{run['workload']}:{run['implementation']}")
         for spec in specs:
             self.launch(spec)
-        for spec in specs:
-            self.zygote(spec)
+        if wait:
+            for spec in specs:
+                self.zygote(spec)
 
     def zygote(self, spec):
         """The spec's zygote, ready for a job, or None if it cannot start."""
@@ -466,9 +496,9 @@ class Run:
         self.log.flush()
 
     def stop_workers(self):
-        for zygote in self.zygotes.values():
+        for zygote in [*self.zygotes.values(), *self.peaks]:
             zygote.stop()
-        self.zygotes = {}
+        self.zygotes, self.peaks = {}, []
 
     def close_workers(self):
         """Hang up on every zygote at once, then wait for them all within one deadline."""
@@ -480,16 +510,37 @@ class Run:
         self.zygotes = {}
 
 
-def measure_peak(config):
-    """The attainable matmul peak per device and dtype, in a process of its own."""
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peak", str(config.threads), "1" if config.tf32 else "0",
-         str(config.peak_budget_s)],
-        capture_output=True, text=True, timeout=300,
-    )
-    if result.returncode != 0:
-        return {"peak_gflops": {"cpu": None, "cuda": None}, "peak_detail": {"error": result.stderr.strip()[-300:]}}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+PEAK_TIMEOUT_S = 300
+
+
+def start_peak(config, log):
+    """A process that measures the matmul peak when told to (`python -m benchmarks.peak ... --wait`).
+
+    Started with the workers, it imports and builds its cases while they
+    import; the timing waits for `measure_peak`, when nothing else runs.
+    """
+    command = [sys.executable, "-m", "benchmarks.peak", str(config.threads), "1" if config.tf32 else "0",
+               str(config.peak_budget_s), "--wait"]
+    return Zygote("peak", None, (), config.threads, log, command=command)
+
+
+def measure_peak(process, last=True):
+    """The attainable matmul peak per device and dtype, from a process `start_peak` started.
+
+    The same process measures at the start and at the end; `last` ends it.
+    """
+    failed = {"peak_gflops": {"cpu": None, "cuda": None}}
+    try:
+        process.wait_ready(PEAK_TIMEOUT_S)
+        result = process.ask(PEAK_TIMEOUT_S)
+    except OSError:
+        result = None
+    finally:
+        if last or result is None:
+            process.close(timeout_s=2)
+    if result is None:
+        return {**failed, "peak_detail": {"error": "the peak measurement did not finish (see worker.log)"}}
+    return result
 
 
 def empty_entry(run, task, config, status, reason):
@@ -519,13 +570,7 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
     run = Run(config, out_dir, document)
     run.check_writable(create_parents)
     runs = plan(config)
-    if run.document is None:
-        record = machine.describe(config.name or None)
-        record.update(measure_peak(config))
-        record["tf32"] = config.tf32
-        record["threads"] = {"requested": config.threads}
-        run.start_document(record)
-    entries = {entry_key(entry): entry for entry in run.document["results"]}
+    entries = {entry_key(entry): entry for entry in (run.document or {}).get("results", [])}
     pending = []
     for item in runs:
         left = [task for task in item["tasks"] if task_key(item, task) not in entries]
@@ -533,6 +578,25 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
             pending.append({**item, "tasks": left})
     skipped = [item for item in pending if item.get("skip")]
     measured = [item for item in pending if not item.get("skip")]
+    run.log = open(run.out_dir / "worker.log", "a")
+    try:
+        # Everything that imports starts at once, before any clock runs: the
+        # workers and the process that measures the peak at the start and the end.
+        run.mark("starting the workers")
+        run.peaks = [start_peak(config, run.log)]
+        run.start_zygotes(measured, wait=False)
+        if run.document is None:
+            record = machine.describe(config.name or None)
+            run.start_zygotes(measured)  # every worker ready and idle
+            run.mark("measuring the peak")
+            record.update(measure_peak(run.peaks[0], last=False))
+            record["tf32"] = config.tf32
+            record["threads"] = {"requested": config.threads}
+            run.start_document(record)
+    except BaseException:
+        run.stop_workers()
+        run.log.close()
+        raise
     # Order is drawn afresh (not from the run's seed): a fixed order would
     # favour the same implementation in every run. It is recorded.
     generator = random.Random()
@@ -558,7 +622,6 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
                                        if item["workload"] == "two_layer" and not item.get("skip")
                                        and not registry_for("two_layer").spec(item["implementation"]).slow_start)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    run.log = open(run.out_dir / "worker.log", "a")
     try:
         with Progress(*columns, disable=not show_progress, transient=False) as progress:
             bar = progress.add_task("measuring", total=total)
@@ -575,7 +638,6 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
                 for task in item["tasks"]:
                     on_entry(empty_entry(item, task, config, status, reason), task)
             progress.update(bar, description="starting the workers (importing the frameworks)")
-            run.mark("starting the workers")
             run.start_zygotes(measured)
             order = shuffled(measured, generator)
             if order:
@@ -604,7 +666,7 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
             run.close_workers()
             run.mark("measuring the peak again")
             progress.update(bar, description="measuring the peak again")
-            final = measure_peak(config)
+            final = measure_peak(run.peaks.pop())
             machine_record = run.document["machine"]
             start = {"peak_gflops": machine_record.get("peak_gflops"), "peak_detail": machine_record.get("peak_detail")}
             machine_record.update(peak.combine(start, final))

@@ -30,7 +30,7 @@ from implementations.problem import DeviceUnavailable, DtypeUnsupported
 RUN = RunConfig()  # the defaults of `sidebyside run`: steps, burn-in, loop length
 WARMUP_STEPS = RUN.warmup
 TIMED_STEPS = RUN.steps - 1 - RUN.warmup  # the steps `sidebyside run` counts at full length
-SWEEP_STEPS = 20  # at a sweep size, the run times at least 20 steps within its 0.3 s budget
+SWEEP_STEPS = RUN.min_timed_steps  # at a sweep size, the run times at least this many steps within its 0.3 s budget
 LOOP_ROUNDS = 5
 
 

@@ -3,9 +3,10 @@
 Importing a framework takes seconds (TensorFlow with Keras: ten and more on
 this machine), and a run measures every implementation several times, each
 time in a fresh process. So the runner starts one *zygote* per framework
-group, `python -m benchmarks.worker THREADS KERAS_BACKEND REQUIRES`, which
-pins itself to THREADS CPUs, sizes the thread pools through the environment,
-imports the frameworks (and does nothing else with them), and then forks one
+group, `python -m benchmarks.worker THREADS KERAS_BACKEND REQUIRES [JOBS]`,
+which pins itself to THREADS CPUs, sizes the thread pools through the
+environment, imports the frameworks, the harness and the JOBS'
+implementation modules (and does nothing else with them), and then forks one
 child per job it is sent. Each child is a fresh process: its own heap, its
 own memory high-water mark, thread pools that start when it first computes,
 no global switch left by a sibling (JAX's 64-bit mode, Keras's floatx), and
@@ -22,6 +23,7 @@ Every process here asks the kernel to kill it when its parent dies
 """
 
 import ctypes
+import gc
 import json
 import math
 import os
@@ -117,7 +119,8 @@ def measure_two_layer(spec, task, entry, threads):
         durations = []
         if diverged_at is None:
             more, durations, diverged_at, entry["cpu_utilization"] = timing.timed_steps(
-                net, x, y, problem.steps - len(losses), budget_s=task.get("budget_s"), first_index=len(losses)
+                net, x, y, problem.steps - len(losses), budget_s=task.get("budget_s"),
+                min_rounds=task.get("min_steps", 20), first_index=len(losses),
             )
             losses += more
         entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
@@ -195,7 +198,8 @@ def time_round(spec, task, threads):
         if diverged_at is not None:
             return {"samples": [], "cpu_utilization": None, "first_step_s": first_step_s}
         _, durations, _, utilization = timing.timed_steps(
-            net, x, y, problem.steps - len(losses), budget_s=task["round_budget_s"], first_index=len(losses)
+            net, x, y, problem.steps - len(losses), budget_s=task["round_budget_s"],
+            min_rounds=task.get("min_steps", 20), first_index=len(losses),
         )
         return {"samples": durations, "cpu_utilization": utilization, "first_step_s": first_step_s}
     finally:
@@ -300,7 +304,30 @@ def child(request, import_s):
     return 0
 
 
-def serve(threads, keras_backend, requires):
+def preload(jobs):
+    """Import what the children will import: the harness, each job's implementation module.
+
+    Imports only (module code, no computation), so every child starts with
+    them paid, as it starts with the framework paid. A failing import is left
+    for the child, which raises it again and records it.
+    """
+    modules = ["benchmarks.cases", "benchmarks.timing", "benchmarks.machine"]
+    if any(job.startswith("digits:") for job in jobs):
+        modules += ["benchmarks.digits", "sklearn.datasets", "sklearn.model_selection"]
+    for module in modules:
+        try:
+            __import__(module)
+        except Exception:
+            pass
+    for job in jobs:
+        workload, name = job.split(":", 1)
+        try:
+            registry_for(workload).load(name)
+        except Exception:
+            pass
+
+
+def serve(threads, keras_backend, requires, jobs=()):
     """The zygote: import once, then fork a child per job read from stdin."""
     die_with_parent()
     # The protocol keeps its own copy of stdout; file descriptor 1 then goes
@@ -316,7 +343,14 @@ def serve(threads, keras_backend, requires):
             __import__(module)
         except Exception:  # the child's import raises again and records it as "failed"
             traceback.print_exc()
+    preload(jobs)
     import_s = time.perf_counter() - start
+    # The imported modules are millions of objects shared with every child.
+    # Left to the collector, a child's first full collection would walk them
+    # all and write to each one's header, copying every page it touches
+    # (seconds, inside some timed step). Frozen, the collector skips them.
+    gc.collect()
+    gc.freeze()
     answer.write(json.dumps({"ready": True, "import_s": import_s}) + "\n")
     answer.flush()
     for line in sys.stdin:
@@ -345,9 +379,10 @@ def serve(threads, keras_backend, requires):
 
 
 def main(argv=None):
-    threads, keras_backend, requires = (sys.argv[1:] if argv is None else argv)
+    threads, keras_backend, requires, *jobs = (sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # the runner's stop: no traceback
-    return serve(int(threads), keras_backend, [name for name in requires.split(",") if name])
+    jobs = [job for job in (jobs[0] if jobs else "").split(",") if job]
+    return serve(int(threads), keras_backend, [name for name in requires.split(",") if name], jobs)
 
 
 if __name__ == "__main__":

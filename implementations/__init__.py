@@ -41,7 +41,7 @@ class Implementation:
     extra: str  # pip extra that installs them: pip install -e ".[extra]"
     options: dict = field(default_factory=dict)  # passed to the module's configure()
     workload: str = "two_layer"  # which problem it solves
-    slow_start: bool = False  # needs seconds before its first step (compiling, starting ranks): not in --quick
+    slow_start: bool = False  # needs seconds before its first step (compiling, tracing op by op, starting ranks): not in --quick
 
     @property
     def backend(self):
@@ -86,7 +86,7 @@ REGISTRY = {
         ),
         Implementation(
             "keras_jax_eager", "keras_sequential", "keras", ("keras", "jax"),
-            "keras,jax", {"backend": "jax", "jit_compile": False},
+            "keras,jax", {"backend": "jax", "jit_compile": False}, slow_start=True,
         ),
     )
 }

@@ -81,11 +81,15 @@ class Net:
         (D_in, H), (_, D_out) = w1.shape, w2.shape
         with keras.device(self.device):
             # Dense keeps its kernel as (in, out), the same layout as our w1, w2.
+            # The weights come from the shared problem (set_weights below), so
+            # the layers start from zeros: a random initializer would only be
+            # overwritten, and on JAX it compiles a random-number kernel per
+            # shape (about a second each on a slow CPU).
             self.model = keras.Sequential(
                 [
                     keras.Input(shape=(D_in,), dtype=dtype),
-                    keras.layers.Dense(H, activation="relu", use_bias=False, dtype=dtype),
-                    keras.layers.Dense(D_out, use_bias=False, dtype=dtype),
+                    keras.layers.Dense(H, activation="relu", use_bias=False, kernel_initializer="zeros", dtype=dtype),
+                    keras.layers.Dense(D_out, use_bias=False, kernel_initializer="zeros", dtype=dtype),
                 ]
             )
             self.model.layers[0].set_weights([w1])

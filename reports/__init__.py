@@ -6,3 +6,5 @@ findings.py make the tables, the matplotlib figures, the side-by-side code
 and the sentences; html.py and markdown.py render them; build.py writes the
 folder; cli.py is the command line.
 """
+
+FORMATS = ("html", "markdown")  # what `sidebyside report --format` writes

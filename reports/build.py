@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports import tables
+from reports import FORMATS, tables
 from reports.code import code_section, stylesheet as code_stylesheet
 from reports.figures import all_charts
 from reports.findings import findings, measurement_warnings
@@ -23,7 +23,6 @@ from reports.markdown import render_markdown
 from reports.merge import merge
 from reports.schema import load_results, one_line
 
-FORMATS = ("html", "markdown")
 CODE_WORKLOADS = ("two_layer", "digits")
 
 

@@ -9,8 +9,9 @@ and exit status 2, never a traceback.
 import argparse
 import sys
 
-from reports.build import FORMATS, OutputError, build_report
-from reports.schema import ResultsError
+# The builder (matplotlib, pandas: a second to import) is imported when a
+# report is built, not when the command line is.
+from reports import FORMATS
 
 
 def add_arguments(parser):
@@ -31,6 +32,9 @@ def add_arguments(parser):
 
 def run(args):
     """Build the report; returns the exit status."""
+    from reports.build import OutputError, build_report
+    from reports.schema import ResultsError
+
     formats = tuple(dict.fromkeys(args.formats or ["html"]))
     try:
         main_file = build_report(args.files, args.out, formats)

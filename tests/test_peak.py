@@ -173,4 +173,25 @@ def test_a_failing_case_is_noted_not_raised():
 def test_bad_arguments_give_a_one_line_error():
     result = subprocess.run([sys.executable, "-m", "benchmarks.peak", "two"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == ["usage: python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S]"]
+    assert result.stderr.strip().splitlines() == ["usage: python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S] [--wait]"]
+
+
+def test_a_waiting_process_measures_afresh_each_time_it_is_asked():
+    # The runner's way: ready first, then one measurement per line, each
+    # forgetting the last (its repeats start again), and exit when hung up.
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.peak", "1", "0", "0.2", "--wait"], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert json.loads(process.stdout.readline()) == {"ready": True}
+        measured = []
+        for _ in range(2):
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            measured.append(json.loads(process.stdout.readline()))
+        process.stdin.close()
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+    repeats = [result["peak_detail"]["cpu"]["libraries"]["numpy"]["float32"]["256"]["repeats"] for result in measured]
+    assert all(result["peak_gflops"]["cpu"]["float32"] > 0 for result in measured)
+    assert repeats[1] < 2.5 * repeats[0]  # counted afresh, not added to the first

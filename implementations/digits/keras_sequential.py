@@ -75,11 +75,14 @@ class Net:
         D_out = np.shape(params["w2"])[1]
         with keras.device(self.device):
             # Dense keeps its kernel as (in, out), the layout of our w1 and w2.
+            # The shared weights are set below, so the layers start from zeros
+            # (a random initializer would be overwritten, after compiling a
+            # random-number kernel per shape on JAX).
             self.model = keras.Sequential(
                 [
                     keras.Input(shape=(D_in,), dtype=problem.dtype),
-                    keras.layers.Dense(H, activation="relu", dtype=problem.dtype),
-                    keras.layers.Dense(D_out, dtype=problem.dtype),
+                    keras.layers.Dense(H, activation="relu", kernel_initializer="zeros", dtype=problem.dtype),
+                    keras.layers.Dense(D_out, kernel_initializer="zeros", dtype=problem.dtype),
                 ]
             )
             for layer, w, b in zip(self.model.layers, ("w1", "w2"), ("b1", "b2")):
