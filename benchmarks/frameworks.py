@@ -5,6 +5,8 @@ One place for it, imported by the worker and by the digits measurement
 alike (the first step towards one adapter per framework).
 """
 
+import sys
+
 # The frameworks whose threads and precision the harness sets (numpy's are
 # set through its BLAS); Keras computes with its backend, one of these.
 TUNED_FRAMEWORKS = ("torch", "tensorflow", "jax")
@@ -13,6 +15,20 @@ TUNED_FRAMEWORKS = ("torch", "tensorflow", "jax")
 def compute_framework(spec):
     """The framework that does the arithmetic (torch for keras_torch, ...)."""
     return next((name for name in spec.requires if name in TUNED_FRAMEWORKS), spec.framework)
+
+
+def forget_compiled(framework):
+    """Drop the graphs compiled so far, keeping the compiler's one-time start.
+
+    torch.compile remembers the shapes it saw per function: after a warm-up
+    at a tiny size, the next size would be compiled for dynamic shapes,
+    not the static graph a fresh process compiles. Other frameworks keep
+    their compiled graphs per net, so a new net starts afresh anyway.
+    """
+    if framework == "torch" and "torch._dynamo" in sys.modules:  # else nothing was compiled
+        import torch
+
+        torch.compiler.reset()
 
 
 def reset_gpu_peak(framework, device):

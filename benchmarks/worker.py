@@ -33,7 +33,7 @@ import time
 import traceback
 
 from benchmarks import fairness
-from benchmarks.frameworks import TUNED_FRAMEWORKS, compute_framework, gpu_peak_bytes, reset_gpu_peak
+from benchmarks.frameworks import TUNED_FRAMEWORKS, compute_framework, forget_compiled, gpu_peak_bytes, reset_gpu_peak
 
 PR_SET_PDEATHSIG = 1
 
@@ -161,17 +161,19 @@ def warm_up(spec, task, threads):
     """A few steps at a tiny size before the first case: the framework's one-time start.
 
     Frameworks load parts of themselves on first use (torch's optimizers
-    pull in torch._dynamo, about 80 MB, on their first step; allocators and
-    thread pools start). Paid here, that start is not charged to the first
-    case's memory or first step. Returns the seconds it took, or None
-    where it was skipped (slow starters: torch.compile variants compile
-    and torch_ddp starts fresh rank processes for every net anyway) or
-    failed (the case itself will then fail and say why).
+    pull in torch._dynamo, about 80 MB, on their first step; a compiler
+    initializes itself on its first compile; allocators and thread pools
+    start). Paid here, that start is not charged to the first case's memory
+    or first step. What the warm-up compiled is then forgotten
+    (`forget_compiled`), so no case inherits its graphs. Returns the seconds
+    it took, or None where it was skipped (torch_ddp: its ranks are fresh
+    processes for every net) or failed (the case itself will then fail and
+    say why).
     """
     from benchmarks import timing
 
-    if task["workload"] != "two_layer" or spec.slow_start:
-        return None  # compiling or starting ranks: seconds that the tiny size would only double
+    if task["workload"] != "two_layer" or "ranks" in spec.options:
+        return None
     begin = time.perf_counter()
     try:
         net, x, y, _ = build(spec, {**task, "size": WARM_UP_SIZE, "steps": 8}, threads)
@@ -185,6 +187,7 @@ def warm_up(spec, task, threads):
     finally:
         if hasattr(net, "close"):
             net.close()
+        forget_compiled(compute_framework(spec))
     return time.perf_counter() - begin
 
 
@@ -322,7 +325,10 @@ def preload(jobs):
     for job in jobs:
         workload, name = job.split(":", 1)
         try:
-            registry_for(workload).load(name)
+            registry = registry_for(workload)
+            registry.load(name)
+            for module in registry.spec(name).preload:
+                __import__(module)
         except Exception:
             pass
 

@@ -42,11 +42,16 @@ class Implementation:
     options: dict = field(default_factory=dict)  # passed to the module's configure()
     workload: str = "two_layer"  # which problem it solves
     slow_start: bool = False  # needs seconds before its first step (compiling, tracing op by op, starting ranks): not in --quick
+    preload: tuple = ()  # modules its first step imports: the worker's zygote imports them once, before forking
 
     @property
     def backend(self):
         return self.options.get("backend", self.framework)
 
+
+# What torch.compile imports on its first call: about 130 MB that would
+# otherwise be charged to the first case's memory.
+TORCH_COMPILER = ("torch._dynamo", "torch._inductor.compile_fx")
 
 REGISTRY = {
     spec.name: spec
@@ -68,7 +73,8 @@ REGISTRY = {
             "keras,jax", {"backend": "jax"},
         ),
         Implementation("jax_jit", "jax_jit", "jax", ("jax",), "jax"),
-        Implementation("torch_compile", "torch_compile", "torch", ("torch",), "torch", slow_start=True),
+        Implementation("torch_compile", "torch_compile", "torch", ("torch",), "torch", slow_start=True,
+                       preload=TORCH_COMPILER),
         Implementation(
             "tf_function", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": False},
         ),
@@ -82,7 +88,7 @@ REGISTRY = {
         ),
         Implementation(
             "keras_torch_compile", "keras_sequential", "keras", ("keras", "torch"),
-            "keras,torch", {"backend": "torch", "jit_compile": True}, slow_start=True,
+            "keras,torch", {"backend": "torch", "jit_compile": True}, slow_start=True, preload=TORCH_COMPILER,
         ),
         Implementation(
             "keras_jax_eager", "keras_sequential", "keras", ("keras", "jax"),
