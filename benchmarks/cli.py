@@ -87,6 +87,8 @@ def build_parser():
     run.add_argument("--out", metavar="DIR", help="output folder (default: reports/<timestamp>)")
     run.add_argument("--resume", metavar="DIR", help="finish an interrupted run in DIR")
     run.add_argument("--no-report", action="store_true", help="write results.json only")
+    run.add_argument("--strict", action="store_true",
+                     help="exit 1 if any case failed, diverged or disagrees (after writing everything)")
 
     report = commands.add_parser("report", help="build the HTML report from result files")
     try:
@@ -272,7 +274,20 @@ def command_run(args):
             print(f"sidebyside: error: {error}", file=sys.stderr)
             return 2
         print(f"report: {index}")
-    return 0
+    return strict_status(results) if args.strict else 0
+
+
+BAD_STATUSES = ("failed", "diverged", "disagrees")
+
+
+def strict_status(results):
+    """--strict: one line on stderr per case that failed, diverged or disagrees; 1 if any did."""
+    bad = [entry for entry in results if entry["status"] in BAD_STATUSES]
+    for entry in bad:
+        size = "×".join(str(entry["size"][key]) for key in ("N", "D_in", "H", "D_out"))
+        print(f"strict: {entry['workload']} {entry['implementation']} {entry['device']} {entry['dtype']} {size}: "
+              f"{entry['status']}: {entry.get('reason') or ''}".rstrip(": "), file=sys.stderr)
+    return 1 if bad else 0
 
 
 def load_resume(out_dir):

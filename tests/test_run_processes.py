@@ -196,3 +196,10 @@ def test_a_wrong_implementation_is_reported_disagrees_and_never_ranked(tmp_path)
     lines = [line for line in report.stdout.splitlines() if "numpy\\_wrong" in line or "numpy_wrong" in line]
     assert any("not ranked" in line for line in lines)
     assert not any("fastest" in line.replace("vs fastest", "") or "closest" in line for line in lines), lines
+    # Without --strict the run above kept exit 0; with it, the same results
+    # (finished, so resuming measures nothing) exit 1 naming each case.
+    strict = sidebyside("run", "--resume", str(out), "--strict", "--no-report",
+                        env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"})
+    assert strict.returncode == 1, strict.stderr
+    named = [line for line in strict.stderr.splitlines() if line.startswith("strict: ")]
+    assert len(named) == 2 and all("numpy_wrong" in line and ": disagrees: loss differs" in line for line in named), named
