@@ -219,21 +219,34 @@ def point_latest(out_dir):
 
 
 def command_list():
+    """Every implementation, whether it runs here, and the extra that installs what is missing.
+
+    Names are never cut: in a narrow terminal the other columns wrap.
+    """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from benchmarks.runner import registry_for
+    from implementations import absent_modules
 
     table = Table("workload", "implementation", "framework", "available here", "install")
+    for column in table.columns[:3]:
+        column.no_wrap = True
+    for column in table.columns[3:]:
+        column.overflow = "fold"  # wrapped, never cut with an ellipsis
     for workload in WORKLOADS:
         try:
             registry = registry_for(workload)
         except ImportError:
             continue
         for name, spec in registry.REGISTRY.items():
-            reason = registry.missing(name)
+            absent = absent_modules(spec)
+            reason = f"{', '.join(absent)} not installed" if absent else registry.missing(name)
+            install = f'pip install -e ".[{spec.extra}]"' if absent else ""
+            # Text, not markup: the brackets of ".[torch]" are not a style tag.
             table.add_row(workload, name, spec.backend if spec.framework == "keras" else spec.framework,
-                          "yes" if reason is None else f"no: {reason}", f'pip install -e ".[{spec.extra}]"')
+                          Text("yes" if reason is None else f"no: {reason}"), Text(install))
     Console().print(table)
     return 0
 

@@ -121,9 +121,14 @@ def missing(name):
     return missing_entry(spec(name))
 
 
+def absent_modules(entry):
+    """The modules the entry requires that are not installed here."""
+    return [module for module in entry.requires if importlib.util.find_spec(module) is None]
+
+
 def missing_entry(entry):
     """`missing` for a registry entry of any workload."""
-    absent = [module for module in entry.requires if importlib.util.find_spec(module) is None]
+    absent = absent_modules(entry)
     if absent:
         return f"{', '.join(absent)} not installed (pip install -e \".[{entry.extra}]\")"
     backend = entry.options.get("backend")

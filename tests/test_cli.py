@@ -40,7 +40,42 @@ def test_list_shows_every_implementation_and_availability():
 
     for name in implementations.names():
         assert name in result.stdout
-    assert "pip install" in result.stdout
+    assert "pip install" not in result.stdout  # everything is installed here: nothing to suggest
+
+
+REGISTER_ABSENT = """
+import implementations
+implementations.REGISTRY["numpy_on_nothing"] = implementations.Implementation(
+    "numpy_on_nothing", "numpy_manual", "numpy", ("numpy", "no_such_framework_here"), "nosuch")
+"""
+
+
+def test_list_fits_80_columns_never_cuts_a_name_and_suggests_only_what_is_missing(tmp_path):
+    import implementations
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(REGISTER_ABSENT)
+    result = sidebyside("list", env={"COLUMNS": "80", "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.stdout  # nothing is cut
+    rows = {}  # implementation -> its cells, wrapped lines joined
+    for line in lines:
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) != 5:
+            continue
+        if cells[1]:
+            current = rows.setdefault(cells[1], [""] * 5)
+        for index, cell in enumerate(cells):
+            current[index] = f"{current[index]} {cell}".strip()
+    for name in implementations.names() + ["numpy_on_nothing"]:
+        assert name in rows, f"{name} cut or missing"
+    assert rows["numpy_on_nothing"][3].replace(" ", "") == "no:no_such_framework_herenotinstalled"  # folded, whole
+    assert rows["numpy_on_nothing"][4].replace(" ", "") == 'pipinstall-e".[nosuch]"'
+    installed = [rows[name] for name in implementations.names()]
+    assert installed and all(row[3] == "yes" and row[4] == "" for row in installed)
 
 
 @pytest.mark.parametrize("args, expected", [
