@@ -61,20 +61,21 @@ def test_list_fits_80_columns_never_cuts_a_name_and_suggests_only_what_is_missin
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert "…" not in result.stdout  # nothing is cut
-    rows = {}  # implementation -> its cells, wrapped lines joined
+    rows = {}  # (workload, implementation) -> its cells, wrapped lines joined
     for line in lines:
         cells = [cell.strip() for cell in line.split("│")[1:-1]]
         if len(cells) != 5:
             continue
         if cells[1]:
-            current = rows.setdefault(cells[1], [""] * 5)
+            current = rows[cells[0], cells[1]] = [""] * 5
         for index, cell in enumerate(cells):
             current[index] = f"{current[index]} {cell}".strip()
     for name in implementations.names() + ["numpy_on_nothing"]:
-        assert name in rows, f"{name} cut or missing"
-    assert rows["numpy_on_nothing"][3].replace(" ", "") == "no:no_such_framework_herenotinstalled"  # folded, whole
-    assert rows["numpy_on_nothing"][4].replace(" ", "") == 'pipinstall-e".[nosuch]"'
-    installed = [rows[name] for name in implementations.names()]
+        assert ("two_layer", name) in rows, f"{name} cut or missing"
+    absent = rows["two_layer", "numpy_on_nothing"]
+    assert absent[3].replace(" ", "") == "no:no_such_framework_herenotinstalled"  # folded, whole
+    assert absent[4].replace(" ", "") == 'pipinstall-e".[nosuch]"'
+    installed = [rows["two_layer", name] for name in implementations.names()]
     assert installed and all(row[3] == "yes" and row[4] == "" for row in installed)
 
 
