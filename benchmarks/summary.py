@@ -1,5 +1,8 @@
 """The tables `sidebyside run` prints when it finishes: one per workload, device, dtype and size.
 
+A device on which nothing ran (CUDA on a machine without a GPU) gets one
+line instead of its tables.
+
 Rows are ranked by benchmarks.ranking, the rule the HTML report uses too:
 entries whose timing rounds do not separate them share a rank ("1 tie"), and
 the line under the table says "tie (within noise)" rather than naming one of
@@ -38,9 +41,32 @@ def first_cost(entry):
     return f"{value:.3f}" if value is not None else "n/a"
 
 
+def idle_devices(entries):
+    """Devices on which nothing ran: {device: (cases, one line saying so)}.
+
+    On a machine without a GPU every CUDA case is "n/a"; the summary says so
+    once instead of printing a table of n/a rows per workload and dtype.
+    """
+    by_device = {}
+    for entry in entries:
+        by_device.setdefault(entry["device"], []).append(entry)
+    idle = {}
+    for device, group in by_device.items():
+        if device == "cpu" or any(entry["status"] != "n/a" for entry in group):
+            continue
+        reasons = sorted({entry.get("reason") or "" for entry in group})
+        if any("no CUDA device" in reason for reason in reasons):
+            line = f"{device.upper()}: no device here ({len(group)} cases not run)"
+        else:
+            line = f"{device.upper()}: {len(group)} cases not run: {'; '.join(reasons)}"
+        idle[device] = (len(group), line)
+    return idle
+
+
 def print_summary(document, console=None):
     console = console or Console(width=max(Console().width, 110))
-    entries = document["results"]
+    idle = idle_devices(document["results"])
+    entries = [entry for entry in document["results"] if entry["device"] not in idle]
     groups = {}
     for entry in entries:
         size = entry["size"]
@@ -83,6 +109,8 @@ def print_summary(document, console=None):
         console.print(table)
         for line in notes(group, ranked):
             console.print(Text(line))
+    for _, line in idle.values():
+        console.print(Text(line))
 
 
 def cores(entry):

@@ -184,3 +184,18 @@ def test_console_summary_names_a_separated_winner_and_prints_markup_as_text():
     assert "tie" not in text
     assert row_of(text, "fast")[1:4] == ["1", "100", "1.00"]
     assert row_of(text, "slow[/bold]")[1:4] == ["2", "200", "2.00"]
+
+
+def test_console_summary_says_once_that_a_device_ran_nothing():
+    # On a machine without a GPU: one line for CUDA, not a table of n/a rows per workload and dtype.
+    no_gpu = [console_entry(name, None, [], device="cuda", dtype=dtype, status="n/a", reason="no CUDA device",
+                            step_time=None, gflops=None, peak_fraction=None, cpu_utilization=None)
+              for name in ("a", "b", "c") for dtype in ("float32", "float64")]
+    text = printed([console_entry("fast", 1e-4, [1e-4]), *no_gpu])
+    assert "CUDA: no device here (6 cases not run)" in text
+    assert text.count("two_layer · cuda") == 0 and text.count("two_layer · cpu") == 1
+    assert row_of(text, "fast")[1] == "1"
+    # A device where something ran keeps its tables, n/a rows included.
+    mixed = [console_entry("gpu_fast", 1e-5, [1e-5], device="cuda"), no_gpu[0]]
+    text = printed(mixed)
+    assert "no device here" not in text and row_of(text, "a")[-1] == "n/a: no CUDA device"
