@@ -25,7 +25,7 @@ def test_benchmarks_record_machine_and_extra_info(tmp_path):
     assert machine["peak_gflops"]["cpu"]["float32"] > machine["peak_gflops"]["cpu"]["float64"] > 0
     assert machine["threads"]["requested"] == 1
     groups = {benchmark["group"] for benchmark in document["benchmarks"]}
-    assert groups == {"cpu 64,1000,100,10 step", "cpu 64,1000,100,10 loop of 100"}
+    assert groups == {"cpu 64,1000,100,10 step", "cpu 64,1000,100,10 loop of 50"}
     steps = {benchmark["name"]: benchmark["stats"]["rounds"] for benchmark in document["benchmarks"]
              if benchmark["group"].endswith("step")}
     assert set(steps.values()) == {489}, "as many timed steps as sidebyside run counts: 500 - 1 - 10 burn-in"
