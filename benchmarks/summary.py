@@ -41,31 +41,9 @@ def first_cost(entry):
     return f"{value:.3f}" if value is not None else "n/a"
 
 
-def idle_devices(entries):
-    """Devices on which nothing ran: {device: (cases, one line saying so)}.
-
-    On a machine without a GPU every CUDA case is "n/a"; the summary says so
-    once instead of printing a table of n/a rows per workload and dtype.
-    """
-    by_device = {}
-    for entry in entries:
-        by_device.setdefault(entry["device"], []).append(entry)
-    idle = {}
-    for device, group in by_device.items():
-        if device == "cpu" or any(entry["status"] != "n/a" for entry in group):
-            continue
-        reasons = sorted({entry.get("reason") or "" for entry in group})
-        if any("no CUDA device" in reason for reason in reasons):
-            line = f"{device.upper()}: no device here ({len(group)} cases not run)"
-        else:
-            line = f"{device.upper()}: {len(group)} cases not run: {'; '.join(reasons)}"
-        idle[device] = (len(group), line)
-    return idle
-
-
 def print_summary(document, console=None):
     console = console or Console(width=max(Console().width, 110))
-    idle = idle_devices(document["results"])
+    idle = ranking.idle_devices(document["results"])
     entries = [entry for entry in document["results"] if entry["device"] not in idle]
     groups = {}
     for entry in entries:

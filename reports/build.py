@@ -51,6 +51,7 @@ class Report:
     has_digits: bool = False
     csv_tables: list = field(default_factory=list)
     warnings: list = field(default_factory=list)  # [(machine label, [line])]: measurement faults, shown first
+    notices: list = field(default_factory=list)  # [(machine label, [line])]: devices on which nothing ran
 
 
 def prepare_output(out_dir):
@@ -101,7 +102,8 @@ def local_commit():
 
 def assemble(documents):
     """Everything the page and the Markdown show, from normalized documents."""
-    collection = merge(documents)
+    everything = merge(documents)
+    collection, notices = everything.without_idle_devices()  # what the page shows
     code = {}
     for workload in CODE_WORKLOADS:
         section = code_section(workload)
@@ -109,16 +111,22 @@ def assemble(documents):
     lines_of_code = {workload: section.lines_of_code for workload, section in code.items() if section}
     charts, crossings = all_charts(collection)
     has_digits = bool((collection.frame["workload"] == tables.DIGITS).any())
-    report_tables = {
-        "summary": tables.summary_table(collection, lines_of_code),
-        "machines": tables.machines_table(collection) if len(collection.labels) > 1 else None,
-        "environment": tables.environment_table(collection),
-        "agreement": tables.agreement_table(collection),
-        "timing": tables.timing_table(collection),
-        "digits": tables.digits_table(collection, lines_of_code),
-        "not_ok": tables.status_table(collection),
-        "lines_of_code": tables.code_table([section for section in code.values() if section]),
-    }
+
+    def all_tables(collection):
+        return {
+            "summary": tables.summary_table(collection, lines_of_code),
+            "machines": tables.machines_table(collection) if len(collection.labels) > 1 else None,
+            "environment": tables.environment_table(collection),
+            "agreement": tables.agreement_table(collection),
+            "timing": tables.timing_table(collection),
+            "digits": tables.digits_table(collection, lines_of_code),
+            "not_ok": tables.status_table(collection),
+            "lines_of_code": tables.code_table([section for section in code.values() if section]),
+        }
+
+    report_tables = all_tables(collection)
+    # The CSVs keep every run, the idle devices' included.
+    csv_tables = report_tables if collection is everything else all_tables(everything)
     return Report(
         built=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         sources=[Source(os.path.basename(doc["source"]) or doc["source"], doc["tool"] or doc["format"], label)
@@ -126,13 +134,14 @@ def assemble(documents):
         machine_names=collection.labels,
         findings=findings(collection, crossings),
         warnings=[(label, lines) for label, lines in measurement_warnings(collection) if lines],
+        notices=notices,
         tables=report_tables,
         charts=charts,
         code=code,
         css=stylesheet(code_stylesheet()),
         commit=local_commit(),
         has_digits=has_digits,
-        csv_tables=[table for table in report_tables.values() if table is not None],
+        csv_tables=[table for table in csv_tables.values() if table is not None],
     )
 
 

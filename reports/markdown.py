@@ -44,6 +44,9 @@ def render_markdown(report):
         where = f" ({escape(machine)})" if len(report.findings) > 1 else ""
         # One quoted paragraph per warning (an empty ">" line between keeps them apart in GFM).
         blocks.append("\n>\n".join(f"> **Warning{where}:** {escape(line)}" for line in lines))
+    for machine, lines in report.notices:
+        where = f"{escape(machine)}: " if len(report.findings) > 1 else ""
+        blocks.append("\n".join(f"{where}{escape(line)}" for line in lines))
     for machine, sentences in report.findings:
         if len(report.findings) > 1:
             blocks.append(f"**{escape(machine)}**")

@@ -11,7 +11,7 @@ the row number, beside the frame.
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -52,6 +52,26 @@ class Collection:
 
     def machine(self, label):
         return self.documents[self.labels.index(label)]["machine"]
+
+    def without_idle_devices(self):
+        """(collection, notices): the rows of devices on which nothing ran left out, and one line for each.
+
+        A machine without a GPU has every CUDA case "n/a"; the report names
+        that once ("CUDA: no device here (N cases not run)") instead of a row
+        per case in every table. notices: [(machine label, [line, ...])].
+        """
+        from benchmarks.ranking import idle_devices
+
+        frame, notices, drop = self.frame, [], pd.Series(False, index=self.frame.index)
+        for label in self.labels:
+            mine = frame["machine"] == label
+            idle = idle_devices(frame.loc[mine, ["device", "status", "reason"]].to_dict("records"))
+            if idle:
+                notices.append((label, [line for _, line in idle.values()]))
+                drop |= mine & frame["device"].isin(list(idle))
+        if not drop.any():
+            return self, notices
+        return replace(self, frame=frame[~drop]), notices
 
 
 def path_suffix(source, depth):
