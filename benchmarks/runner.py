@@ -155,6 +155,11 @@ def task_key(run, task):
             size["N"], size["D_in"], size["H"], size["D_out"])
 
 
+def compact(durations):
+    """Every timed step's seconds, to four significant digits: kept so later comparisons can test significance."""
+    return [float(f"{duration:.4g}") for duration in durations]
+
+
 def atomic_write(path, text):
     """Write `text` to `path` through a temporary file and a rename.
 
@@ -367,6 +372,7 @@ class Run:
                                f"(tolerance {entry['agreement_tolerance']:.1e})")
         if entry.get("step_time"):
             entry["step_time"]["round_medians"] = [entry["step_time"]["median"]]
+            entry["step_time"]["samples"] = compact(self.samples[entry_key(entry)]) or None
         self.set_peak_fraction(entry)
         return entry
 
@@ -392,6 +398,7 @@ class Run:
                 entry["cpu_utilization"] = (entry["cpu_utilization"] * previous_wall
                                             + record["cpu_utilization"] * wall) / (previous_wall + wall)
         entry["step_time"]["round_medians"] = rounds
+        entry["step_time"]["samples"] = compact(pooled)
         entry["unstable"] = timing.is_unstable(entry["step_time"])
         if entry.get("flops_per_step"):
             entry["gflops"] = entry["flops_per_step"] / entry["step_time"]["median"] / 1e9

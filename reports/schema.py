@@ -43,6 +43,7 @@ ENTRY_SIZES = ("flops_per_step", "peak_memory_bytes", "diverged_at")  # optional
 TIMING_KEYS = ("median", "iqr", "min", "max", "mean", "stddev")
 MACHINE_TEXTS = ("system", "release", "arch", "cpu", "python", "commit")
 MAX_ROUNDS = 1000  # step_time.round_medians: one median per timed round; a few in practice
+MAX_SAMPLES = 1_000_000  # step_time.samples: every timed step; hundreds in practice
 PEAK_DTYPES = ("float32", "float64")
 
 
@@ -416,7 +417,18 @@ def check_step_time(value, path):
         timing[key] = check_number(value.get(key), f"{path}.{key}", optional=True)
     timing["rounds"] = check_integer(value.get("rounds"), f"{path}.rounds", minimum=1, optional=True)
     timing["round_medians"] = check_round_medians(value.get("round_medians"), f"{path}.round_medians")
+    timing["samples"] = check_samples(value.get("samples"), f"{path}.samples")
     return timing
+
+
+def check_samples(value, path):
+    """Every timed step's seconds (all rounds pooled), or None where the file has none."""
+    if value is None:
+        return None
+    check_array(value, path)
+    if len(value) > MAX_SAMPLES:
+        raise Invalid(path, f"must have at most {MAX_SAMPLES} items, got {len(value)}")
+    return [check_number(item, f"{path}[{index}]", positive=True) for index, item in enumerate(value)]
 
 
 def check_round_medians(value, path):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 
@@ -87,6 +88,10 @@ def test_every_implementation_runs_in_a_fresh_process_each_round(tmp_path):
     rounds = entry["step_time"]["round_medians"]
     assert len(rounds) == 3 and all(value > 0 for value in rounds)
     assert min(rounds) <= entry["step_time"]["median"] <= max(rounds) * 1.5
+    # Every timed step of every round is kept (for later significance tests), rounded to 4 digits.
+    samples = entry["step_time"]["samples"]
+    assert len(samples) == entry["step_time"]["rounds"] and all(value > 0 for value in samples)
+    assert float(np.median(samples)) == pytest.approx(entry["step_time"]["median"], rel=1e-3)
 
 
 def descendants(process):
