@@ -112,6 +112,7 @@ def assemble(documents):
     has_digits = bool((collection.frame["workload"] == tables.DIGITS).any())
     report_tables = {
         "summary": tables.summary_table(collection, lines_of_code),
+        "tuned": tables.tuned_table(collection),
         "machines": tables.machines_table(collection) if len(collection.labels) > 1 else None,
         "environment": tables.environment_table(collection),
         "agreement": tables.agreement_table(collection),
