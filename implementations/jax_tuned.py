@@ -139,7 +139,10 @@ def train_step(w1, w2, x, y, learning_rate):
     # ReLU passes the gradient where its input was positive and blocks it
     # elsewhere (zero where h < 0, as numpy_manual)
     grad_h = jnp.where(h < 0, 0, grad_h_relu)
-    update_w1 = x.T.dot(grad_h)
+    # x.T as an array of its own: the barrier keeps XLA from folding the
+    # transpose back into the product, whose transposed-operand form is slow
+    x_t = lax.optimization_barrier(x.T)
+    update_w1 = x_t.dot(grad_h)
 
     # Update weights: new arrays, since JAX arrays are immutable; XLA
     # writes them into the donated buffers of the old weights

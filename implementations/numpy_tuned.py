@@ -3,13 +3,13 @@
 The maths, data and steps are numpy_manual's; what changes is where the
 results go. numpy_manual's step makes about a dozen new arrays (h, h_relu,
 y_pred, the error, its square, 2·error, both gradients, the mask, the two
-scaled gradients), and the large ones (the 1000×100 gradient of w1 and its
-scaled copy, 400 KB each in float32) are big enough that the allocator gets
-fresh pages from the system on every step and the first write to each page
-faults. Here every intermediate is allocated once, in `__init__` (for the
-weights) and `prepare` (for the batch), and the step writes into them with
-`out=`: the products go straight from BLAS into their buffers, nothing is
-allocated in the step, and each buffer stays warm in the cache.
+scaled gradients), the largest the 1000×100 gradient of w1 and its scaled
+copy, 400 KB each in float32: every one is a trip through the allocator and
+a write into memory the cache has not seen for a while. Here every
+intermediate is allocated once (the updates in `__init__`, the rest for the
+first batch of a shape) and the step writes into them with `out=`: the
+products go from BLAS straight into their buffers, nothing is allocated in
+the step, and the 1000×100 array is written once instead of twice.
 
 Two smaller changes, the same maths rounded in another place:
 - the loss, the sum of the squared errors, is one BLAS dot product of the
@@ -17,8 +17,8 @@ Two smaller changes, the same maths rounded in another place:
 - the factors 2 (of the squared error's derivative) and the learning rate
   are scalars, and scalars commute with the products, so they are applied
   once to the 64×10 error instead of to the 100×10 and 1000×100 gradients;
-  the products then give the updates themselves, which are subtracted in
-  place. The ReLU mask is written into a preallocated boolean array.
+  the products then give the updates themselves, subtracted in place.
+The ReLU mask goes into a preallocated boolean array, not a new one.
 """
 
 import numpy as np

@@ -19,9 +19,10 @@ Ops run under `torch.inference_mode()`, which tells the dispatcher that no
 autograd bookkeeping is needed at all (no version counters, no autograd
 dispatch); no tensor here requires grad, so nothing is lost.
 
-On a GPU (written, but tested only where one is present; the suite's
-machines are CPU-only) the step is also recorded once as a CUDA graph and
-replayed: one launch per step instead of ten. It is recorded after one
+On a GPU the step is also recorded once as a CUDA graph and replayed: one
+launch per step instead of ten. That path is guarded to CUDA devices and
+was written on a machine without a GPU, so it has not run yet; its test
+(test_tuned_on_cuda_where_present) is skipped where no GPU is present. It is recorded after one
 warm-up step on a side stream whose weight changes are undone, for the
 inputs it is given, and recorded again if a later call passes other input
 tensors. `cuda_graph=False` runs the GPU step op by op, like the CPU.
