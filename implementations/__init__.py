@@ -101,12 +101,14 @@ REGISTRY = {
         Implementation(
             "torch_tuned", "torch_tuned", "torch", ("torch",), "torch", tuned_from="torch_manual",
             tuning="outputs are preallocated (mm(out=)), the weights are updated by fused in-place "
-                   "addmm_ with alpha = -2·learning rate, and on a GPU the whole step is one CUDA graph",
+                   "addmm_ with alpha = -2·learning rate, ops run under inference_mode, and on a GPU the "
+                   "step is replayed as one CUDA graph",
         ),
         Implementation(
             "jax_tuned", "jax_tuned", "jax", ("jax",), "jax", tuned_from="jax_jit",
-            tuning="the backward pass is written by hand inside one jitted step with donated weights, "
-                   "and train() runs its steps in one compiled lax.fori_loop, compiled once for any length",
+            tuning="the backward pass is written by hand inside one jitted step with donated weights, the "
+                   "loss is read with np.asarray instead of float(), and train() runs its steps in one compiled "
+                   "lax.fori_loop, compiled once for any length",
         ),
         Implementation(
             "tensorflow_tuned", "tensorflow_tuned", "tensorflow", ("tensorflow",), "tensorflow",

@@ -1,21 +1,28 @@
 """JAX, written for speed: one jitted step with donated weights, and train() as one compiled loop.
 
-The maths, data and steps are jax_jit's. Three things change:
+The maths, data and steps are jax_jit's. What changes:
 
 - The backward pass is written by hand, as in numpy_manual, instead of by
   `jax.value_and_grad`, so the factor 2 of the squared error's derivative
   and the learning rate are applied once, to the 64×10 error, and the
   products give the weight updates directly (scalars commute with the
-  products: the same maths, rounded in another place). XLA then fuses the
-  ReLU mask into the product that uses it and the subtraction into the
-  update, writing into the weights' own buffers.
-- The weights are donated (`donate_argnums`) and so updated in place. On
-  this jaxlib's CPU backend donation is real, not a no-op with a warning:
-  the donated arrays are deleted after the call (`is_deleted()`), no
-  "donated buffers were not usable" warning is raised, and a 1000×100
-  update with donation took 32 µs against 70 µs without on the 2-core
-  machine it was written on (jaxlib 0.10.2). jax_jit donates too; here it
-  is the default that cannot be turned off.
+  products: the same maths, rounded in another place). XLA compiles the
+  whole step into one program either way, so this saves little: at the
+  tutorial size the step is two large products, and their time is XLA's
+  CPU dot kernels' (about 50 GFLOP/s here, against 80 for numpy's BLAS).
+  Writing the weight-gradient product with x transposed into an array of
+  its own (an `optimization_barrier`) sped that product up alone, but not
+  the whole step, so it is not done.
+- The weights are donated (`donate_argnums`) and so updated in place, with
+  no way to turn it off. On this jaxlib's CPU backend donation is real, not
+  a no-op with a warning: the donated arrays are deleted after the call
+  (`is_deleted()`), no "donated buffers were not usable" warning is raised,
+  and a jitted 1000×100 update took 32 µs with donation against 70 µs
+  without on the 2-core machine this was written on (jaxlib 0.10.2).
+  jax_jit donates by default too.
+- `step` copies the loss to the host with `np.asarray`, which reads the
+  array's buffer; `float()` of a JAX array, as jax_jit does, took about
+  30 µs more per call there.
 - `train` runs its steps inside one compiled `lax.fori_loop`, one call for
   a chunk of up to CHUNK steps instead of one Python dispatch per step.
   The trip count is an argument, not a constant, so XLA builds one while
@@ -76,9 +83,11 @@ class Net:
     def step(self, x, y):
         """One step of gradient descent; returns the loss before the update.
 
-        `float()` copies the loss to the host, which waits for the device.
+        `np.asarray` copies the loss to the host, which waits for the device;
+        it takes the array's buffer directly, where `float()` of a JAX array
+        takes a slower path (measured: about 30 µs more per call here).
         """
-        return float(self.dispatch_step(*self.prepare(x, y)))
+        return np.asarray(self.dispatch_step(*self.prepare(x, y))).item()
 
     def train(self, x, y, steps):
         """Run `steps` steps in compiled loops of up to CHUNK steps; one wait at the end.
@@ -139,10 +148,7 @@ def train_step(w1, w2, x, y, learning_rate):
     # ReLU passes the gradient where its input was positive and blocks it
     # elsewhere (zero where h < 0, as numpy_manual)
     grad_h = jnp.where(h < 0, 0, grad_h_relu)
-    # x.T as an array of its own: the barrier keeps XLA from folding the
-    # transpose back into the product, whose transposed-operand form is slow
-    x_t = lax.optimization_barrier(x.T)
-    update_w1 = x_t.dot(grad_h)
+    update_w1 = x.T.dot(grad_h)
 
     # Update weights: new arrays, since JAX arrays are immutable; XLA
     # writes them into the donated buffers of the old weights

@@ -1,9 +1,9 @@
 """numpy, gradients by hand, written for speed: every array made once.
 
 The maths, data and steps are numpy_manual's; what changes is where the
-results go. numpy_manual's step makes about a dozen new arrays (h, h_relu,
-y_pred, the error, its square, 2·error, both gradients, the mask, the two
-scaled gradients), the largest the 1000×100 gradient of w1 and its scaled
+results go. numpy_manual's step makes thirteen new arrays (h, h_relu,
+y_pred, the error, its square, the loss, 2·error, the gradient of h_relu,
+the mask, both weight gradients and their scaled copies), the largest the 1000×100 gradient of w1 and its scaled
 copy, 400 KB each in float32: every one is a trip through the allocator and
 a write into memory the cache has not seen for a while. Here every
 intermediate is allocated once (the updates in `__init__`, the rest for the

@@ -1,31 +1,35 @@
 """PyTorch tensors, gradients by hand, written for speed: no new tensor in the step.
 
 The maths, data and steps are torch_manual's. torch_manual spells each line
-as an expression, and every expression makes a new tensor (nine in all,
-among them the 1000×100 gradient of w1 and its scaled copy), each one a trip
-through torch's caching allocator and a write into memory that is cold in
-the cache. Here every output is allocated once and each operation writes
-into it (`mm(out=)`, `clamp_min(out=)`, `dot(out=)`, `lt(out=)`), and the
-update is fused into the product that makes the gradient: `w.addmm_(a, b,
-alpha=-2·learning_rate)` is one BLAS call, w ← w − 2·lr·(a·b), where
-torch_manual makes the gradient, then lr × gradient, then subtracts. The
-factor 2 of the squared error's derivative moves into alpha with the
-learning rate (scalars commute with the products: the same maths, rounded
-in another place), so 2·error is never made either. The loss is the dot
-product of the error with itself, written into a preallocated scalar (and,
-in `train`, straight into its slot of the preallocated losses).
+as an expression, and every expression makes a new tensor (thirteen in a
+step, counting the mask and the loss, among them the 1000×100 gradient of
+w1 and its scaled copy), each one a trip through torch's caching allocator
+and a write into memory that is cold in the cache. Here every output is
+allocated once and each operation writes into it (`mm(out=)`,
+`clamp_min(out=)`, `dot(out=)`, `lt(out=)`), and the update is fused into
+the product that makes the gradient: `w.addmm_(a, b, alpha=-2·lr)` is one
+BLAS call, w ← w − 2·lr·(a·b), where torch_manual makes the gradient, then
+lr × gradient, then subtracts. The factor 2 of the squared error's
+derivative moves into alpha with the learning rate (scalars commute with
+the products: the same maths, rounded in another place), so 2·error is
+never made either. The error y_pred − y comes out of one `addmm` (beta=-1
+subtracts y), and the loss is the dot product of the error with itself,
+written into a preallocated scalar (in `train`, straight into its slot of
+the preallocated losses). Nine operations in all, where torch_manual runs
+sixteen.
 
 Ops run under `torch.inference_mode()`, which tells the dispatcher that no
 autograd bookkeeping is needed at all (no version counters, no autograd
 dispatch); no tensor here requires grad, so nothing is lost.
 
 On a GPU the step is also recorded once as a CUDA graph and replayed: one
-launch per step instead of ten. That path is guarded to CUDA devices and
-was written on a machine without a GPU, so it has not run yet; its test
-(test_tuned_on_cuda_where_present) is skipped where no GPU is present. It is recorded after one
-warm-up step on a side stream whose weight changes are undone, for the
-inputs it is given, and recorded again if a later call passes other input
-tensors. `cuda_graph=False` runs the GPU step op by op, like the CPU.
+launch per step instead of nine. It is recorded after one warm-up step on a
+side stream whose weight changes are undone, for the input tensors it is
+given, and recorded again if a later call passes other ones;
+`cuda_graph=False` runs the GPU step op by op, like the CPU. That path is
+guarded to CUDA devices and was written on a machine without a GPU, so it
+has not run yet: its test (test_tuned_on_cuda_where_present) is skipped
+where no GPU is present.
 """
 
 import numpy as np
@@ -138,14 +142,14 @@ class Net:
         h, h_relu, error, grad_h = self.h, self.h_relu, self.error, self.grad_h
         loss = self.loss if loss is None else loss
 
-        # Forward pass: compute predicted y (into the error's buffer)
+        # Forward pass: compute predicted y, and at once the error
+        # y_pred - y, in one BLAS call: addmm's beta=-1 subtracts y
         torch.mm(x, w1, out=h)
         torch.clamp_min(h, 0, out=h_relu)
-        y_pred = torch.mm(h_relu, w2, out=error)
+        torch.addmm(y, h_relu, w2, beta=-1, out=error)
 
         # Compute loss: the sum of squared errors over every element, as the
         # dot product of the error with itself. The loss stays on the device.
-        error = y_pred.sub_(y)
         torch.dot(self.error_flat, self.error_flat, out=loss)
 
         # Backward pass: grad_y_pred = 2 · error; the 2 is in alpha. The
