@@ -13,7 +13,9 @@ The maths, data and steps are tf_function's; the weights are still
   place).
 - `step` calls the traced concrete function for the batch's shape and
   dtype directly, skipping `tf.function`'s matching of the call's arguments
-  against its traces on every call.
+  against its traces on every call: on the 2-core machine this was written
+  on, the same compiled step took about a quarter less time per step called
+  this way than through the `tf.function`.
 - `train` is one graph (`tf.function`) whose loop over `tf.range(steps)`
   calls the compiled step and writes each loss into a `TensorArray`: one
   call from Python for the whole loop. `steps` goes in as a tensor, so
