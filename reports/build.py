@@ -115,6 +115,7 @@ def assemble(documents):
     def all_tables(collection):
         return {
             "summary": tables.summary_table(collection, lines_of_code),
+            "tuned": tables.tuned_table(collection),
             "machines": tables.machines_table(collection) if len(collection.labels) > 1 else None,
             "environment": tables.environment_table(collection),
             "agreement": tables.agreement_table(collection),

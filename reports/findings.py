@@ -10,6 +10,11 @@ runs the timing rounds cannot tell apart are called a tie (within noise),
 and a run whose losses disagree with the float64 reference is never named
 in a recommendation (only counted, with a pointer to its row).
 
+Each framework's speed-written variant gets one sentence against its
+idiomatic sibling (the registry's `tuned_from`): the two step times, their
+ratio, the tuned one's distance from the compute limit, and what it changes
+(the registry's `tuning`).
+
 `measurement_warnings` gives the lines that say a measurement itself is suspect: a run
 that kept more cores busy than its threads, a share of peak above 100 %, a
 peak that moved by more than 10 % between the start and the end of the run.
@@ -20,8 +25,9 @@ from collections import Counter
 from benchmarks import ranking
 from reports import formatting as fmt
 from reports.merge import value
-from reports.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, ordered, peak_devices,
-                            peak_drift, ranking_entry)
+from reports.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, comparable_median, limit_ratio,
+                            ordered, peak_devices, peak_drift, ranking_entry, speedup, tuned_pairs, tuned_rows,
+                            tuned_step_cell)
 
 SLOW_FIRST_STEP = 20.0  # a first step this many times a steady one is worth explaining
 LOOP_GAIN = 0.8  # a synced-once loop at most this share of the per-step time is worth saying
@@ -64,6 +70,52 @@ def speed_sentence(machine, device, dtype, size, group):
                     f"{fmt.seconds(best)} to {fmt.seconds(slowest)} a step; their timing rounds do not tell "
                     f"them apart")
     return sentence + (f"; the others take {others} as long." if others else ".")
+
+
+def tuned_sentences(collection, frame, pairs):
+    """One sentence per framework: its tuned variant against its idiomatic sibling, in one group.
+
+    The group is the first of the primary groups (the sizes with loss curves,
+    CPU before GPU, float32 before float64) that holds the tuned variant,
+    else the first group that does.
+    """
+    records = tuned_rows(collection, pairs)
+    records = [record for record in records if record[0]["machine"] in set(frame["machine"])]
+    primary = {(g[0], g[1], g[2], g[3], g[4]) for g in primary_groups(frame)}
+
+    def place(record):
+        row = record[0]
+        key = (row["machine"], row["workload"], row["device"], row["dtype"], row["size_label"])
+        return (key not in primary, row["workload"], DEVICE_ORDER.get(row["device"], 2), row["device"], row["dtype"])
+
+    chosen = {}
+    for record in sorted(records, key=place):
+        chosen.setdefault(record[0]["implementation"], record)
+    sentences = []
+    for name in (name for name in pairs if name in chosen):
+        tuned, idiom_name, idiom, tuning = chosen[name]
+        where = f"{tuned['device']}, {tuned['dtype']}, {tuned['size_label']}"
+        framework = value(tuned["framework"]) or name
+        ratio = speedup(tuned, idiom)
+        mine = comparable_median(tuned)
+        if ratio is not None:
+            faster = f"{fmt.times(ratio)} faster" if ratio >= 1 else f"{fmt.times(1 / ratio)} slower"
+            limit = limit_ratio(tuned)
+            limit = f", {fmt.times(limit)} the compute limit" if limit is not None else ""
+            said = (f"{framework}: {name} takes {fmt.seconds(mine)} a step against {idiom_name}'s "
+                    f"{fmt.seconds(comparable_median(idiom))} ({where}), {faster}{limit}")
+        else:
+            def timing(label, row):
+                if row is None:
+                    return f"{label} is not in these results"
+                if comparable_median(row) is None:
+                    return f"{label} has no comparable timing ({tuned_step_cell(row)})"
+                return f"{label} takes {fmt.seconds(comparable_median(row))} a step"
+
+            said = (f"{framework}: {timing(name, tuned)} and {timing(idiom_name, idiom)} ({where}), "
+                    f"so there is no ratio")
+        sentences.append(said + (f"; what it changes: {tuning}." if tuning else "."))
+    return sentences
 
 
 def compile_reason(row):
@@ -325,6 +377,7 @@ def findings(collection, crossings):
             if sentence:
                 sentences.append(sentence)
         sentences += peak_sentence(part[part["workload"] != DIGITS])
+        sentences += tuned_sentences(collection, part[part["workload"] != DIGITS], tuned_pairs())
         for (machine_label, dtype), crossing in crossings.items():
             if machine_label == label:
                 sentences.append(crossover_sentence(label, dtype, crossing))

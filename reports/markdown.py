@@ -1,4 +1,4 @@
-"""The summary and timing tables as GitHub-flavoured Markdown, to paste into an issue.
+"""The summary, idiom-vs-ceiling and timing tables as GitHub-flavoured Markdown, to paste into an issue.
 
 Cells are escaped for GFM: pipes would end a cell and angle brackets would
 become HTML, so a machine named `<script>` shows as text there too.
@@ -51,7 +51,7 @@ def render_markdown(report):
         if len(report.findings) > 1:
             blocks.append(f"**{escape(machine)}**")
         blocks.append("\n".join(f"- {escape(sentence)}" for sentence in sentences))
-    for name in ("summary", "machines", "timing"):
+    for name in ("summary", "tuned", "machines", "timing"):
         block = render_table(report.tables.get(name))
         if block:
             blocks.append(block)

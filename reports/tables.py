@@ -319,6 +319,136 @@ def ratio_cell(ratio, status, rank=None, tied=None):
     return fmt.times(ratio)
 
 
+# ----------------------------------------------------------------------------
+# Idiom vs ceiling: each speed-written variant beside its idiomatic sibling
+# ----------------------------------------------------------------------------
+
+NOT_AVAILABLE = "n/a"
+
+
+def tuned_pairs():
+    """{tuned name: (idiomatic sibling, what the tuned one changes)}, from the registry.
+
+    The result files name implementations only, so the pairing is this
+    checkout's registry (implementations.REGISTRY, `tuned_from` and
+    `tuning`); a registry that cannot be read pairs nothing.
+    """
+    try:
+        import implementations
+
+        registry = implementations.REGISTRY
+    except Exception:  # absent or half-written: no pairs, no table
+        return {}
+    return {name: (spec.tuned_from, getattr(spec, "tuning", "") or "")
+            for name, spec in registry.items() if getattr(spec, "tuned_from", None)}
+
+
+def comparable_median(row):
+    """The median step time of a row that may be compared (benchmarks.ranking's rule), else None."""
+    if row is None or not ranking.rankable(ranking_entry(row)):
+        return None
+    return value(row["median"])
+
+
+def limit_ratio(row):
+    """Step time over the compute limit (FLOPs / measured peak): 1 / share of peak."""
+    fraction = value(row["peak_fraction"]) if row is not None else None
+    return 1.0 / fraction if fraction else None
+
+
+def tuned_step_cell(row):
+    """The step time of a row beside its pair, or why there is none to compare."""
+    if row is None:
+        return NOT_AVAILABLE
+    if comparable_median(row) is not None:
+        return step_cell(row["median"], row["unstable"])
+    if row["status"] == "ok" and value(row["agrees"]) is not False:
+        return NOT_AVAILABLE  # ran, but no timing
+    status = "disagrees" if row["status"] == "ok" else row["status"]
+    return fmt.status_text(status, row["reason"], row["diverged_at"])
+
+
+def tuned_rows(collection, pairs):
+    """One record per tuned row in the files: the row, its sibling's row in the same group (or None)."""
+    frame = ordered(collection.frame[collection.frame["workload"] != DIGITS], collection.labels)
+    order = {name: index for index, name in enumerate(pairs)}
+    records = []
+    for _, group in frame.groupby(GROUP, sort=False):
+        by_name = {}
+        for _, row in group.iterrows():
+            by_name.setdefault(row["implementation"], row)  # the first (fastest ok) row of a name
+        for name in sorted((n for n in by_name if n in pairs), key=order.get):
+            idiom, tuning = pairs[name]
+            records.append((by_name[name], idiom, by_name.get(idiom), tuning))
+    return records
+
+
+def speedup(tuned, idiom):
+    """Idiomatic step time over tuned step time, where both may be compared; else None."""
+    mine, theirs = comparable_median(tuned), comparable_median(idiom)
+    return theirs / mine if mine and theirs is not None else None
+
+
+def tuned_table(collection, pairs=None):
+    """Idiom vs ceiling: each tuned variant beside its idiomatic sibling, with the ratio of step times.
+
+    None when the files hold no tuned variant. A sibling that is missing from
+    the group, did not run, or may not be compared (n/a, failed, diverged,
+    disagreeing) makes the ratio "n/a".
+    """
+    pairs = tuned_pairs() if pairs is None else pairs
+    records = tuned_rows(collection, pairs)
+    if not records:
+        return None
+    tuned = [record[0] for record in records]
+    idioms = [record[2] for record in records]
+    ratios = [speedup(t, i) for t, i in zip(tuned, idioms)]
+    data = pd.DataFrame(
+        {
+            "machine": [t["machine"] for t in tuned], "workload": [t["workload"] for t in tuned],
+            "device": [t["device"] for t in tuned], "size": [t["size_label"] for t in tuned],
+            "dtype": [t["dtype"] for t in tuned], "framework": [t["framework"] for t in tuned],
+            "idiomatic": [record[1] for record in records],
+            "idiomatic_status": [i["status"] if i is not None else "missing" for i in idioms],
+            "idiomatic_median_s": [comparable_median(i) for i in idioms],
+            "tuned": [t["implementation"] for t in tuned],
+            "tuned_status": [t["status"] for t in tuned],
+            "tuned_median_s": [comparable_median(t) for t in tuned],
+            "idiomatic_over_tuned": ratios,
+            "idiomatic_over_limit": [limit_ratio(i) if comparable_median(i) is not None else None for i in idioms],
+            "tuned_over_limit": [limit_ratio(t) if comparable_median(t) is not None else None for t in tuned],
+            "tuning": [record[3] for record in records],
+        }
+    )
+    display = pd.DataFrame(
+        {
+            "Machine": data["machine"], "Workload": data["workload"], "Device": data["device"],
+            "Size": data["size"], "Dtype": data["dtype"], "Framework": data["framework"],
+            "Idiomatic": data["idiomatic"],
+            "Idiomatic step": [tuned_step_cell(i) for i in idioms],
+            "Tuned": data["tuned"],
+            "Tuned step": [tuned_step_cell(t) for t in tuned],
+            "Idiomatic ÷ tuned": [fmt.times(r) if r is not None else NOT_AVAILABLE for r in ratios],
+            "Idiomatic × limit": [fmt.times(x) if value(x) is not None else NOT_AVAILABLE
+                                  for x in data["idiomatic_over_limit"]],
+            "Tuned × limit": [fmt.times(x) if value(x) is not None else NOT_AVAILABLE
+                              for x in data["tuned_over_limit"]],
+        }
+    )
+    if display["Workload"].nunique() <= 1:
+        display = display.drop(columns=["Workload"])
+    classes = ["" if r is not None else "status-na" for r in ratios]
+    return Table(
+        "tuned", "Idiom vs ceiling: each framework's tuned variant beside its idiomatic code", data, display,
+        classes, facet="Machine",
+        note="Each speed-written variant (registry field tuned_from) beside the idiomatic variant it rewrites, "
+             "in the same group (device, size, dtype). Idiomatic ÷ tuned is the ratio of their median step "
+             "times: above 1× the tuned code is faster. × limit is the step time over the compute limit, the "
+             "FLOPs of a step over the measured peak. n/a: no comparable timing (missing, not run, failed, "
+             "diverged or disagreeing with the reference).",
+    )
+
+
 def timing_table(collection):
     frame = ordered(collection.frame[collection.frame["workload"] != DIGITS], collection.labels)
     columns = ["machine", "workload", "device", "size_label", "dtype", "implementation", "status", "median",

@@ -8,7 +8,8 @@ import pytest
 
 import implementations
 from implementations.problem import DeviceUnavailable, Problem, make_data
-from tests.conftest import ROOT, VariantCheck, in_process_names, keras_names, run_python, skip_if_missing, train
+from tests.conftest import (ROOT, VariantCheck, in_process_names, keras_names, oracle_run, run_python,
+                            skip_if_missing, train)
 
 SHORT = 60  # steps: enough to leave the first few, quick enough to repeat
 
@@ -100,3 +101,45 @@ def test_runs_on_its_own_like_the_tutorial(name):
     steps = [int(line.split()[0]) for line in lines if line.strip()]
     assert steps == [99, 199, 299, 399, 499]
     assert float(lines[-2].split()[1]) < 1e-3
+
+
+TUNED = [name for name in implementations.names() if implementations.spec(name).tuned_from]
+
+
+@pytest.mark.parametrize("name", [name for name in TUNED if implementations.spec(name).framework != "numpy"])
+def test_tuned_on_cuda_where_present(name):
+    """The GPU paths of the tuned variants (torch_tuned's CUDA graph) against the oracle, where a GPU is."""
+    skip_if_missing(name)
+    from implementations.devices import cuda_available
+
+    if not cuda_available(implementations.spec(name).framework):
+        pytest.skip("n/a: no CUDA device")
+    losses, _ = train(name, "float64", 20, device="cuda")
+    reference, _, _ = oracle_run(steps=20)
+    assert np.max(np.abs(losses - reference) / reference) < 1e-8
+
+
+def test_torch_tuned_allocates_nothing_in_the_step():
+    """The step writes into the buffers made for the first batch: the same storage, step after step."""
+    skip_if_missing("torch_tuned")
+    x, y, w1, w2 = make_data(Problem(N=8, D_in=20, H=6, D_out=3))
+    net = implementations.create("torch_tuned", w1, w2, 1e-3)
+    x, y = net.prepare(x, y)
+    net.step(x, y)
+    names = ("w1", "w2", "h", "h_relu", "error", "grad_h", "blocked", "loss")
+    before = {name: getattr(net, name).data_ptr() for name in names}
+    losses = net.train(x, y, 3)
+    net.step(x, y)
+    assert {name: getattr(net, name).data_ptr() for name in names} == before
+    assert losses.shape == (3,) and net.info() == {"compiled": False, "cuda_graph": False}
+
+
+def test_jax_tuned_donates_its_weights():
+    """Donation is real on this backend: the weights passed in are deleted, not copied."""
+    skip_if_missing("jax_tuned")
+    x, y, w1, w2 = make_data(Problem(N=8, D_in=20, H=6, D_out=3))
+    net = implementations.create("jax_tuned", w1, w2, 1e-3)
+    x, y = net.prepare(x, y)
+    old = net.w1
+    net.step(x, y)
+    assert old.is_deleted() and not net.w1.is_deleted()

@@ -12,7 +12,9 @@ implementation:
 - two `train` calls of different lengths continue one trajectory;
 - in float64 the losses also match the independent float64 oracle;
 - JAX compiles nothing when `train` gets a length it has not seen (a
-  `jnp.stack` of the losses used to compile anew for every length);
+  `jnp.stack` of the losses used to compile anew for every length; jax_tuned's
+  compiled loop takes its length as an argument), nor does tensorflow_tuned's
+  graph loop trace again;
 - torch_ddp's loop does not add to the ranks' step-view timings (the timed
   hook waits for the GPU around every all-reduce; the loop must not).
 
@@ -114,8 +116,9 @@ def test_train_equals_steps(name, dtype, oracle_losses):
         np.testing.assert_allclose(got, oracle_losses, rtol=ORACLE_RTOL, atol=0)
 
 
-def test_jax_train_compiles_nothing_for_a_new_length():
-    skip_if_missing("jax_jit")
+@pytest.mark.parametrize("name", ["jax_jit", "jax_tuned"])
+def test_jax_train_compiles_nothing_for_a_new_length(name):
+    skip_if_missing(name)
     import jax
 
     compiles = []
@@ -126,7 +129,7 @@ def test_jax_train_compiles_nothing_for_a_new_length():
         if event.startswith("/jax/core/compile/"):
             compiles.append(event)
 
-    net, x, y = make_net("jax_jit", "float32")
+    net, x, y = make_net(name, "float32")
     x, y = net.prepare(x, y)
     net.step(x, y)  # compiles the step
     net.train(x, y, FIRST)
@@ -141,6 +144,16 @@ def test_jax_train_compiles_nothing_for_a_new_length():
     assert losses.shape == (SECOND + 3,) and np.all(np.isfinite(losses))
     assert listened == [], f"train of a new length compiled: {sorted(set(listened))}"
     assert compiles, "the compile listener heard nothing: the check proves nothing"
+
+
+def test_tensorflow_tuned_loop_is_traced_once_for_every_length():
+    skip_if_missing("tensorflow_tuned")
+    net, x, y = make_net("tensorflow_tuned", "float32")
+    x, y = net.prepare(x, y)
+    for steps in (FIRST, SECOND, SECOND + 3):
+        assert net.train(x, y, steps).shape == (steps,)
+    assert net.compiled_loop.experimental_get_tracing_count() == 1
+    assert net.compiled_step.experimental_get_tracing_count() == 1  # traced in the loop's graph, once
 
 
 KERAS_SCRIPT = """

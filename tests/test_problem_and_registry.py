@@ -245,3 +245,20 @@ def test_every_registered_name_says_what_it_is():
         if name.endswith(("_eager", "_manual", "_autograd", "_nn", "_ddp")):
             assert expected["compiled"] is False, name
     assert set(PROMISES) == {name for name in implementations.names() if not is_keras(name)}
+
+
+def test_each_framework_has_a_tuned_variant_paired_with_its_idiom():
+    """numpy, torch, jax and tensorflow each have one speed-written variant, paired with its sibling."""
+    tuned = {name: spec for name, spec in implementations.REGISTRY.items() if spec.tuned_from}
+    assert {spec.framework: (name, spec.tuned_from) for name, spec in tuned.items()} == {
+        "numpy": ("numpy_tuned", "numpy_manual"),
+        "torch": ("torch_tuned", "torch_manual"),
+        "jax": ("jax_tuned", "jax_jit"),
+        "tensorflow": ("tensorflow_tuned", "tf_function"),
+    }
+    for name, spec in tuned.items():
+        sibling = implementations.spec(spec.tuned_from)
+        assert sibling.tuned_from is None, f"{name} is paired with another tuned variant"
+        assert (sibling.framework, sibling.requires, sibling.extra) == (spec.framework, spec.requires, spec.extra)
+        assert spec.tuning and "." not in spec.tuning[-1:], f"{name}: one sentence, without its full stop"
+    assert not any(spec.tuning for spec in implementations.REGISTRY.values() if not spec.tuned_from)
