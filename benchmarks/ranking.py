@@ -190,9 +190,10 @@ def idle_devices(entries):
         if device == "cpu" or any(entry["status"] != "n/a" for entry in group):
             continue
         reasons = sorted({entry.get("reason") or "" for entry in group})
+        cases = f"{len(group)} case{'' if len(group) == 1 else 's'} not run"
         if any("no CUDA device" in reason for reason in reasons):
-            line = f"{device.upper()}: no device here ({len(group)} cases not run)"
+            line = f"{device.upper()}: no device here ({cases})"
         else:
-            line = f"{device.upper()}: {len(group)} cases not run: {'; '.join(reasons)}"
+            line = f"{device.upper()}: {cases}: {'; '.join(reasons)}"
         idle[device] = (len(group), line)
     return idle
