@@ -65,7 +65,10 @@ def build_parser():
     commands.add_parser("list", help="every registered implementation and whether it can run here")
 
     run = commands.add_parser("run", help="measure and write results.json and the report")
-    run.add_argument("--impl", action="append", metavar="NAME", help="an implementation (repeatable; default: all)")
+    run.add_argument("--impl", action="append", metavar="NAME",
+                     help="an implementation (repeatable; default: all but the slow starters)")
+    run.add_argument("--all", action="store_true", dest="slow_starters",
+                     help="also the slow starters (torch.compile variants, keras_jax_eager, torch_ddp)")
     run.add_argument("--workload", action="append", choices=WORKLOADS, help="repeatable; default: all")
     run.add_argument("--device", choices=DEVICE_CHOICES, default="all",
                      help="all (default) means the CPU and, where present, the GPU")
@@ -180,6 +183,7 @@ def config_from(args):
             raise UsageError(f"{ranked[0]} with {ranks} ranks needs at least {ranks} threads, got --threads {threads}")
     return RunConfig(
         implementations=tuple(dict.fromkeys(args.impl or ())),
+        slow_starters=args.slow_starters,
         workloads=workloads,
         devices=resolve_devices(args.device),
         dtypes=("float32",) if args.quick and not args.dtype else dtypes,

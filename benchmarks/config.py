@@ -15,7 +15,8 @@ DEVICE_CHOICES = ("cpu", "cuda", "all")
 
 @dataclass(frozen=True)
 class RunConfig:
-    implementations: tuple = ()  # registry names; empty means every registered one
+    implementations: tuple = ()  # registry names; empty means every registered one but the slow starters
+    slow_starters: bool = False  # also run the slow starters (registry `slow_start`) not named: --all
     workloads: tuple = WORKLOADS  # which problems to run
     devices: tuple = ("cpu",)  # resolved devices: "cpu" and/or "cuda"
     dtypes: tuple = ("float32", "float64")  # agreement runs in each; the sweep in the first

@@ -197,3 +197,24 @@ def idle_devices(entries):
             line = f"{device.upper()}: {cases}: {'; '.join(reasons)}"
         idle[device] = (len(group), line)
     return idle
+
+
+LEFT_OUT = "not in the default run"  # the reason's start for a slow starter the default run does not run
+
+
+def left_out(entries):
+    """Implementations the default run left out (the slow starters): (names, one line saying so), or ((), None).
+
+    Each has an "n/a" row per case; the summary and the report name them
+    once instead, with how to add them.
+    """
+    by_name = {}
+    for entry in entries:
+        by_name.setdefault(entry["implementation"], []).append(entry)
+    names = tuple(name for name, group in by_name.items()
+                  if all(entry["status"] == "n/a" and (entry.get("reason") or "").startswith(LEFT_OUT)
+                         for entry in group))
+    if not names:
+        return (), None
+    return names, (f"{LEFT_OUT}: {', '.join(names)} (slow to start: seconds of compiling, dispatching op by op "
+                   f"or starting ranks in every fresh process); add --all, or --impl NAME")

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import agreement, machine, timing
+from benchmarks import agreement, machine, ranking, timing
 from benchmarks.config import RunConfig, sweep_learning_rate
 
 SCHEMA = 1
@@ -110,6 +110,9 @@ def plan(config):
             run = {"implementation": name, "workload": workload, "tasks": tasks}
             if config.quick and spec.slow_start:
                 run["skip"] = "n/a: skipped by --quick (it needs several seconds to compile or start before its first step)"
+            elif spec.slow_start and not config.slow_starters and name not in config.implementations:
+                run["skip"] = (f"n/a: {ranking.LEFT_OUT} (it compiles, dispatches op by op or starts ranks for "
+                               f"seconds in every fresh process); add --all, or --impl {name}")
             elif "ranks" in spec.options and config.threads < config.ranks:
                 run["skip"] = (f"n/a: {config.ranks} ranks need at least {config.ranks} threads "
                                f"(--threads {config.threads}); ask for --ranks {config.threads} or more threads")

@@ -1,7 +1,8 @@
 """The tables `sidebyside run` prints when it finishes: one per workload, device, dtype and size.
 
 A device on which nothing ran (CUDA on a machine without a GPU) gets one
-line instead of its tables.
+line instead of its tables, and so do the slow starters the default run
+left out.
 
 Rows are ranked by benchmarks.ranking, the rule the HTML report uses too:
 entries whose timing rounds do not separate them share a rank ("1 tie"), and
@@ -42,9 +43,11 @@ def first_cost(entry):
 
 
 def print_summary(document, console=None):
-    console = console or Console(width=max(Console().width, 110))
+    console = console or Console(width=max(Console().width, 120))
     idle = ranking.idle_devices(document["results"])
-    entries = [entry for entry in document["results"] if entry["device"] not in idle]
+    skipped, skipped_line = ranking.left_out(document["results"])
+    entries = [entry for entry in document["results"]
+               if entry["device"] not in idle and entry["implementation"] not in skipped]
     groups = {}
     for entry in entries:
         size = entry["size"]
@@ -59,7 +62,8 @@ def print_summary(document, console=None):
         table = Table(title=title, title_justify="left")
         for column in ("implementation", "rank", "µs/step", "×best", "GFLOP/s", "%peak", "cores", "1st (s)",
                        "agreement", "status"):
-            table.add_column(column, justify="left" if column in ("implementation", "status") else "right")
+            table.add_column(column, justify="left" if column in ("implementation", "status") else "right",
+                             no_wrap=column == "implementation")  # a name is never cut
         if workload == "digits":
             table.add_column("accuracy", justify="right")
         # Ranked rows in rank order, then the unranked: timed ones (disagreeing) by time, then the rest.
@@ -89,6 +93,8 @@ def print_summary(document, console=None):
             console.print(Text(line))
     for _, line in idle.values():
         console.print(Text(line))
+    if skipped_line:
+        console.print(Text(skipped_line))
 
 
 def cores(entry):

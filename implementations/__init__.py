@@ -41,7 +41,7 @@ class Implementation:
     extra: str  # pip extra that installs them: pip install -e ".[extra]"
     options: dict = field(default_factory=dict)  # passed to the module's configure()
     workload: str = "two_layer"  # which problem it solves
-    slow_start: bool = False  # needs seconds before its first step (compiling, tracing op by op, starting ranks): not in --quick
+    slow_start: bool = False  # needs seconds before its first step (compiling, tracing op by op, starting ranks): run only when named or with --all, never with --quick
     preload: tuple = ()  # modules its first step imports: the worker's zygote imports them once, before forking
     # A speed-written variant names its idiomatic sibling, the registered
     # variant of the same framework it is a rewrite of, and says in one

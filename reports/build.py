@@ -51,7 +51,7 @@ class Report:
     has_digits: bool = False
     csv_tables: list = field(default_factory=list)
     warnings: list = field(default_factory=list)  # [(machine label, [line])]: measurement faults, shown first
-    notices: list = field(default_factory=list)  # [(machine label, [line])]: devices on which nothing ran
+    notices: list = field(default_factory=list)  # [(machine label, [line])]: devices and slow starters that did not run
 
 
 def prepare_output(out_dir):
@@ -103,7 +103,7 @@ def local_commit():
 def assemble(documents):
     """Everything the page and the Markdown show, from normalized documents."""
     everything = merge(documents)
-    collection, notices = everything.without_idle_devices()  # what the page shows
+    collection, notices = everything.without_idle_rows()  # what the page shows
     code = {}
     for workload in CODE_WORKLOADS:
         section = code_section(workload)

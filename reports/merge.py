@@ -53,22 +53,26 @@ class Collection:
     def machine(self, label):
         return self.documents[self.labels.index(label)]["machine"]
 
-    def without_idle_devices(self):
-        """(collection, notices): the rows of devices on which nothing ran left out, and one line for each.
+    def without_idle_rows(self):
+        """(collection, notices): the rows of what did not run left out, and one line for each.
 
         A machine without a GPU has every CUDA case "n/a"; the report names
         that once ("CUDA: no device here (N cases not run)") instead of a row
-        per case in every table. notices: [(machine label, [line, ...])].
+        per case in every table, and the same for the slow starters a default
+        run left out. notices: [(machine label, [line, ...])].
         """
-        from benchmarks.ranking import idle_devices
+        from benchmarks.ranking import idle_devices, left_out
 
         frame, notices, drop = self.frame, [], pd.Series(False, index=self.frame.index)
         for label in self.labels:
             mine = frame["machine"] == label
-            idle = idle_devices(frame.loc[mine, ["device", "status", "reason"]].to_dict("records"))
-            if idle:
-                notices.append((label, [line for _, line in idle.values()]))
-                drop |= mine & frame["device"].isin(list(idle))
+            records = frame.loc[mine, ["implementation", "device", "status", "reason"]].to_dict("records")
+            idle = idle_devices(records)
+            skipped, skipped_line = left_out(records)
+            lines = [line for _, line in idle.values()] + ([skipped_line] if skipped_line else [])
+            if lines:
+                notices.append((label, lines))
+                drop |= mine & (frame["device"].isin(list(idle)) | frame["implementation"].isin(list(skipped)))
         if not drop.any():
             return self, notices
         return replace(self, frame=frame[~drop]), notices

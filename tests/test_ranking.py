@@ -199,3 +199,20 @@ def test_console_summary_says_once_that_a_device_ran_nothing():
     mixed = [console_entry("gpu_fast", 1e-5, [1e-5], device="cuda"), no_gpu[0]]
     text = printed(mixed)
     assert "no device here" not in text and row_of(text, "a")[-1] == "n/a: no CUDA device"
+
+
+def test_console_summary_names_the_left_out_slow_starters_once():
+    from benchmarks.ranking import LEFT_OUT
+
+    reason = f"{LEFT_OUT} (it compiles for seconds in every fresh process); add --all, or --impl slow_one"
+    left = [console_entry("slow_one", None, [], dtype=dtype, status="n/a", reason=reason, step_time=None,
+                          gflops=None, peak_fraction=None, cpu_utilization=None) for dtype in ("float32", "float64")]
+    text = printed([console_entry("fast", 1e-4, [1e-4]), *left])
+    assert not any(line.startswith("│ slow_one ") for line in text.splitlines())
+    assert text.count("slow_one") == 1
+    assert f"{LEFT_OUT}: slow_one (slow to start" in text and "add --all, or --impl NAME" in text
+    # One of its cases ran (named with --impl on a resumed run, say): it keeps its rows.
+    ran = [console_entry("slow_one", 3e-4, [3e-4], dtype="float64"), left[0]]
+    text = printed(ran)
+    statuses = [line.split("│")[-2].strip() for line in text.splitlines() if line.startswith("│ slow_one ")]
+    assert statuses[0] == "ok" and statuses[1].startswith("n/a: not in the") and LEFT_OUT + ":" not in text

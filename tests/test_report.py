@@ -613,3 +613,20 @@ def test_older_flat_peaks_give_float64_runs_no_share_of_peak(tmp_path):
     fastest = [r["implementation"] for r in rows if r["rank"] == "1" and r["dtype"] == "float32"
                and r["size"] == "64×1000×100×10"]
     assert fastest == ["torch_manual"]
+
+
+def test_slow_starters_left_out_of_a_default_run_are_named_once(tmp_path):
+    from benchmarks.ranking import LEFT_OUT
+
+    document = make_document("default-box", digits=False)
+    reason = f"{LEFT_OUT} (it compiles for seconds in every fresh process); add --all, or --impl torch_compile"
+    document["results"] += [entry("torch_compile", "cpu", dtype, TUTORIAL, status="n/a", reason=reason)
+                            for dtype in ("float32", "float64")]
+    out = tmp_path / "report"
+    build_report([write(tmp_path, "default.json", document)], out)
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert f"{LEFT_OUT}: torch_compile (slow to start" in html and "add --all, or --impl NAME" in html
+    assert reason not in html  # no row per case ...
+    rows = [row for row in csv.DictReader(open(out / "summary.csv", newline="", encoding="utf-8"))
+            if row["implementation"] == "torch_compile"]
+    assert len(rows) == 2  # ... while the CSV keeps them
