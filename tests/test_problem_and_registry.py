@@ -262,3 +262,41 @@ def test_each_framework_has_a_tuned_variant_paired_with_its_idiom():
         assert (sibling.framework, sibling.requires, sibling.extra) == (spec.framework, spec.requires, spec.extra)
         assert spec.tuning and "." not in spec.tuning[-1:], f"{name}: one sentence, without its full stop"
     assert not any(spec.tuning for spec in implementations.REGISTRY.values() if not spec.tuned_from)
+
+
+PRELOAD_CHECK = """
+import sys
+import numpy as np
+import implementations, implementations.digits as digits
+registry = digits if sys.argv[1] == "digits" else implementations
+name = sys.argv[2]
+registry.load(name)
+for module in registry.spec(name).preload:
+    __import__(module)
+before = set(sys.modules)
+if sys.argv[1] == "digits":
+    from implementations.digits.problem import DigitsProblem, initial_weights
+    problem = DigitsProblem()
+    net = registry.create(name, initial_weights(problem, 64), problem)
+else:
+    from implementations.problem import Problem, make_data
+    problem = Problem()
+    x, y, w1, w2 = make_data(problem)
+    net = implementations.create(name, w1, w2, problem.learning_rate)
+    net.step(*net.prepare(x, y))
+print(len(set(sys.modules) - before))
+"""
+
+
+@pytest.mark.parametrize("workload", ["two_layer", "digits"])
+def test_the_preload_of_torch_nn_covers_what_its_optimizer_imports(workload):
+    # The zygote imports a spec's `preload` before forking; what building the
+    # net then imports is paid in every fresh process, every round.
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, "-c", PRELOAD_CHECK, workload, "torch_nn"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) < 50  # without the preload: about 800 modules

@@ -33,7 +33,7 @@ no options to `Net`, so this one is read by the reference alone.
 digits and prints the training loss and test accuracy of each.
 """
 
-from implementations import Implementation, create_entry, load_entry, missing_entry
+from implementations import TORCH_OPTIM, Implementation, create_entry, load_entry, missing_entry
 
 WORKLOAD = "digits"
 
@@ -43,7 +43,7 @@ REGISTRY = {
         Implementation("numpy_manual", "numpy_manual", "numpy", ("numpy",), "numpy", workload=WORKLOAD),
         Implementation("torch_manual", "torch_manual", "torch", ("torch",), "torch", workload=WORKLOAD),
         Implementation("torch_autograd", "torch_autograd", "torch", ("torch",), "torch", workload=WORKLOAD),
-        Implementation("torch_nn", "torch_nn", "torch", ("torch",), "torch", workload=WORKLOAD),
+        Implementation("torch_nn", "torch_nn", "torch", ("torch",), "torch", workload=WORKLOAD, preload=TORCH_OPTIM),
         Implementation(
             "keras_tensorflow", "keras_sequential", "keras", ("keras", "tensorflow"),
             "keras,tensorflow", {"backend": "tensorflow", "adam": "keras"}, workload=WORKLOAD,
