@@ -53,7 +53,7 @@ def scale_buttons(axes, name, x, y=1.1):
 
 def layout(figure, panel, height, menus, margin_top=110):
     figure.update_layout(
-        template="none", font=FONT, height=height, margin=dict(l=70, r=20, t=margin_top, b=55),
+        template="none", font=FONT, height=height, margin=dict(l=70, r=20, t=margin_top, b=70),
         title=dict(text=label(panel.title, 120), x=0, xanchor="left", y=0.99, yanchor="top"),
         legend=dict(font=dict(size=11), itemclick="toggle", itemdoubleclick="toggleothers"),
         hoverlabel=dict(namelength=-1), updatemenus=menus, plot_bgcolor="white", paper_bgcolor="white",

@@ -80,7 +80,15 @@ window.addEventListener("load", function () {
       result.caption_after = compare.querySelector("th.right-caption h4").textContent;
     }
     var chart = document.querySelector("div.plotly-chart");
-    if (chart) {
+    if (chart) {  // the mouse over the second trace's point at step 10: plotly's hover label
+      var layout = chart._fullLayout;
+      var origin = chart.querySelector("svg.main-svg").getBoundingClientRect();
+      chart.querySelector(".nsewdrag").dispatchEvent(new MouseEvent("mousemove", {
+        bubbles: true, clientX: origin.left + layout.xaxis._offset + layout.xaxis.c2p(10),
+        clientY: origin.top + layout.yaxis._offset + layout.yaxis.c2p(chart.calcdata[1][10].y)}));
+      result.hover = Array.prototype.map.call(chart.querySelectorAll(".hoverlayer .hovertext"),
+                                              function (label) { return label.textContent; });
+      result.trace_names = chart._fullData.map(function (trace) { return trace.name; });
       result.axis_before = chart.layout.yaxis.type;
       chart.querySelectorAll(".updatemenu-button")[1].dispatchEvent(new MouseEvent("click", {bubbles: true}));
       result.axis_after = chart.layout.yaxis.type;
@@ -182,6 +190,10 @@ def test_the_reader_can_switch_axes_hide_series_and_pick_code(page):
     path.write_text(with_check(text, keep_policy=True), encoding="utf-8")
     result = run_chromium(path, folder / "profile-3")
     assert result["problems"] == []
+    assert len(result["hover"]) == 1 and "loss " in result["hover"][0]
+    # Steps lie under a pixel apart at 500 steps: the closest point is step 10 or a neighbour.
+    assert abs(int(re.search(r"step (\d+)", result["hover"][0]).group(1)) - 10) <= 2
+    assert any(result["hover"][0].startswith(name) for name in result["trace_names"])
     assert (result["axis_before"], result["axis_after"]) == ("log", "linear")
     visible = result["visible_after_legend_click"]
     assert visible[0] == "legendonly" and all(state is True for state in visible[1:] if state != "legendonly")
