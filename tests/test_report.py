@@ -130,6 +130,7 @@ def test_the_policy_admits_exactly_the_pages_own_scripts(built):
     directives, sources = script_src(built["html"])
     assert directives["default-src"] == "'none'" and directives["img-src"] == "data:"
     scripts = page.executable_scripts()
+    assert len(scripts) == 2  # plotly.js and the page's own script
     assert sorted(sources) == sorted(sha256_source(text) for text in scripts)  # each one by its hash
     assert "'unsafe-inline'" not in sources and "'unsafe-eval'" not in sources
     plotly_js = get_plotlyjs()
