@@ -2,7 +2,8 @@
 
     build_report(["results.json", "other-machine.json"], "report/")
 
-The output folder is checked first (it may not exist yet, but its parent
+With the Markdown format, the charts are also drawn as PNG files in
+DIR/figures/, which report.md links. The output folder is checked first (it may not exist yet, but its parent
 must, and it must be writable), then every result file is loaded and
 validated, and only then is anything drawn. Files are written atomically:
 a temporary file in the folder, then a rename.
@@ -16,14 +17,17 @@ from pathlib import Path
 
 from reports import FORMATS, tables
 from reports.code import code_section, stylesheet as code_stylesheet
-from reports.figures import all_charts
+from reports.chartdata import all_panels
+from reports.figures import digits_charts, png_charts
 from reports.findings import findings, measurement_warnings
 from reports.html import render_html, stylesheet
+from reports.interactive import interactive_charts
 from reports.markdown import render_markdown
 from reports.merge import merge
 from reports.schema import load_results, one_line
 
 CODE_WORKLOADS = ("two_layer", "digits")
+FIGURES = "figures"  # the folder of report.md's PNG figures
 
 
 class OutputError(Exception):
@@ -44,7 +48,8 @@ class Report:
     machine_names: list
     findings: list
     tables: dict  # name -> tables.Table or None
-    charts: dict  # "loss" | "timing" | "sweep" | "digits" -> [figures.Chart]
+    charts: dict  # "loss" | "timing" | "sweep" -> [interactive.InteractiveChart]; "digits" -> [figures.Chart]
+    panels: dict  # "loss" | "timing" | "sweep" -> [chartdata panels]: what both kinds of chart draw
     code: dict  # workload -> code.CodeSection or None
     css: str
     commit: str | None = None
@@ -109,7 +114,9 @@ def assemble(documents):
         section = code_section(workload)
         code[workload] = section if section.columns or section.problems else None
     lines_of_code = {workload: section.lines_of_code for workload, section in code.items() if section}
-    charts, crossings = all_charts(collection)
+    panels, crossings, palette = all_panels(collection)
+    charts = interactive_charts(panels)
+    charts["digits"] = digits_charts(collection, palette)
     has_digits = bool((collection.frame["workload"] == tables.DIGITS).any())
 
     def all_tables(collection):
@@ -138,6 +145,7 @@ def assemble(documents):
         notices=notices,
         tables=report_tables,
         charts=charts,
+        panels=panels,
         code=code,
         css=stylesheet(code_stylesheet()),
         commit=local_commit(),
@@ -172,6 +180,33 @@ def csv_safe(cell):
     return cell
 
 
+def write_bytes(path, data):
+    """Write atomically, like write_text."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_figures(report, out_dir):
+    """The charts as PNG files in out_dir/figures/ for report.md; returns [(path relative to out_dir, title)]."""
+    charts = png_charts(report.panels)
+    charts["digits"] = report.charts["digits"]
+    folder = out_dir / FIGURES
+    folder.mkdir(exist_ok=True)
+    written = []
+    for kind in ("loss", "timing", "sweep", "digits"):
+        for chart in charts[kind]:
+            write_bytes(folder / f"{chart.id}.png", chart.png)
+            written.append((f"{FIGURES}/{chart.id}.png", chart.title))
+    return written
+
+
 def write_report(report, out_dir, formats=("html",)):
     """Write the report's files into an existing folder; returns the main file's path."""
     out_dir = Path(out_dir)
@@ -181,7 +216,7 @@ def write_report(report, out_dir, formats=("html",)):
             write_text(out_dir / f"{table.name}.csv", table.data.map(csv_safe).to_csv(index=False))
         if "markdown" in formats:
             main = out_dir / "report.md"
-            write_text(main, render_markdown(report))
+            write_text(main, render_markdown(report, write_figures(report, out_dir)))
         if "html" in formats:
             main = out_dir / "index.html"
             write_text(main, render_html(report))

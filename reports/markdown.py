@@ -1,5 +1,7 @@
 """The summary, idiom-vs-ceiling and timing tables as GitHub-flavoured Markdown, to paste into an issue.
 
+The charts follow as links to the PNG files build.py writes beside report.md.
+
 Cells are escaped for GFM: pipes would end a cell and angle brackets would
 become HTML, so a machine named `<script>` shows as text there too.
 """
@@ -34,8 +36,8 @@ def render_table(report_table, level="###"):
     return "\n\n".join(blocks)
 
 
-def render_markdown(report):
-    """The Markdown document; `report` is a reports.build.Report."""
+def render_markdown(report, figures=()):
+    """The Markdown document; `report` is a reports.build.Report, `figures` [(relative PNG path, title)]."""
     blocks = ["## sidebyside report"]
     sources = "; ".join(f"{escape(source.name)} ({escape(source.format)}, machine {escape(source.machine)})"
                         for source in report.sources)
@@ -55,4 +57,7 @@ def render_markdown(report):
         block = render_table(report.tables.get(name))
         if block:
             blocks.append(block)
+    if figures:
+        blocks.append("### Figures")
+        blocks.append("\n\n".join(f"![{escape(title)}]({path})" for path, title in figures))
     return "\n\n".join(blocks) + "\n"

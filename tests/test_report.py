@@ -2,43 +2,82 @@
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import os
 import re
+from html import unescape
 from html.parser import HTMLParser
 
+import numpy as np
+import plotly.io
 import pytest
 from PIL import Image
+from plotly.offline import get_plotlyjs
 
 import implementations
 from reports import build, code, markdown
 from reports.build import OutputError, build_report
 from reports.cli import main
 from reports.merge import machine_labels, merge
-from reports.schema import parse_results
+from reports.schema import load_results, parse_results
 from tests.test_report_data import (PEAKS, TUTORIAL, entry, flops, make_benchmark_json, make_document,
                                     reference_losses, write)
 
 EVIL_MACHINE = "<script>window.__pwned = true</script>"
 EVIL_IMPLEMENTATION = '<img src=x onerror="window.__pwned = true">|pipe'
 FORMULA = "=HYPERLINK(\"http://example.invalid\")"
+SCRIPT_END = "</script><script>window.__pwned = true</script>"  # tries to end a <script> block of chart data
 
 
 class Page(HTMLParser):
-    """Collects the tags and attributes of a page."""
+    """Collects the tags and attributes of a page, and each <script> element's attributes and text."""
 
     def __init__(self, text):
         super().__init__()
-        self.tags, self.attributes, self.text = [], [], []
+        self.tags, self.attributes, self.text, self.scripts = [], [], [], []
         self.feed(text)
 
     def handle_starttag(self, tag, attributes):
         self.tags.append(tag)
         self.attributes += [(tag, name, value or "") for name, value in attributes]
+        if tag == "script":
+            self.scripts.append((dict(attributes), []))
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self.scripts[-1] = (self.scripts[-1][0], "".join(self.scripts[-1][1]))
 
     def handle_data(self, data):
         self.text.append(data)
+        if self.scripts and isinstance(self.scripts[-1][1], list):
+            self.scripts[-1][1].append(data)
+
+    def executable_scripts(self):
+        return [text for attributes, text in self.scripts if attributes.get("type") != "application/json"]
+
+    def json_blocks(self):
+        """id -> the parsed value of each <script type="application/json">."""
+        return {attributes["id"]: json.loads(text) for attributes, text in self.scripts
+                if attributes.get("type") == "application/json"}
+
+
+def plotted(array):
+    """A figure's array as numbers: plotly.io.to_json writes numpy arrays as base64 ("bdata")."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array, dtype=float)
+
+
+def sha256_source(text):
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+def script_src(html):
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', html).group(1)
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    return directives, directives["script-src"].split()
 
 
 def read_csv(path):
@@ -66,7 +105,7 @@ def built(tmp_path_factory):
 
 def test_writes_page_markdown_and_a_csv_per_table(built):
     names = sorted(path.name for path in built["out"].iterdir())
-    assert names == ["agreement.csv", "digits.csv", "environment.csv", "index.html", "lines_of_code.csv",
+    assert names == ["agreement.csv", "digits.csv", "environment.csv", "figures", "index.html", "lines_of_code.csv",
                      "machines.csv", "not_ok.csv", "report.md", "summary.csv", "timing.csv"]
     page = Page(built["html"])
     linked = {value for tag, name, value in page.attributes if tag == "a" and name == "href" and value.endswith(".csv")}
@@ -81,8 +120,45 @@ def test_page_is_self_contained(built):
             assert not value.lower().startswith(("http:", "https:", "//")), (tag, value)
     sources = [value for tag, name, value in page.attributes if tag == "img" and name == "src"]
     assert sources and all(value.startswith("data:image/png;base64,") for value in sources)
-    assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
-    assert "default-src 'none'; img-src data:" in built["html"]  # a CSP: no network, no script
+    assert "link" not in page.tags and "iframe" not in page.tags
+    assert "default-src 'none'; img-src data:" in built["html"]  # a CSP: no network, no other script
+    assert all("src" not in attributes for attributes, _ in page.scripts)  # every script is inline
+
+
+def test_the_policy_admits_exactly_the_pages_own_scripts(built):
+    page = Page(built["html"])
+    directives, sources = script_src(built["html"])
+    assert directives["default-src"] == "'none'" and directives["img-src"] == "data:"
+    scripts = page.executable_scripts()
+    assert len(scripts) == 2  # plotly.js and the page's own script
+    assert sorted(sources) == sorted(sha256_source(text) for text in scripts)  # each one by its hash
+    assert "'unsafe-inline'" not in sources and "'unsafe-eval'" not in sources
+    plotly_js = get_plotlyjs()
+    assert scripts.count(plotly_js) == 1  # plotly.js once, inlined
+    assert built["html"].count(plotly_js[:2000]) == 1
+    assert "connect-src" not in directives and "http" not in " ".join(directives.values())
+
+
+def test_each_interactive_chart_is_a_plotly_figure_of_the_png_numbers(built):
+    page = Page(built["html"])
+    blocks = page.json_blocks()
+    charts = [value for tag, name, value in page.attributes if tag == "div" and name == "data-figure"]
+    assert len(charts) == len(set(charts)) > 10 and all(chart in blocks for chart in charts)
+    for chart in charts:
+        figure = plotly.io.from_json(json.dumps(blocks[chart]))  # plotly validates it
+        assert figure.data and figure.layout.updatemenus  # traces, and the log/linear buttons
+    # The markdown's PNG of the first loss chart and the page's chart show the same curves.
+    report = build.assemble([load_results(path) for path in sorted(built["out"].parent.glob("*.json"))])
+    panel = report.panels["loss"][0]
+    figure = plotly.io.from_json(json.dumps(blocks["figure-" + panel.id]))
+    names = [unescape(trace.name) for trace in figure.data if trace.showlegend is not False]
+    assert names[0] == panel.reference_name and names[1:] == [c.implementation for c in panel.curves]
+    losses = [trace for trace in figure.data if trace.showlegend is not False][1]
+    assert np.allclose(plotted(losses.y), panel.curves[0].losses, equal_nan=True)
+    document = next(d for d in built["documents"].values() if d.get("machine", {}).get("name") == "ci-box")
+    recorded = next(e["losses"] for e in document["results"] if e["implementation"] == panel.curves[0].implementation
+                    and e["device"] == "cpu" and e["dtype"] == panel.title.split(" · ")[2] and e["losses"])
+    assert np.allclose(plotted(losses.y), recorded)  # the numbers of the result file, unchanged
 
 
 def test_every_figure_is_a_real_png(built):
@@ -92,6 +168,15 @@ def test_every_figure_is_a_real_png(built):
         image = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
         image.verify()
         assert image.size[0] > 400 and image.size[1] > 150
+    files = sorted((built["out"] / "figures").iterdir())
+    charts = [value for tag, name, value in page.attributes if tag == "div" and name == "data-figure"]
+    assert {path.stem for path in files} == {chart.removeprefix("figure-") for chart in charts} | {
+        value for tag, name, value in page.attributes if tag == "figure" and name == "id" and value.startswith("digits-")}
+    for path in files:
+        with Image.open(path) as image:
+            image.verify()
+            assert image.size[0] > 400 and image.size[1] > 150
+        assert f"](figures/{path.name})" in built["markdown"]  # report.md shows it
 
 
 def test_one_loss_figure_per_group_with_curves(built):
@@ -278,6 +363,7 @@ def hostile_document():
     document["machine"]["frameworks"]["<b>bold</b>"] = "1.0"
     document["results"][0]["cpu_utilization"] = 9.0  # over its threads: the name reaches a warning line too
     document["results"][2].update(status="disagrees", reason="<script>window.__pwned = true</script> differs")
+    document["results"][6]["implementation"] = SCRIPT_END  # has loss curves and timings: in chart data
     return document
 
 
@@ -292,7 +378,16 @@ def test_hostile_names_are_escaped_everywhere(tmp_path):
     assert "disagrees: &lt;script&gt;window.__pwned = true&lt;/script&gt; differs" in html
     page = Page(html)
     assert page.tags.count("table") == html.count("<table")
-    assert "script" not in page.tags
+    # The only script elements are the page's own: its scripts and its JSON blocks, nothing a name opened.
+    assert page.tags.count("script") == html.count("<script") == len(page.scripts)
+    for attributes, text in page.scripts:
+        assert re.fullmatch(r"page-script-\d+|figure-(loss|timing|sweep)-\d+|alignments-\w+", attributes["id"])
+        if attributes.get("type") == "application/json":
+            assert "<" not in text and ">" not in text  # escaped as \u003c, \u003e: no block can be ended
+    figures = [figure for name, figure in page.json_blocks().items() if name.startswith("figure-")]
+    names = {unescape(trace.get("name") or "") for figure in figures for trace in figure["data"]}
+    assert EVIL_IMPLEMENTATION in names and SCRIPT_END in names  # they reach the charts, as text
+    assert all(unescape(figure["layout"]["title"]["text"]).startswith(EVIL_MACHINE) for figure in figures)
     text = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "<script>" not in text and "\\<script\\>" in text
     rows = read_csv(tmp_path / "out" / "summary.csv")
@@ -347,10 +442,78 @@ def test_code_columns_follow_the_registry():
     assert section.base == specs[0].module and section.columns[0].changed == 0
     for column in section.columns[1:]:
         assert 0 < column.changed <= column.lines_of_code
-        assert column.html.count('class="hll"') == column.changed
+        # The side-by-side view marks, on the right, exactly the code lines counted as changed.
+        marked = {right + 1 for _, right, kind in section.rows(section.base, column.module)
+                  if kind in (code.CHANGED, code.ONLY_RIGHT)}
+        source = section.sources[column.module]
+        assert len(marked & code.code_lines(source)) == column.changed
+        assert len(column.lines) == len(source.splitlines())  # one highlighted line per line shown
         assert column.docstring  # every implementation explains itself
     assert section.lines_of_code["numpy_manual"] == code.count_lines_of_code(
         open(section.columns[0].path, encoding="utf-8").read())
+
+
+def expand(runs):
+    """The runs of comparison_json back to rows, written here independently of report.js."""
+    rows = []
+    for kind, left, right, count in runs:
+        for offset in range(count):
+            rows.append((None if left < 0 else left + offset, None if right < 0 else right + offset, kind))
+    return rows
+
+
+def test_aligned_rows_pair_lines_as_a_diff_tool_does():
+    left = "a\nb\nc\nd\ne\n"
+    right = "a\n  b\nC\nC2\ne\nf\n"  # b re-indented (same), c -> C C2, d gone, f added
+    # By hand: a=a, b=b, then c,d replaced by C,C2 (paired in order), e=e, f only on the right.
+    assert code.aligned_rows(left, right) == [
+        (0, 0, code.SAME), (1, 1, code.SAME), (2, 2, code.CHANGED), (3, 3, code.CHANGED), (4, 4, code.SAME),
+        (None, 5, code.ONLY_RIGHT)]
+    assert code.aligned_rows("x\ny\nz\n", "x\n") == [
+        (0, 0, code.SAME), (1, None, code.ONLY_LEFT), (2, None, code.ONLY_LEFT)]
+    assert code.aligned_rows("p\nq\n", "r\n") == [(0, 0, code.CHANGED), (1, None, code.ONLY_LEFT)]
+
+
+def test_every_pair_is_aligned_in_the_page_and_every_line_shown_once():
+    for workload in ("two_layer", "digits"):
+        section = code.code_section(workload)
+        modules = [column.module for column in section.columns]
+        pairs = json.loads(section.comparison_json())["pairs"]
+        assert len(pairs) == len(modules) * (len(modules) - 1) // 2
+        for key, runs in pairs.items():
+            left, right = key.split("|")
+            rows = expand(runs)
+            assert rows == section.rows(left, right)
+            lines = (section.sources[left].splitlines(), section.sources[right].splitlines())
+            assert [l for l, _, _ in rows if l is not None] == list(range(len(lines[0])))
+            assert [r for _, r, _ in rows if r is not None] == list(range(len(lines[1])))
+            for l, r, kind in rows:
+                if kind == code.SAME:  # the same line, indentation aside
+                    assert lines[0][l].strip() == lines[1][r].strip()
+                else:  # a changed row faces a line, a left-only or right-only row a gap
+                    assert (l is not None, r is not None) == {code.CHANGED: (True, True), code.ONLY_LEFT: (
+                        True, False), code.ONLY_RIGHT: (False, True)}[kind]
+
+
+def test_the_page_shows_numpy_manual_beside_torch_manual_without_javascript(built):
+    section = code.code_section("two_layer")
+    rows = section.rows("numpy_manual", "torch_manual")
+    match = re.search(r'<div class="code-compare" id="compare-two_layer".*?<tbody>(.*?)</tbody>', built["html"], re.S)
+    assert match and 'data-shown="numpy_manual|torch_manual"' in built["html"]
+    body = match.group(1)
+    found = re.findall(r'<tr class="([a-z-]+)">(.*?)</tr>', body, re.S)
+    assert [kind for kind, _ in found] == [code.ROW_CLASSES[kind] for _, _, kind in rows]
+    left, right = section.sources["numpy_manual"].splitlines(), section.sources["torch_manual"].splitlines()
+    first = section.column("torch_manual").first_line
+    for (_, cells), (l, r, _) in zip(found, rows):
+        texts = [unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)]
+        assert texts[1] == (left[l] if l is not None else "") and texts[3] == (right[r] if r is not None else "")
+        assert texts[2] == (str(first + r) if r is not None else "")
+    assert sum(kind != "same" for kind, _ in found) > 10  # the framework-specific lines are marked
+    block = built["html"][built["html"].index('id="compare-two_layer"'):]
+    pickers = re.search(r'<div class="code-pickers" hidden>(.*?)</div>', block, re.S).group(1)
+    assert pickers.count("<option") == 2 * len(section.columns)  # any two, once JavaScript shows the pickers
+    assert '<option value="numpy_manual" selected>' in pickers and '<option value="torch_manual" selected>' in pickers
 
 
 def test_missing_digits_registry_is_reported_not_fatal(monkeypatch, tmp_path):
@@ -437,7 +600,12 @@ def test_extreme_but_valid_numbers_still_draw(tmp_path):
     document["results"][-2]["epochs"][0]["time_s"] = 1e300
     document["machine"]["peak_gflops"]["cpu"] = 1e-300
     index = build_report([write(tmp_path, "r.json", document)], tmp_path / "out", formats=("html", "markdown"))
-    assert index.read_text(encoding="utf-8").count("<img ") > 5
+    page = index.read_text(encoding="utf-8")
+    assert page.count('class="plotly-chart"') + page.count("<img ") > 5
+    pngs = list((tmp_path / "out" / "figures").glob("*.png"))
+    assert len(pngs) == page.count('class="plotly-chart"') + page.count("<img ") > 5
+    for figure in Page(page).json_blocks().values():
+        json.dumps(figure, allow_nan=False)  # every number the charts draw is finite or a gap (null)
 
 
 # ----------------------------------------------------------------------------
