@@ -275,6 +275,8 @@ def command_run(args):
         return 143 if isinstance(interruption, Terminated) else 130
     point_latest(out_dir)
     print_summary(run.document)
+    for line in run_warnings(run.document["machine"]):
+        print(f"warning: {line}", file=sys.stderr)
     results = run.document["results"]
     if results and all(entry["status"] == "n/a" for entry in results):
         reasons = sorted({entry["reason"] for entry in results})
@@ -292,6 +294,15 @@ def command_run(args):
             return 2
         print(f"report: {index}")
     return strict_status(results) if args.strict else 0
+
+
+def run_warnings(machine_record):
+    """What skewed this run's timings: a busy machine, a moving peak, ... (the lines the report shows too)."""
+    from benchmarks import noise
+    from reports.findings import peak_spread_warning
+
+    spread = peak_spread_warning(machine_record)
+    return noise.warnings(machine_record.get("conditions")) + ([spread] if spread else [])
 
 
 BAD_STATUSES = ("failed", "diverged", "disagrees")

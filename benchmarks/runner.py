@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import agreement, machine, ranking, timing
+from benchmarks import agreement, machine, noise, ranking, timing
 from benchmarks.config import RunConfig, sweep_learning_rate
 
 SCHEMA = 1
@@ -597,6 +597,7 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
         run.start_zygotes(measured, wait=False)
         if run.document is None:
             record = machine.describe(config.name or None)
+            record["conditions"] = noise.conditions()  # others' load, sampled while ours import
             run.start_zygotes(measured)  # every worker ready and idle
             run.mark("measuring the peak")
             record.update(measure_peak(run.peaks[0], last=False))

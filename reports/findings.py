@@ -22,7 +22,7 @@ peak that moved by more than 10 % between the start and the end of the run.
 
 from collections import Counter
 
-from benchmarks import ranking
+from benchmarks import noise, ranking
 from reports import formatting as fmt
 from reports.merge import value
 from reports.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, comparable_median, limit_ratio,
@@ -360,7 +360,7 @@ def measurement_warnings(collection):
     for label, machine, _ in collection.machines:
         part = frame[frame["machine"] == label]
         lines = [line for line in (over_threads_warning(part), over_peak_warning(part), peak_spread_warning(machine))
-                 if line]
+                 if line] + noise.warnings(machine.get("conditions"))
         result.append((label, lines))
     return result
 

@@ -472,10 +472,45 @@ def check_machine(value, path):
     machine["gpu"] = check_gpu(value.get("gpu"), f"{path}.gpu")
     machine["tf32"] = check_boolean(value.get("tf32"), f"{path}.tf32", optional=True)
     machine["peak_gflops"] = check_peaks(value.get("peak_gflops", {}), f"{path}.peak_gflops")
+    machine["conditions"] = check_conditions(value.get("conditions"), f"{path}.conditions")
     detail = value.get("peak_detail", {})
     machine["peak_detail"] = check_free(check_object({} if detail is None else detail, f"{path}.peak_detail"),
                                         f"{path}.peak_detail")
     return machine
+
+
+def check_conditions(value, path):
+    """machine.conditions (benchmarks/noise.py): what else the machine did as the run started; None if absent."""
+    if value is None:
+        return None
+    check_object(value, path)
+    average = value.get("load_average")
+    busiest = value.get("busy_processes") or []
+    check_array(busiest, f"{path}.busy_processes")
+    if len(busiest) > 20:
+        raise Invalid(f"{path}.busy_processes", f"must hold at most 20 processes, got {len(busiest)}")
+    processes = []
+    for index, item in enumerate(busiest):
+        here = f"{path}.busy_processes[{index}]"
+        check_object(item, here)
+        processes.append({"pid": check_integer(item.get("pid"), f"{here}.pid", optional=True),
+                          "name": check_text(item.get("name"), f"{here}.name") or "?",
+                          "cores": check_number(item.get("cores"), f"{here}.cores")})
+    if average is not None:
+        check_array(average, f"{path}.load_average")
+        average = [check_number(item, f"{path}.load_average[{index}]") for index, item in enumerate(average[:3])]
+    return {
+        "load_average": average,
+        "other_cpu_cores": check_number(value.get("other_cpu_cores"), f"{path}.other_cpu_cores", optional=True),
+        "busy_processes": processes,
+        "cpu_mhz": check_number(value.get("cpu_mhz"), f"{path}.cpu_mhz", optional=True),
+        "governor": check_text(value.get("governor"), f"{path}.governor", optional=True),
+        "turbo": check_boolean(value.get("turbo"), f"{path}.turbo", optional=True),
+        "cpus_in_mask": check_integer(value.get("cpus_in_mask"), f"{path}.cpus_in_mask", optional=True),
+        "cpu_count": check_integer(value.get("cpu_count"), f"{path}.cpu_count", optional=True),
+        "available_memory_bytes": check_integer(value.get("available_memory_bytes"),
+                                                f"{path}.available_memory_bytes", optional=True),
+    }
 
 
 def check_text_map(value, path):
