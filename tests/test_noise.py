@@ -74,3 +74,13 @@ def test_corrupted_conditions_are_refused_in_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(document))
     assert "machine.conditions.other_cpu_cores" in one_line_error(sidebyside("report", str(bad), "--out", str(tmp_path / "r")))
+
+
+def test_the_console_names_a_peak_that_moved_during_the_run():
+    from benchmarks.cli import run_warnings
+
+    machine = {"conditions": QUIET, "peak_gflops": {"cpu": {"float32": 200.0, "float64": 100.0}},
+               "peak_detail": {"start": {"cpu": {"float32": 150.0, "float64": 99.0}},
+                               "end": {"cpu": {"float32": 200.0, "float64": 100.0}}}}
+    lines = run_warnings(machine)
+    assert len(lines) == 1 and "cpu float32 by 25" in lines[0] and "float64" not in lines[0]
