@@ -59,8 +59,18 @@ def size(text):
     return tuple(positive_int(part) for part in parts)
 
 
+def installed_version():
+    from importlib import metadata
+
+    try:
+        return metadata.version("sidebyside")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser():
     parser = Parser(prog="sidebyside", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"sidebyside {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     commands.add_parser("list", help="every registered implementation and whether it can run here")
 
@@ -93,6 +103,7 @@ def build_parser():
     run.add_argument("--strict", action="store_true",
                      help="exit 1 if any case failed, diverged or disagrees (after writing everything)")
 
+    parser.run_parser = run  # benchmarks/settings.py reads its options
     report = commands.add_parser("report", help="build the HTML report from result files")
     try:
         from reports.cli import add_arguments
@@ -184,6 +195,7 @@ def config_from(args):
     return RunConfig(
         implementations=tuple(dict.fromkeys(args.impl or ())),
         slow_starters=args.slow_starters,
+        settings_file=getattr(args, "settings_file", ""),
         workloads=workloads,
         devices=resolve_devices(args.device),
         dtypes=("float32",) if args.quick and not args.dtype else dtypes,
@@ -318,6 +330,18 @@ def strict_status(results):
     return 1 if bad else 0
 
 
+def with_settings(args, argv, run_parser):
+    """Settings from sidebyside.toml or pyproject's [tool.sidebyside] where the command line gave none."""
+    from benchmarks import settings
+
+    try:
+        args, path = settings.apply(args, argv[argv.index("run") + 1:], run_parser)
+    except settings.SettingsError as error:
+        raise UsageError(str(error)) from None
+    args.settings_file = str(path) if path else ""
+    return args
+
+
 def load_resume(out_dir):
     from benchmarks.runner import SCHEMA
 
@@ -344,7 +368,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command == "run" and not args.resume:
+            args = with_settings(args, argv, parser.run_parser)
         if args.command == "list":
             return command_list()
         if args.command == "run":

@@ -40,6 +40,7 @@ class RunConfig:
     ranks: int = 2  # torch_ddp: processes
     quick: bool = False  # a smoke run: few steps, no sweep, one epoch
     name: str = ""  # the machine's label in reports; empty means the host name
+    settings_file: str = ""  # sidebyside.toml or pyproject.toml the settings came from, besides the flags
     worker_timeout_s: float = 900.0  # a worker silent this long is stopped and marked failed
 
     def as_dict(self):
