@@ -80,3 +80,13 @@ def test_version():
     from importlib import metadata
 
     assert result.returncode == 0 and result.stdout.strip() == f"sidebyside {metadata.version('sidebyside')}"
+
+
+def test_the_readme_example_is_a_valid_settings_file(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "pyproject.toml").write_text(example)
+    config = config_in(tmp_path, monkeypatch=monkeypatch)
+    assert config.implementations == ("numpy_manual", "torch_manual", "jax_jit") and config.threads == 2
+    assert config.sizes == ((64, 1000, 100, 10), (256, 1000, 400, 10)) and config.dtypes == ("float32",)
+    assert config.sweep == ()
