@@ -19,7 +19,7 @@ from reports import FORMATS, tables
 from reports.code import code_section, stylesheet as code_stylesheet
 from reports.chartdata import all_panels
 from reports.figures import digits_charts, png_charts
-from reports.findings import findings, measurement_warnings
+from reports.findings import choice_table, findings, measurement_warnings
 from reports.html import render_html, stylesheet
 from reports.interactive import interactive_charts
 from reports.markdown import render_markdown
@@ -121,6 +121,7 @@ def assemble(documents):
 
     def all_tables(collection):
         return {
+            "choice": choice_table(collection),
             "summary": tables.summary_table(collection, lines_of_code),
             "tuned": tables.tuned_table(collection),
             "machines": tables.machines_table(collection) if len(collection.labels) > 1 else None,

@@ -22,10 +22,12 @@ peak that moved by more than 10 % between the start and the end of the run.
 
 from collections import Counter
 
+import pandas as pd
+
 from benchmarks import noise, ranking
 from reports import formatting as fmt
 from reports.merge import value
-from reports.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, comparable_median, limit_ratio,
+from reports.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, Table, comparable_median, limit_ratio,
                             ordered, peak_devices, peak_drift, ranking_entry, speedup, tuned_pairs, tuned_rows,
                             tuned_step_cell)
 
@@ -70,6 +72,43 @@ def speed_sentence(machine, device, dtype, size, group):
                     f"{fmt.seconds(best)} to {fmt.seconds(slowest)} a step; their timing rounds do not tell "
                     f"them apart")
     return sentence + (f"; the others take {others} as long." if others else ".")
+
+
+CHOICE_SHOWN = 3  # "then": the runners-up named in a row of the choice table
+
+
+def choice_table(collection):
+    """"Which should I use?" as a table: per machine, workload, device and dtype, the fastest, then ratios.
+
+    The same groups and the same rule as the findings' speed sentences
+    (benchmarks.ranking): a tie for fastest names every tied implementation.
+    """
+    rows, display = [], []
+    for machine, workload, device, dtype, size, group in primary_groups(ordered(collection.frame, collection.labels)):
+        entries = {index: ranking_entry(row) for index, row in group.iterrows()}
+        ranked = ranking.rank([entry for entry in entries.values() if ranking.rankable(entry)])
+        if not ranked:
+            continue
+        names = {id(entry): group.loc[index, "implementation"] for index, entry in entries.items()}
+        best = ranking.median(ranked[0].entry)
+        first = [names[id(item.entry)] for item in ranked if item.rank == 1]
+        rest = [(names[id(item.entry)], ranking.median(item.entry) / best) for item in ranked if item.rank != 1]
+        then = ", ".join(f"{name} {fmt.times(ratio)}" for name, ratio in rest[:CHOICE_SHOWN])
+        slowest = f"{rest[-1][0]} {fmt.times(rest[-1][1])}" if len(rest) > CHOICE_SHOWN else ""
+        fastest = first[0] if len(first) == 1 else f"{ranking.TIE}: {', '.join(first)}"
+        rows.append({"machine": machine, "workload": workload, "device": device, "dtype": dtype, "size": size,
+                     "fastest": ";".join(first), "tied": len(first) > 1, "step_s": best,
+                     "ranked": len(ranked), "then": ";".join(f"{name}={ratio:.4g}" for name, ratio in rest)})
+        display.append({"Machine": machine, "Workload": workload, "Device": device,
+                        "Dtype": dtype, "Size": size, "Fastest": fastest, "Step": fmt.seconds(best),
+                        "Then (× the fastest's step)": then or "—", "Slowest": slowest or "—"})
+    shown = pd.DataFrame(display)
+    if len(collection.labels) == 1 and not shown.empty:
+        shown = shown.drop(columns="Machine")
+    return Table("choice", "The fastest per device and dtype", pd.DataFrame(rows), shown,
+                 facet="Machine" if len(collection.labels) > 1 else None,
+                 note="Ranked by the timing rounds: implementations the rounds do not separate are a tie. "
+                      "Runs that failed, diverged or disagree with the reference are not ranked.")
 
 
 def tuned_sentences(collection, frame, pairs):

@@ -49,6 +49,9 @@ def render_markdown(report, figures=()):
     for machine, lines in report.notices:
         where = f"{escape(machine)}: " if len(report.findings) > 1 else ""
         blocks.append("\n".join(f"{where}{escape(line)}" for line in lines))
+    choice = render_table(report.tables.get("choice"))
+    if choice:
+        blocks.append(choice)
     for machine, sentences in report.findings:
         if len(report.findings) > 1:
             blocks.append(f"**{escape(machine)}**")

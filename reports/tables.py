@@ -264,7 +264,6 @@ def summary_table(collection, lines_of_code):
     frame = with_group_ratios(ordered(frame, collection.labels))
     data = summary_data(frame, lines_of_code)
     frame = collapse_unavailable(frame)
-    loc = [lines_of_code.get(w, {}).get(i) for w, i in zip(frame["workload"], frame["implementation"])]
     display = pd.DataFrame(
         {
             "Machine": frame["machine"],
@@ -279,14 +278,13 @@ def summary_table(collection, lines_of_code):
             "Rank": [rank_cell(r, t) for r, t in zip(frame["rank"], frame["tied"])],
             "vs fastest": [ratio_cell(r, s, k, t) for r, s, k, t in
                            zip(frame["ratio"], frame["status"], frame["rank"], frame["tied"])],
-            "GFLOP/s": [fmt.rate(x) for x in frame["gflops"]],
+            # GFLOP/s and the first step are in the timing table, lines of code in the code section's:
+            # this table stays narrow enough for a laptop's screen.
             "Share of peak": [peak_cell(x) for x in frame["peak_fraction"]],
-            "First step": [first_step_cell(f, m) for f, m in zip(frame["first_step_s"], frame["median"])],
             "Peak memory": [fmt.memory(x) for x in frame["peak_memory_bytes"]],
             "Agreement": [fmt.agreement_text(a, g, t) if h or value(a) is not None else "n/a"
                           for a, g, t, h in zip(frame["agrees"], frame["agreement"],
                                                 frame["agreement_tolerance"], frame["has_losses"])],
-            "LOC": [fmt.general(x) for x in loc],
             "Notes": [notes(row) for _, row in frame.iterrows()],
         }
     )
@@ -300,8 +298,8 @@ def summary_table(collection, lines_of_code):
              f"the faster lies below every round median of the slower and the medians differ by over "
              f"{ranking.NOISE_MARGIN:.0%} (without rounds: their IQRs do not overlap). Runs that disagree with "
              "the float64 reference are shown but never ranked. ± marks an unstable timing (IQR over 10% of "
-             "the median). First step includes tracing, compilation and start-up; in brackets, its ratio to a "
-             "steady step.",
+             "the median). GFLOP/s and the first step are in the timing table, lines of code in the code "
+             "section.",
     )
 
 
@@ -481,7 +479,7 @@ def timing_table(collection):
             "Loop (per step)": [loop_cell(p, n) for p, n in zip(frame["loop_per_step"], frame["loop_steps"])],
             "GFLOP/s": [fmt.rate(x) for x in frame["gflops"]],
             "Share of peak": [peak_cell(x) for x in frame["peak_fraction"]],
-            "First step": [fmt.seconds(x) for x in frame["first_step_s"]],
+            "First step": [first_step_cell(f, m) for f, m in zip(frame["first_step_s"], frame["median"])],
         }
     )
     return Table(
@@ -490,7 +488,8 @@ def timing_table(collection):
              "is a training loop that syncs once at the end, divided by its number of steps. Round medians: "
              "the range of the medians of the timed rounds, each in a fresh process. Cores used: CPU "
              "seconds of the process and its children over the wall seconds of the timed steps, against "
-             f"the threads asked for; “over” marks more than {ranking.OVERSUBSCRIBED:g}× the threads.",
+             f"the threads asked for; “over” marks more than {ranking.OVERSUBSCRIBED:g}× the threads. First "
+             "step includes tracing, compilation and start-up; in brackets, its ratio to a steady step.",
     )
 
 

@@ -105,7 +105,7 @@ def built(tmp_path_factory):
 
 def test_writes_page_markdown_and_a_csv_per_table(built):
     names = sorted(path.name for path in built["out"].iterdir())
-    assert names == ["agreement.csv", "digits.csv", "environment.csv", "figures", "index.html", "lines_of_code.csv",
+    assert names == ["agreement.csv", "choice.csv", "digits.csv", "environment.csv", "figures", "index.html", "lines_of_code.csv",
                      "machines.csv", "not_ok.csv", "report.md", "summary.csv", "timing.csv"]
     page = Page(built["html"])
     linked = {value for tag, name, value in page.attributes if tag == "a" and name == "href" and value.endswith(".csv")}
@@ -798,3 +798,22 @@ def test_slow_starters_left_out_of_a_default_run_are_named_once(tmp_path):
     rows = [row for row in csv.DictReader(open(out / "summary.csv", newline="", encoding="utf-8"))
             if row["implementation"] == "torch_compile"]
     assert len(rows) == 2  # ... while the CSV keeps them
+
+
+def test_which_should_i_use_is_a_short_table_per_device_and_dtype(built):
+    rows = read_csv(built["out"] / "choice.csv")
+    cpu = built["documents"]["cpu.json"]
+    for dtype in ("float32", "float64"):
+        ok = sorted((e["step_time"]["median"], e["implementation"]) for e in cpu["results"]
+                    if e["status"] == "ok" and e["agrees"] is not False and e["device"] == "cpu"
+                    and e["dtype"] == dtype and e["size"] == TUTORIAL and e["workload"] == "two_layer")
+        row = next(r for r in rows if r["machine"] == "ci-box" and r["device"] == "cpu" and r["dtype"] == dtype
+                   and r["workload"] == "two_layer")
+        assert row["fastest"] == ok[0][1] and row["tied"] == "False"  # the synthetic medians are far apart
+        assert float(row["step_s"]) == pytest.approx(ok[0][0])
+        then = [item.split("=") for item in row["then"].split(";")]
+        assert [name for name, _ in then] == [name for _, name in ok[1:]]
+        assert [float(ratio) for _, ratio in then] == pytest.approx([m / ok[0][0] for m, _ in ok[1:]], rel=1e-3)
+    html = built["html"]
+    assert html.index('id="table-choice"') < html.index('class="findings"') < html.index('id="table-summary"')
+    assert "### The fastest per device and dtype" in built["markdown"]
