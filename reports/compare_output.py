@@ -19,7 +19,7 @@ from reports.schema import one_line
 CASE_HEADINGS = {"workload": "Workload", "implementation": "Implementation", "device": "Device",
                  "dtype": "Dtype", "size_label": "Size"}
 LEGEND = (f"{NOT_SIGNIFICANT}: no significant difference (Mann–Whitney U on every timed step, two-sided, "
-          f"p ≥ {ALPHA:g}); change: of the median step time, after over before.")
+          f"p ≥ {ALPHA:g}); change: of the median step time, from before to after.")
 
 
 def median_text(median, status):
