@@ -1,4 +1,4 @@
-"""The `sidebyside` command: list, run, report.
+"""The `sidebyside` command: list, run, report, compare.
 
 Every user error ends in one line on stderr and exit status 2; Ctrl-C during
 a run saves what was measured and exits 130, SIGTERM the same with 143.
@@ -111,6 +111,14 @@ def build_parser():
         report.add_argument("files", nargs="+")
     else:
         add_arguments(report)
+
+    compare = commands.add_parser("compare", help="compare two result files case by case: change and significance")
+    try:
+        from reports.compare_cli import add_arguments as add_compare_arguments
+    except ImportError:  # the report package is not installed
+        compare.add_argument("files", nargs=2)
+    else:
+        add_compare_arguments(compare)
     return parser
 
 
@@ -376,6 +384,10 @@ def main(argv=None):
             return command_list()
         if args.command == "run":
             return command_run(args)
+        if args.command == "compare":
+            from reports.compare_cli import run as compare
+
+            return compare(args)
         from reports.cli import run as report
 
         return report(args)

@@ -28,6 +28,7 @@ COLUMNS = (
     "target_accuracy", "time_to_target_s", "first_epoch_s", "has_losses", "kernels", "jit",
     "round_medians",  # a list per row (or None): each timed round's median, for benchmarks.ranking
     "cpu_utilization",  # CPU seconds / wall seconds of the timed steps: cores busy, against `threads`
+    "samples",  # a list per row (or None): every timed step's seconds, for reports.compare's test
 )
 
 INTEGER_COLUMNS = ("threads", "diverged_at", "rounds", "loop_steps", "peak_memory_bytes")
@@ -222,6 +223,7 @@ def merge(documents):
                     "jit": text_or_none(entry["extra"].get("jit_compile", entry["extra"].get("compile"))),
                     "round_medians": timing.get("round_medians"),
                     "cpu_utilization": entry["cpu_utilization"],
+                    "samples": timing.get("samples"),
                 }
             )
             losses[row] = entry["losses"]

@@ -713,7 +713,11 @@ def benchmark_entry(benchmark, index, machine):
     if "size" not in raw:
         raw["size"] = {key: extra[key] for key in SIZE_KEYS if key in extra}
         overrides["size"] = f"{here}.extra_info"
-    raw["step_time"] = check_object(benchmark.get("stats"), f"{here}.stats")
+    stats = check_object(benchmark.get("stats"), f"{here}.stats")
+    if stats.get("samples") is None and stats.get("data") is not None:
+        # --benchmark-save-data keeps every timed call's seconds in stats.data: the entry's samples.
+        stats = {**stats, "samples": check_samples(stats["data"], f"{here}.stats.data")}
+    raw["step_time"] = stats
     leftovers = {key: value for key, value in extra.items() if key not in ENTRY_KEYS and key not in SIZE_KEYS}
     for key in ("group", "name", "fullname"):
         if isinstance(benchmark.get(key), str):

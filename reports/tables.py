@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from benchmarks import ranking
+from reports import compare
 from reports import formatting as fmt
 from reports.merge import value
 
@@ -515,21 +516,26 @@ def loop_cell(per_step, steps):
 
 
 def machines_table(collection):
-    """One column per machine: the median step time of each case (only with several machines)."""
+    """One column per machine: the median step time of each case (only with several machines).
+
+    With exactly two files, the change from the first to the second and its
+    verdict follow (reports.compare.case_change, the one `sidebyside compare` prints).
+    """
     frame = ordered(collection.frame, collection.labels)
     if frame.empty:
         return None
     index = ["workload", "device", "size_label", "dtype", "implementation"]
     machines = [label for label in collection.labels if label in set(frame["machine"])]
-    medians, cells, keys = {}, {}, []
+    medians, cells, runs, keys = {}, {}, {}, []
     for row in frame.itertuples(index=False):
         key = tuple(getattr(row, column) for column in index)
         if key not in cells:
-            cells[key], medians[key] = {}, {}
+            cells[key], medians[key], runs[key] = {}, {}, {}
             keys.append(key)
         if row.machine in cells[key]:
             continue
         medians[key][row.machine] = value(row.median)
+        runs[key][row.machine] = row._asdict()
         if row.status != "ok":
             cells[key][row.machine] = fmt.status_text(row.status, row.reason, row.diverged_at)
         else:
@@ -540,10 +546,26 @@ def machines_table(collection):
         [list(key) + [cells[key].get(m, "not in this file") for m in machines] for key in keys],
         columns=["Workload", "Device", "Size", "Dtype", "Implementation"] + machines,
     )
-    return Table(
-        "machines", "Median step time on each machine", data, display, [""] * len(display),
-        note="One column per machine; a case one file does not contain reads “not in this file”.",
-    )
+    note = "One column per machine; a case one file does not contain reads “not in this file”."
+    if len(collection.labels) == 2 and len(machines) == 2:
+        add_change_columns(data, display, [runs[key] for key in keys], machines)
+        note += (f" Change: of the median step time, from {machines[0]} to {machines[1]}; verdict: the "
+                 "two-sided Mann–Whitney U test on every timed step of each, “~” where it finds no "
+                 f"significant difference (p ≥ {compare.ALPHA:g}).")
+    return Table("machines", "Median step time on each machine", data, display, [""] * len(display), note=note)
+
+
+def add_change_columns(data, display, runs, machines):
+    """The change from the first machine to the second and its verdict, where both ran the case."""
+    before, after = machines
+    changes = [compare.case_change(run[before], run[after]) if before in run and after in run else None
+               for run in runs]
+    data["change_percent"] = [change and change.percent for change in changes]
+    data["p_value"] = [change and change.p_value for change in changes]
+    data["verdict"] = [change.verdict if change else None for change in changes]
+    display["Change"] = [compare.change_text(change, run[before]["status"], run[after]["status"]) if change
+                         else fmt.MISSING for change, run in zip(changes, runs)]
+    display["Verdict"] = [change.verdict if change else fmt.MISSING for change in changes]
 
 
 def agreement_table(collection):

@@ -267,3 +267,26 @@ def keras_runs(name, steps=500):
     backend = implementations.spec(name).backend
     code = KERAS_SCRIPT.replace("NAME", repr(name)).replace("STEPS", str(steps))
     return run_python(code, env={"KERAS_BACKEND": backend})
+
+
+QUICK_RUN_IMPLEMENTATIONS = ("numpy_manual", "torch_manual")
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """A real `sidebyside run --quick` of numpy_manual and torch_manual on the CPU, made once per session.
+
+    Returns the run folder (results.json inside). Tests copy it before changing anything.
+    """
+    for name in QUICK_RUN_IMPLEMENTATIONS:
+        skip_if_missing(name)
+    out = tmp_path_factory.mktemp("quick-run") / "run"
+    command = [sys.executable, "-m", "benchmarks.cli", "run", "--quick", "--workload", "two_layer",
+               "--device", "cpu", "--threads", "1", "--no-report", "--out", str(out)]
+    for name in QUICK_RUN_IMPLEMENTATIONS:
+        command += ["--impl", name]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if result.returncode != 0:
+        raise AssertionError(f"the quick run failed:\n{result.stderr[-3000:]}")
+    return out

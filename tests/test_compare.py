@@ -1,0 +1,378 @@
+"""`sidebyside compare BASE NEW`: the statistics, the three formats, --fail-on, bad input.
+
+The statistics are checked against independent computations (the exact
+Mann–Whitney distribution counted by hand, the normal approximation written
+out); the command is checked on a real quick run (tests/conftest.py
+quick_run) and on copies of it changed by hand.
+"""
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from reports import compare
+from reports.compare import Change, significance, timed_change
+from reports.schema import parse_results
+from tests.conftest import ROOT
+from tests.test_cli import one_line_error, sidebyside
+from tests.test_report_data import make_benchmark_json
+
+
+# ----------------------------------------------------------------------------
+# The statistics, against independent computations
+# ----------------------------------------------------------------------------
+
+
+def exact_two_sided_p(before, after):
+    """The exact two-sided p of the Mann–Whitney U test, by enumerating every split (no ties)."""
+    pooled = before + after
+    n = len(before)
+
+    def u(group):
+        return sum(x > y for x in group for y in pooled if y not in group)
+
+    observed = u(before)
+    middle = n * len(after) / 2
+    splits = [u(list(group)) for group in itertools.combinations(pooled, n)]
+    return sum(abs(value - middle) >= abs(observed - middle) for value in splits) / len(splits)
+
+
+def normal_two_sided_p(before, after):
+    """The large-sample p: U's normal approximation with continuity correction (no ties)."""
+    n1, n2 = len(before), len(after)
+    u = sum(x > y for x in before for y in after)
+    sigma = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    z = (abs(u - n1 * n2 / 2) - 0.5) / sigma
+    return math.erfc(z / math.sqrt(2))
+
+
+def test_clearly_separated_samples_are_significant_with_the_exact_p():
+    before = [1.00e-4, 1.01e-4, 1.02e-4, 1.03e-4, 1.04e-4]
+    after = [2.00e-4, 2.01e-4, 2.02e-4, 2.03e-4, 2.04e-4]
+    p_value, untested = significance(before, after)
+    assert untested is None
+    assert p_value == pytest.approx(exact_two_sided_p(before, after)) == pytest.approx(2 / math.comb(10, 5))
+    assert p_value < compare.ALPHA
+    change = timed_change(1.02e-4, 2.02e-4, before, after)
+    assert change.significant and change.verdict == "1.98× slower"
+    assert change.percent == pytest.approx(100 * (2.02e-4 - 1.02e-4) / 1.02e-4)
+    faster = timed_change(2.02e-4, 1.02e-4, after, before)
+    assert faster.significant and faster.verdict == "1.98× faster"
+
+
+def test_large_samples_match_the_normal_approximation():
+    generator = np.random.default_rng(7)
+    values = generator.permutation(np.arange(1, 401)) * 1e-6  # 400 distinct step times: no ties
+    before, after = values[:200].tolist(), (values[200:] + 0.5e-6).tolist()  # halves: no ties across either
+    p_value, _ = significance(before, after)
+    assert p_value == pytest.approx(normal_two_sided_p(before, after), rel=1e-9)
+    # Two draws from the same spread of step times: not significant.
+    assert p_value > compare.ALPHA
+    change = timed_change(float(np.median(before)), float(np.median(after)), before, after)
+    assert change.verdict == compare.NOT_SIGNIFICANT and not change.significant
+
+
+def test_identical_samples_are_not_significant():
+    samples = [3.1e-4, 3.3e-4, 3.2e-4, 3.5e-4, 3.0e-4, 3.4e-4]
+    change = timed_change(3.25e-4, 3.25e-4, samples, list(samples))
+    assert change == Change(0.0, 1.0, False, "~")
+    constant = [2e-4] * 10  # every step the same, on both sides: scipy's statistic is undefined
+    assert timed_change(2e-4, 2e-4, constant, constant).verdict == "~"
+
+
+@pytest.mark.parametrize("before, after, verdict", [
+    ([], [1e-4] * 10, "n/a: no samples (before)"),
+    ([1e-4] * 10, None, "n/a: no samples (after)"),
+    ([1e-4] * 4, [2e-4] * 10, "n/a: too few samples (before: 4, 5 needed)"),
+])
+def test_missing_or_too_few_samples_say_so(before, after, verdict):
+    change = timed_change(1e-4, 2e-4, before, after)
+    assert change.verdict == verdict and change.p_value is None and not change.significant
+    assert change.percent == pytest.approx(100.0)  # the medians' change is still shown
+    assert not change.slower_than(5)
+
+
+def test_four_samples_a_side_cannot_reach_alpha_but_five_can():
+    four = significance([1.0, 1.1, 1.2, 1.3], [2.0, 2.1, 2.2, 2.3])
+    assert four[0] is None  # 2 / C(8, 4) = 0.029 would pass; MIN_SAMPLES is 5 for margin
+    five, _ = significance([1.0, 1.1, 1.2, 1.3, 1.4], [2.0, 2.1, 2.2, 2.3, 2.4])
+    assert five < compare.ALPHA
+
+
+def test_the_threshold_counts_only_significant_slowdowns():
+    separated = [1.0, 1.1, 1.2, 1.3, 1.4], [2.0, 2.1, 2.2, 2.3, 2.4]
+    slower = timed_change(1.2, 2.2, *separated)
+    assert slower.slower_than(80) and not slower.slower_than(90)
+    assert not timed_change(2.2, 1.2, *reversed(separated)).slower_than(0)  # faster
+    overlapping = [1.0, 2.0, 1.1, 2.1, 1.2], [2.2, 1.3, 2.3, 1.4, 2.4]
+    assert not timed_change(1.2, 2.2, *overlapping).slower_than(5)  # 83 % slower, but not significant
+
+
+# ----------------------------------------------------------------------------
+# Files made from a real quick run
+# ----------------------------------------------------------------------------
+
+
+def load(folder):
+    return json.loads((folder / "results.json").read_text())
+
+
+def write(path, document):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+    return path
+
+
+def slowed(document, name, factor=2.0):
+    """A copy in which `name`'s every timed step (and so its statistics) took `factor` times as long."""
+    document = json.loads(json.dumps(document))
+    for entry in document["results"]:
+        if entry["implementation"] == name and entry["step_time"]:
+            timing = entry["step_time"]
+            timing["samples"] = [float(f"{x * factor:.4g}") for x in timing["samples"]]
+            timing["round_medians"] = [x * factor for x in timing["round_medians"]]
+            for key in ("median", "iqr", "min", "max", "mean", "stddev"):
+                if timing.get(key) is not None:
+                    timing[key] *= factor
+    return document
+
+
+def read_csv(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_the_quick_run_has_samples_to_compare(quick_run):
+    entries = load(quick_run)["results"]
+    assert sorted(entry["implementation"] for entry in entries) == ["numpy_manual", "torch_manual"]
+    for entry in entries:
+        assert entry["status"] == "ok" and len(entry["step_time"]["samples"]) >= compare.MIN_SAMPLES
+
+
+def test_a_run_compared_with_itself_is_not_significant_and_passes(quick_run):
+    result = sidebyside("compare", str(quick_run), str(quick_run / "results.json"), "--format", "csv",
+                        "--fail-on", "median:5%")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    rows = read_csv(result.stdout)
+    assert sorted(row["implementation"] for row in rows) == ["numpy_manual", "torch_manual"]
+    for row in rows:
+        assert row["verdict"] == "~" and row["significant"] == "False"
+        assert float(row["p_value"]) == 1.0 and float(row["change_percent"]) == 0.0
+        assert row["in"] == "both" and row["agrees_before"] == row["agrees_after"] == "yes"
+
+
+def test_a_doubled_torch_manual_fails_the_threshold_and_is_named(quick_run, tmp_path):
+    document = load(quick_run)
+    slow = write(tmp_path / "slow.json", slowed(document, "torch_manual"))
+    result = sidebyside("compare", str(quick_run), str(slow), "--fail-on", "median:5%", env={"COLUMNS": "80"})
+    assert result.returncode == 1, result.stderr
+    assert "torch_manual" in result.stdout and "numpy_manual" in result.stdout  # the table comes first
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("compare: torch_manual (two_layer, cpu, float32, 64×1000×100×10): +100.0% (2.00× slower")
+    assert line.endswith("over the 5% threshold")
+    rows = {row["implementation"]: row for row in
+            read_csv(sidebyside("compare", str(quick_run), str(slow), "--format", "csv").stdout)}
+    torch_entry = next(entry for entry in document["results"] if entry["implementation"] == "torch_manual")
+    samples = torch_entry["step_time"]["samples"]
+    from scipy.stats import mannwhitneyu
+
+    assert float(rows["torch_manual"]["p_value"]) == pytest.approx(
+        mannwhitneyu(samples, [float(f"{2 * x:.4g}") for x in samples]).pvalue)
+    assert float(rows["torch_manual"]["p_value"]) < compare.ALPHA
+    assert rows["numpy_manual"]["verdict"] == "~"
+    # A threshold above the slowdown passes; so does a faster NEW.
+    assert sidebyside("compare", str(quick_run), str(slow), "--fail-on", "median:150%").returncode == 0
+    assert sidebyside("compare", str(slow), str(quick_run), "--fail-on", "median:5%").returncode == 0
+
+
+def markdown_table(text):
+    """The table lines of a Markdown document: header, separator, rows."""
+    lines = text.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("| Implementation"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    return table
+
+
+def pipes(line):
+    """Cell borders: the pipes not escaped with a backslash."""
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def test_markdown_is_a_valid_table(quick_run, tmp_path):
+    before = load(quick_run)
+    numpy_entry = next(entry for entry in before["results"] if entry["implementation"] == "numpy_manual")
+    numpy_entry["implementation"] = "odd|name_<b>"  # a pipe and markup must stay inside the cell
+    after = slowed(before, "torch_manual")
+    appeared = json.loads(json.dumps(after["results"][0]))
+    appeared["dtype"] = "float64"
+    after["results"].append(appeared)
+    base = write(tmp_path / "base.json", before)
+    other = write(tmp_path / "other.json", after)
+    result = sidebyside("compare", str(base), str(other), "--format", "markdown")
+    assert result.returncode == 0, result.stderr
+    header, separator, *rows = markdown_table(result.stdout)
+    columns = pipes(header) - 1
+    assert header.startswith("| Implementation | Before | After | Change | Verdict | p | Agrees |")
+    assert re.fullmatch(r"\|( --- \|)+", separator) and separator.count("---") == columns
+    assert rows and all(pipes(row) == pipes(header) for row in rows)
+    assert any("2.00× slower" in row for row in rows)
+    assert "<b>" not in result.stdout and "odd\\|name\\_\\<b\\>" in result.stdout
+    assert "\n- only after (appeared): 1\n- " in result.stdout
+    assert "- in every row: two\\_layer, cpu, float32, 64×1000×100×10\n" in result.stdout
+    assert result.stdout.startswith("### sidebyside compare\n")
+
+
+def test_terminal_table_fits_80_columns_and_never_cuts_a_name(quick_run, tmp_path):
+    import implementations
+
+    document = load(quick_run)
+    long_name = max(implementations.names(), key=len)  # keras_tensorflow_xla
+    document["results"][0].update(implementation=long_name, dtype="float64")
+    document["results"][1]["size"] = {"N": 1024, "D_in": 1000, "H": 1000, "D_out": 10}
+    path = write(tmp_path / "named.json", document)
+    result = sidebyside("compare", str(path), str(path), env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.stdout
+    assert any(long_name in line for line in lines)
+    assert "Dtype" in result.stdout and " Size " in result.stdout  # these differ between rows: shown
+
+
+def test_cases_in_one_file_only_and_runs_not_ok(quick_run, tmp_path):
+    before = load(quick_run)
+    after = json.loads(json.dumps(before))
+    numpy_entry = next(entry for entry in after["results"] if entry["implementation"] == "numpy_manual")
+    torch_entry = next(entry for entry in after["results"] if entry["implementation"] == "torch_manual")
+    after["results"].remove(numpy_entry)
+    torch_entry.update(status="failed", reason="RuntimeError: simulated", step_time=None)
+    extra = json.loads(json.dumps(numpy_entry))
+    extra["dtype"] = "float64"
+    after["results"].append(extra)
+    path = write(tmp_path / "after.json", after)
+    result = sidebyside("compare", str(quick_run), str(path), "--fail-on", "median:5%", env={"COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr  # a failure is not a slowdown: --strict on the run catches it
+    text = result.stdout
+    assert "ok → failed" in text and "after: failed: RuntimeError: simulated" in text
+    assert "only before (vanished): 1\n  numpy_manual (two_layer, cpu, float32, 64×1000×100×10)" in text
+    assert "only after (appeared): 1\n  numpy_manual (two_layer, cpu, float64, 64×1000×100×10)" in text
+    rows = read_csv(sidebyside("compare", str(quick_run), str(path), "--format", "csv").stdout)
+    where = {(row["implementation"], row["dtype"]): row for row in rows}
+    assert where["torch_manual", "float32"]["in"] == "both"
+    assert where["torch_manual", "float32"]["change_percent"] == ""
+    assert where["numpy_manual", "float32"]["in"] == "before only"
+    assert where["numpy_manual", "float64"]["in"] == "after only"
+
+
+def test_cases_not_run_in_either_file_are_counted_not_listed(quick_run, tmp_path):
+    document = load(quick_run)
+    for entry in list(document["results"]):
+        idle = json.loads(json.dumps(entry))
+        idle.update(device="cuda", status="n/a", reason="no CUDA device", step_time=None)
+        document["results"].append(idle)
+    path = write(tmp_path / "with-cuda.json", document)
+    result = sidebyside("compare", str(path), str(path))
+    assert result.returncode == 0, result.stderr
+    assert "n/a in both files, not in the table: 2 cases (n/a: no CUDA device: 2)" in result.stdout
+    assert "cuda" not in result.stdout.split("n/a in both files")[0].split("in every row")[1]
+    rows = read_csv(sidebyside("compare", str(path), str(path), "--format", "csv").stdout)
+    assert len(rows) == 4  # the CSV keeps them
+
+
+def test_csv_cells_that_could_be_formulas_are_defused(quick_run, tmp_path):
+    document = load(quick_run)
+    document["results"][0]["implementation"] = "=HYPERLINK(\"http://example.invalid\")"
+    path = write(tmp_path / "formula.json", document)
+    result = sidebyside("compare", str(path), str(path), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    names = [row["implementation"] for row in read_csv(result.stdout)]
+    assert "'=HYPERLINK(\"http://example.invalid\")" in names
+
+
+def test_pytest_benchmark_json_is_compared_with_its_saved_data(tmp_path):
+    plain = write(tmp_path / "plain.json", make_benchmark_json())
+    rows = read_csv(sidebyside("compare", str(plain), str(plain), "--format", "csv").stdout)
+    assert rows and all(row["verdict"] == "n/a: no samples (before)" for row in rows)
+    saved = make_benchmark_json()  # as --benchmark-save-data writes it: every call's seconds in stats.data
+    for benchmark in saved["benchmarks"]:
+        median = benchmark["stats"]["median"]
+        benchmark["stats"]["data"] = [median * (1 + 0.01 * (i % 7 - 3)) for i in range(50)]
+    slow = json.loads(json.dumps(saved))
+    for benchmark in slow["benchmarks"]:
+        if benchmark["extra_info"]["implementation"] == "torch_manual":
+            benchmark["stats"]["data"] = [2 * x for x in benchmark["stats"]["data"]]
+            benchmark["stats"]["median"] *= 2
+    result = sidebyside("compare", str(write(tmp_path / "saved.json", saved)),
+                        str(write(tmp_path / "slow.json", slow)), "--format", "csv", "--fail-on", "median:5%")
+    assert result.returncode == 1 and "compare: torch_manual" in result.stderr
+    rows = {row["implementation"]: row for row in read_csv(result.stdout)}
+    assert rows["torch_manual"]["verdict"] == "2.00× slower" and rows["numpy_manual"]["verdict"] == "~"
+
+
+def test_pytest_benchmark_data_is_validated():
+    document = make_benchmark_json()
+    document["benchmarks"][1]["stats"]["data"] = [1e-4, -1e-4]
+    with pytest.raises(Exception) as raised:
+        parse_results(json.dumps(document), "bench.json")
+    assert "benchmarks[1].stats.data[1]" in str(raised.value)
+
+
+# ----------------------------------------------------------------------------
+# Bad input: one line, exit 2
+# ----------------------------------------------------------------------------
+
+
+def test_bad_files_are_one_line_errors(quick_run, tmp_path):
+    good = str(quick_run)
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text((quick_run / "results.json").read_text()[:500])
+    invalid = load(quick_run)
+    invalid["results"][0]["step_time"]["median"] = -1
+    invalid_path = write(tmp_path / "invalid.json", invalid)
+    empty_folder = tmp_path / "empty"
+    empty_folder.mkdir()
+    cases = [
+        ((str(tmp_path / "missing.json"), good), "missing.json: no such file"),
+        ((good, str(truncated)), "not valid JSON"),
+        ((str(empty_folder), good), "empty: a folder without results.json"),
+        ((good, str(invalid_path)), "field results[0].step_time.median: must be a positive finite number"),
+    ]
+    for arguments, expected in cases:
+        line = one_line_error(sidebyside("compare", *arguments))
+        assert line.startswith("sidebyside: error: ") and expected in line, line
+
+
+@pytest.mark.parametrize("threshold", ["median:5", "mean:5%", "median:x%", "median:-5%", "5%", "median:%"])
+def test_bad_fail_on_syntax_is_a_usage_error(quick_run, threshold):
+    line = one_line_error(sidebyside("compare", str(quick_run), str(quick_run), "--fail-on", threshold))
+    assert "is not median:<number>% (for example median:5%)" in line
+
+
+def test_fail_on_accepts_decimals():
+    from reports.compare_cli import fail_on
+
+    assert fail_on("median:5%") == 5.0 and fail_on("median:2.5%") == 2.5 and fail_on("median:0%") == 0.0
+
+
+def test_help_does_not_import_the_heavy_libraries():
+    code = ("import sys, benchmarks.cli; benchmarks.cli.build_parser(); "
+            "print([m for m in ('scipy', 'pandas', 'rich', 'matplotlib') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    help_text = sidebyside("compare", "--help").stdout
+    assert "--fail-on median:N%" in help_text and "--format {terminal,markdown,csv}" in help_text
