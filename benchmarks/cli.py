@@ -295,13 +295,13 @@ def command_run(args):
         return 143 if isinstance(interruption, Terminated) else 130
     point_latest(out_dir)
     print_summary(run.document)
-    for line in run_warnings(run.document["machine"]):
-        print(f"warning: {line}", file=sys.stderr)
     results = run.document["results"]
     if results and all(entry["status"] == "n/a" for entry in results):
         reasons = sorted({entry["reason"] for entry in results})
         print(f"sidebyside: error: nothing could run here: {'; '.join(reasons)}", file=sys.stderr)
         return 2
+    for line in run_warnings(run.document["machine"]):  # what skewed the timings, once there are some
+        print(f"warning: {line}", file=sys.stderr)
     print(f"results: {run.results_path}")
     if not args.no_report:
         from reports.build import OutputError, build_report
