@@ -303,7 +303,10 @@ def command_run(args):
     for line in run_warnings(run.document["machine"]):  # what skewed the timings, once there are some
         print(f"warning: {line}", file=sys.stderr)
     print(f"results: {run.results_path}")
-    if not args.no_report:
+    if not args.no_report and report_missing():
+        print(f"report: not built: {report_missing()}; results.json is complete, and "
+              f"`sidebyside report {run.results_path} --out DIR` builds it once they are", file=sys.stderr)
+    elif not args.no_report:
         from reports.build import OutputError, build_report
         from reports.schema import ResultsError
 
@@ -316,13 +319,28 @@ def command_run(args):
     return strict_status(results) if args.strict else 0
 
 
+REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "pygments", "plotly", "scipy")  # import names = packages
+
+
+def report_missing():
+    """What the report and compare need and is not installed, as one phrase; "" when all is there."""
+    from implementations import not_installed
+
+    missing = not_installed(REPORT_LIBRARIES)
+    return f"{', '.join(missing)} not installed (pip install -e \".[report]\")" if missing else ""
+
+
 def run_warnings(machine_record):
     """What skewed this run's timings: a busy machine, a moving peak, ... (the lines the report shows too)."""
     from benchmarks import noise
-    from reports.findings import peak_spread_warning
 
+    lines = noise.warnings(machine_record.get("conditions"))
+    try:
+        from reports.findings import peak_spread_warning
+    except ImportError:  # without the report extra; results.json keeps the spread (machine.peak_detail)
+        return lines
     spread = peak_spread_warning(machine_record)
-    return noise.warnings(machine_record.get("conditions")) + ([spread] if spread else [])
+    return lines + ([spread] if spread else [])
 
 
 BAD_STATUSES = ("failed", "diverged", "disagrees")
@@ -384,6 +402,8 @@ def main(argv=None):
             return command_list()
         if args.command == "run":
             return command_run(args)
+        if report_missing():
+            raise UsageError(f"sidebyside {args.command} needs the report's libraries: {report_missing()}")
         if args.command == "compare":
             from reports.compare_cli import run as compare
 

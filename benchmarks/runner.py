@@ -108,7 +108,9 @@ def plan(config):
                 for size in sorted(config.sweep, key=problem_bytes):
                     tasks.append(two_layer_task(config, device, config.dtypes[0], size, full=False))
             run = {"implementation": name, "workload": workload, "tasks": tasks}
-            if config.quick and spec.slow_start:
+            if workload == "digits" and (missing := digits_missing()):
+                run["skip"] = missing
+            elif config.quick and spec.slow_start:
                 run["skip"] = "n/a: skipped by --quick (it needs several seconds to compile or start before its first step)"
             elif spec.slow_start and not config.slow_starters and name not in config.implementations:
                 run["skip"] = (f"n/a: {ranking.LEFT_OUT} (it compiles, dispatches op by op or starts ranks for "
@@ -118,6 +120,14 @@ def plan(config):
                                f"(--threads {config.threads}); ask for --ranks {config.threads} or more threads")
             runs.append(run)
     return runs
+
+
+def digits_missing():
+    """The reason every digits case is "n/a" where its libraries are not installed, or None."""
+    from benchmarks.digits import EXTRA, missing_libraries
+
+    missing = missing_libraries()
+    return f"n/a: {', '.join(missing)} not installed ({EXTRA})" if missing else None
 
 
 def problem_bytes(size):

@@ -153,9 +153,21 @@ def missing(name):
     return missing_entry(spec(name))
 
 
+def not_installed(modules):
+    """The modules (import names) of `modules` that are not installed here."""
+
+    def absent(module):
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):  # a finder that refuses it, or a broken parent package
+            return True
+
+    return [module for module in modules if absent(module)]
+
+
 def absent_modules(entry):
     """The modules the entry requires that are not installed here."""
-    return [module for module in entry.requires if importlib.util.find_spec(module) is None]
+    return not_installed(entry.requires)
 
 
 def missing_entry(entry):

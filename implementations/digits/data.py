@@ -30,6 +30,8 @@ import numpy as np
 from implementations.digits.problem import CLASSES
 
 BUNDLED = "sklearn digits"  # the source name recorded in results for the default data
+BUNDLED_PIXELS = 64  # its images are 8×8
+EXTRA = 'pip install -e ".[digits]"'  # what installs scikit-learn, pandas and pillow
 
 
 class DataError(ValueError):
@@ -37,6 +39,23 @@ class DataError(ValueError):
 
     def __init__(self, path, problem):
         super().__init__(f"{path}: {problem}")
+
+
+def missing_libraries():
+    """The digits extra's libraries that are not installed (scikit-learn splits every data set)."""
+    from implementations import not_installed
+
+    return ["scikit-learn" for _ in not_installed(["sklearn"])]
+
+
+def needs(module, package, path):
+    """`module` imported, or a DataError saying which extra reads `path`."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DataError(path, f"reading it needs {package}, which is not installed ({EXTRA})") from None
 
 
 @dataclass(frozen=True)
@@ -74,16 +93,13 @@ def _load_cached(path, seed, test_fraction):
 
 def read_bundled():
     """scikit-learn's digits: 8×8 images with pixel values 0–16, scaled to [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    digits = needs("sklearn.datasets", "scikit-learn", BUNDLED).load_digits()
     return digits.data.astype(np.float64) / 16.0, digits.target.astype(np.int64)
 
 
 def split(x, y, seed, test_fraction, source):
     """A seeded split stratified by label: every digit keeps its share in train and test."""
-    from sklearn.model_selection import train_test_split
-
+    train_test_split = needs("sklearn.model_selection", "scikit-learn", source).train_test_split
     try:
         x_train, x_test, y_train, y_test = train_test_split(
             x, y, test_size=test_fraction, stratify=y, random_state=seed
@@ -218,7 +234,7 @@ def read_csv(path):
     A file whose first line is all numbers has no header, and its first column
     is the label (the layout of the common MNIST-in-CSV files).
     """
-    import pandas as pd
+    pd = needs("pandas", "pandas", path)
 
     first = first_line(path)
     headerless = all(is_number(field) for field in first.split(","))
@@ -308,7 +324,8 @@ def read_png_folder(csv_path):
     with an alpha channel are laid on black first, so a white digit on a
     transparent background reads as white on black, like MNIST.
     """
-    import pandas as pd
+    pd = needs("pandas", "pandas", csv_path)
+    needs("PIL", "pillow", csv_path)
     from PIL import Image, UnidentifiedImageError
 
     name_column, label_column = listing_columns(csv_path)
