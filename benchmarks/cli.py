@@ -1,4 +1,4 @@
-"""The `sidebyside` command: list, run, report.
+"""The `sidebyside` command: list, run, ddp (a torchrun rank), report.
 
 Every user error ends in one line on stderr and exit status 2; Ctrl-C during
 a run saves what was measured and exits 130, SIGTERM the same with 143.
@@ -89,6 +89,11 @@ def build_parser():
     run.add_argument("--no-report", action="store_true", help="write results.json only")
     run.add_argument("--strict", action="store_true",
                      help="exit 1 if any case failed, diverged or disagrees (after writing everything)")
+
+    ddp = commands.add_parser("ddp", help="one torch_ddp rank, started by torchrun (rank 0 writes results.json)")
+    from benchmarks.ddp_train import add_arguments as add_ddp_arguments
+
+    add_ddp_arguments(ddp, positive_int, positive_float, size)
 
     report = commands.add_parser("report", help="build the HTML report from result files")
     try:
@@ -334,6 +339,13 @@ def main(argv=None):
             return command_list()
         if args.command == "run":
             return command_run(args)
+        if args.command == "ddp":
+            from benchmarks.ddp_train import NotUnderTorchrun, run
+
+            try:
+                return run(args)
+            except NotUnderTorchrun as error:
+                raise UsageError(str(error)) from None
         from reports.cli import run as report
 
         return report(args)

@@ -48,6 +48,11 @@ class Implementation:
     # sentence what it changes; the report pairs the two ("idiom vs ceiling").
     tuned_from: str | None = None
     tuning: str = ""
+    # How `sidebyside run` starts it: "" in a process of its own forked from
+    # its framework's zygote; "torchrun" (torch_ddp) through torchrun, as a
+    # cluster job is started (benchmarks/ddp_launch.py). The Net stays the
+    # in-process interface (tests, pytest-benchmark).
+    launcher: str = ""
 
     @property
     def backend(self):
@@ -86,7 +91,8 @@ REGISTRY = {
         Implementation(
             "tf_function_xla", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": True},
         ),
-        Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}, slow_start=True),
+        Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}, slow_start=True,
+                       launcher="torchrun"),
         Implementation(
             "keras_tensorflow_xla", "keras_sequential", "keras", ("keras", "tensorflow"),
             "keras,tensorflow", {"backend": "tensorflow", "jit_compile": True},
