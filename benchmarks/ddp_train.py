@@ -118,16 +118,6 @@ def machine_cores():
         return os.cpu_count() or 1
 
 
-def configuration(args, threads):
-    from benchmarks.config import RunConfig
-
-    return RunConfig(
-        implementations=("torch_ddp",), workloads=("two_layer",), devices=(args.device,), dtypes=(args.dtype,),
-        sizes=(tuple(args.size),), sweep=(), steps=args.steps, learning_rate=args.learning_rate,
-        threads=threads, rounds=1, name=args.name or "",
-    )
-
-
 class DataParallelNet:
     """A Replica as the timing protocol sees a net: each step returns the loss of the whole batch.
 
@@ -161,115 +151,48 @@ class DataParallelNet:
 
 
 def train(args, rank):
-    import numpy as np
     import torch
     import torch.distributed as dist
 
-    import implementations
-    from benchmarks import runner, timing
-    from benchmarks.worker import base_entry, finite_or_none
+    from benchmarks import job_results
     from implementations.ddp_rank import Replica
-    from implementations.problem import Problem, make_data
+    from implementations.problem import make_data
 
     world_size, nodes, local = layout()
     threads = threads_for(args, local)
-    config = configuration(args, world_size * threads)
-    task = runner.two_layer_task(config, args.device, args.dtype, tuple(args.size), full=True)
-    out = runner.Run(config, args.out) if rank == 0 else None
-    if out is not None:
-        out.check_writable()  # before anything long: a bad folder fails now, in one line
-    problem = Problem(**task["size"], learning_rate=task["learning_rate"], steps=task["steps"], seed=task["seed"],
-                      dtype=args.dtype)
+    config = job_results.configuration("torch_ddp", args.size, args.steps, args.dtype, args.learning_rate,
+                                       args.device, world_size * threads, args.name or "")
+    task = job_results.task_for(config)
+    if rank == 0:
+        from benchmarks import runner
+
+        runner.Run(config, args.out).check_writable()  # before anything long: a bad folder fails now
+    problem = job_results.problem_for(task)
     x, y, w1, w2 = make_data(problem)
-    if len(x) < world_size:
-        raise ValueError(f"{len(x)} rows cannot be split over {world_size} ranks")
+    rows_x, rows_y = job_results.rows(x, world_size, rank), job_results.rows(y, world_size, rank)
     begin = time.perf_counter()
     replica = Replica(w1, w2, problem.learning_rate, args.device, args.dtype, threads, "highest", torchrun=True,
                       timeout=timedelta(seconds=args.timeout))
-    rows_x, rows_y = np.array_split(x, world_size)[rank], np.array_split(y, world_size)[rank]
     replica.load(rows_x, rows_y)
     startup_s = time.perf_counter() - begin
-    net = DataParallelNet(replica)
-    memory = timing.PeakMemory()
-    losses, first_step_s, diverged_at = timing.start(net, replica.x, replica.y, task["warmup"])
-    durations, utilization = [], None
-    if diverged_at is None:
-        more, durations, diverged_at, utilization = timing.timed_steps(
-            net, replica.x, replica.y, problem.steps - len(losses), first_index=len(losses))
-        losses += more
-    loop_time_s = None
-    if diverged_at is None:
-        loop_time_s, _ = timing.time_loop(net, replica.x, replica.y, task["loop_steps"])
+    measured = job_results.measure(DataParallelNet(replica), replica.x, replica.y, task, problem)
     # What every rank saw, for rank 0 to record: its step and communication
     # times, its CPU time over the timed steps, its memory and its CPUs.
-    own = {
-        "timings": replica.timings(),
-        "utilization": utilization,
-        "memory": timing.high_water_mark(os.getpid()) or memory.growth(),
-        "cpus": ",".join(map(str, sorted(os.sched_getaffinity(0)))) if hasattr(os, "sched_getaffinity") else "",
-        "rows": len(rows_x),
-    }
+    timings = replica.timings()
+    own = job_results.own_facts(measured["utilization"], len(rows_x), timings["communication_s"], timings["step_s"])
     everyone = [None] * world_size
     dist.all_gather_object(everyone, own)
-    if out is None:
+    if rank != 0:
         return 0
-    spec = implementations.spec("torch_ddp")
-    entry = base_entry(spec, task, world_size * threads)
-    entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
-    entry["step_time"] = timing.summarize(durations)
-    entry["samples"] = durations
-    entry["unstable"] = timing.is_unstable(entry["step_time"])
-    entry["first_step_s"] = first_step_s
-    entry["flops_per_step"] = problem.flops_per_step()
-    if entry["step_time"]:
-        entry["gflops"] = problem.flops_per_step() / entry["step_time"]["median"] / 1e9
-    if diverged_at is not None:
-        entry.update(status="diverged", diverged_at=diverged_at, reason=f"loss became {losses[-1]} at step {diverged_at}")
-    else:
-        entry.update(loop_time_s=loop_time_s, loop_steps=task["loop_steps"])
-    if all(rank_record["utilization"] is not None for rank_record in everyone):
-        entry["cpu_utilization"] = float(sum(rank_record["utilization"] for rank_record in everyone))
-    entry["peak_memory_bytes"] = int(sum(rank_record["memory"] for rank_record in everyone))
-    entry["extra"].update(rank_facts(everyone, args, world_size, nodes, local, threads, startup_s))
-    entry["extra"]["torch"] = torch.__version__
-    from benchmarks import machine
-
-    out.start_document(machine.describe(args.name or None))
-    out.document["machine"]["threads"] = {"requested": world_size * threads}
-    out.document["rounds"] = [["two_layer:torch_ddp"]]
-    out.document["results"].append(out.finish_entry(entry, task))
-    out.save()
-    median = entry["step_time"]["median"] if entry["step_time"] else float("nan")
-    print(f"torch_ddp: {world_size} ranks on {nodes} node(s), {threads} thread(s) each: {entry['status']}, "
-          f"median step {median * 1e3:.3f} ms, communication {entry['extra'].get('communication_s_per_step', 0) * 1e3:.3f} ms; "
-          f"results: {out.results_path}", flush=True)
-    return 0
-
-
-def rank_facts(everyone, args, world_size, nodes, local, threads, startup_s):
-    """extra: the job's layout, and the ranks' timings (medians over steps, mean over ranks)."""
-    import statistics
-
-    facts = {
+    extra = {
         "launcher": "torchrun",
         "compiled": False,
-        "world_size": world_size,
-        "nodes": nodes,
-        "processes_per_node": local,
-        "threads_per_process": threads,
-        "ranks": world_size,
+        **job_results.layout_facts(everyone, world_size, nodes, local, threads),
         "backend": "nccl" if args.device == "cuda" else "gloo",
-        "threads_per_rank": threads,
-        "rows_per_rank": ",".join(str(record["rows"]) for record in everyone),
-        "threads_cpus": ";".join(record["cpus"] for record in everyone),
         "startup_s": startup_s,
-        "memory": "VmHWM of every rank, summed",
         "communication_note": "gradient all-reduce timed inside DDP's comm hook; median per rank, mean over ranks",
+        "torch": torch.__version__,
     }
-    timings = [record["timings"] for record in everyone]
-    if all(timing["steps"] for timing in timings):
-        step_s = statistics.fmean(timing["step_s"] for timing in timings)
-        communication_s = statistics.fmean(timing["communication_s"] for timing in timings)
-        facts.update(rank_step_s=step_s, communication_s_per_step=communication_s,
-                     compute_s_per_step=step_s - communication_s)
-    return facts
+    entry = job_results.write(args.out, config, task, problem, measured, everyone, extra, args.name)
+    print(job_results.summary_line(entry, os.path.join(args.out, "results.json")), flush=True)
+    return 0

@@ -105,7 +105,8 @@ def build(spec, task, threads):
     )
 
 
-LAUNCHERS = {"torchrun": "benchmarks.ddp_launch"}  # implementations started as jobs of several processes
+LAUNCHERS = {"torchrun": "benchmarks.ddp_launch", "tf_config": "benchmarks.multiworker",
+             "jax_coordinator": "benchmarks.multiworker"}  # implementations started as jobs of several processes
 
 
 def measure_two_layer(spec, task, entry, threads):

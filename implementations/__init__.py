@@ -53,6 +53,7 @@ class Implementation:
     # cluster job is started (benchmarks/ddp_launch.py). The Net stays the
     # in-process interface (tests, pytest-benchmark).
     launcher: str = ""
+    in_process: bool = True  # False: only ever runs as a job of several processes (no Net to drive in one)
 
     @property
     def backend(self):
@@ -128,6 +129,12 @@ REGISTRY = {
             tuning="the step is compiled by XLA (jit_compile=True) with the backward pass by hand instead "
                    "of a GradientTape, called as its concrete function, and train() is one graph loop",
         ),
+        # Data-parallel over processes, launched as a job of several processes
+        # (benchmarks/multiworker.py); no in-process Net.
+        Implementation("tf_multiworker", "tf_multiworker", "tensorflow", ("tensorflow",), "tensorflow",
+                       {"ranks": 2}, slow_start=True, launcher="tf_config", in_process=False),
+        Implementation("jax_distributed", "jax_distributed", "jax", ("jax",), "jax",
+                       {"ranks": 2}, slow_start=True, launcher="jax_coordinator", in_process=False),
     )
 }
 
