@@ -1,4 +1,4 @@
-"""The `sidebyside` command: list, run, report, compare.
+"""The `sidebyside` command: list, run, ddp (a torchrun rank), report, compare.
 
 Every user error ends in one line on stderr and exit status 2; Ctrl-C during
 a run saves what was measured and exits 130, SIGTERM the same with 143.
@@ -104,6 +104,11 @@ def build_parser():
                      help="exit 1 if any case failed, diverged or disagrees (after writing everything)")
 
     parser.run_parser = run  # benchmarks/settings.py reads its options
+    ddp = commands.add_parser("ddp", help="one torch_ddp rank, started by torchrun (rank 0 writes results.json)")
+    from benchmarks.ddp_train import add_arguments as add_ddp_arguments
+
+    add_ddp_arguments(ddp, positive_int, positive_float, size)
+
     report = commands.add_parser("report", help="build the HTML report from result files")
     try:
         from reports.cli import add_arguments
@@ -402,6 +407,13 @@ def main(argv=None):
             return command_list()
         if args.command == "run":
             return command_run(args)
+        if args.command == "ddp":
+            from benchmarks.ddp_train import NotUnderTorchrun, run
+
+            try:
+                return run(args)
+            except NotUnderTorchrun as error:
+                raise UsageError(str(error)) from None
         if report_missing():
             raise UsageError(f"sidebyside {args.command} needs the report's libraries: {report_missing()}")
         if args.command == "compare":

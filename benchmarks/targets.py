@@ -57,6 +57,8 @@ def runnable(name):
     if implementations.missing(name):
         return False
     spec = implementations.spec(name)
+    if not spec.in_process:  # a job of several processes: no net to time step by step here
+        return False
     return "keras" not in spec.requires or spec.backend == os.environ.get("KERAS_BACKEND")
 
 

@@ -56,6 +56,8 @@ def load_or_skip(name):
     if reason:
         pytest.skip(f"n/a: {reason}")
     spec = implementations.spec(name)
+    if not spec.in_process:
+        pytest.skip(f"n/a: {name} runs only as a job of several processes (sidebyside run; benchmarks/multiworker.py)")
     if "keras" in spec.requires and spec.backend != os.environ.get("KERAS_BACKEND"):
         pytest.skip(f"n/a: this process runs Keras on {os.environ.get('KERAS_BACKEND')}; "
                     f"run KERAS_BACKEND={spec.backend} pytest benchmarks/ -k {name}")

@@ -105,9 +105,18 @@ def build(spec, task, threads):
     )
 
 
+LAUNCHERS = {"torchrun": "benchmarks.ddp_launch", "tf_config": "benchmarks.multiworker",
+             "jax_coordinator": "benchmarks.multiworker"}  # implementations started as jobs of several processes
+
+
 def measure_two_layer(spec, task, entry, threads):
     """Fill `entry` with the losses and timings of one two-layer run."""
+    import importlib
+
     from benchmarks import timing
+
+    if spec.launcher:
+        return importlib.import_module(LAUNCHERS[spec.launcher]).measure(spec, task, entry, threads)
 
     framework = compute_framework(spec)
     memory = timing.PeakMemory()

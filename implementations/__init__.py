@@ -48,6 +48,12 @@ class Implementation:
     # sentence what it changes; the report pairs the two ("idiom vs ceiling").
     tuned_from: str | None = None
     tuning: str = ""
+    # How `sidebyside run` starts it: "" in a process of its own forked from
+    # its framework's zygote; "torchrun" (torch_ddp) through torchrun, as a
+    # cluster job is started (benchmarks/ddp_launch.py). The Net stays the
+    # in-process interface (tests, pytest-benchmark).
+    launcher: str = ""
+    in_process: bool = True  # False: only ever runs as a job of several processes (no Net to drive in one)
 
     @property
     def backend(self):
@@ -90,7 +96,8 @@ REGISTRY = {
         Implementation(
             "tf_function_xla", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": True},
         ),
-        Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}, slow_start=True),
+        Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}, slow_start=True,
+                       launcher="torchrun"),
         Implementation(
             "keras_tensorflow_xla", "keras_sequential", "keras", ("keras", "tensorflow"),
             "keras,tensorflow", {"backend": "tensorflow", "jit_compile": True},
@@ -126,6 +133,12 @@ REGISTRY = {
             tuning="the step is compiled by XLA (jit_compile=True) with the backward pass by hand instead "
                    "of a GradientTape, called as its concrete function, and train() is one graph loop",
         ),
+        # Data-parallel over processes, launched as a job of several processes
+        # (benchmarks/multiworker.py); no in-process Net.
+        Implementation("tf_multiworker", "tf_multiworker", "tensorflow", ("tensorflow",), "tensorflow",
+                       {"ranks": 2}, slow_start=True, launcher="tf_config", in_process=False),
+        Implementation("jax_distributed", "jax_distributed", "jax", ("jax",), "jax",
+                       {"ranks": 2}, slow_start=True, launcher="jax_coordinator", in_process=False),
     )
 }
 

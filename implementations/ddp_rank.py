@@ -7,6 +7,11 @@ rendezvous store listens (MASTER_ADDR, MASTER_PORT). The parent then drives
 it through a pipe, one command at a time: set up, load a slice of the batch,
 step, train, report weights or timings, close.
 
+The same `Replica` is what `sidebyside ddp` trains when `torchrun` starts
+the ranks (benchmarks/ddp_train.py): there it joins the process group
+through torchrun's environment (`store=None`), and nothing drives it but
+its own training loop.
+
 The replica is the torch_nn model wrapped in DistributedDataParallel. Every
 rank runs the forward and backward pass on its own rows only; as backward
 finishes, DDP all-reduces the gradients so that every rank applies the same
@@ -33,6 +38,9 @@ def settle_in():
     CPUs [r·T/R, (r+1)·T/R), so R ranks of T/R threads never share a core.
     Threads inherit the affinity of the thread that creates them, so this
     must come before any pool exists, i.e. before numpy and torch load.
+    The share is by local rank among the ranks of this machine
+    (LOCAL_RANK of LOCAL_WORLD_SIZE, as torchrun sets them): on several
+    machines, each machine's ranks split that machine's CPUs.
     """
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
@@ -40,8 +48,9 @@ def settle_in():
         pass
     if hasattr(os, "sched_getaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
-        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        share = len(cpus) // world_size
+        rank = int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+        share = len(cpus) // local_world_size
         if share:
             os.sched_setaffinity(0, cpus[rank * share:(rank + 1) * share])
 
@@ -121,7 +130,8 @@ def done(tensor):
 
 
 class Replica:
-    def __init__(self, w1, w2, learning_rate, device, dtype, threads, matmul_precision):
+    def __init__(self, w1, w2, learning_rate, device, dtype, threads, matmul_precision, torchrun=False,
+                 timeout=TIMEOUT):
         rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         # Each rank gets its own share of the cores (one thread each by
         # default: two ranks on two cores), and the parent's float32 matmul
@@ -135,13 +145,20 @@ class Replica:
         else:
             self.device = torch.device("cpu")
         self.dtype = getattr(torch, dtype)
-        # Join the process group through the parent's rendezvous store: gloo
-        # does collectives on CPU tensors over TCP, NCCL on GPU tensors.
-        store = dist.TCPStore(
-            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False, timeout=TIMEOUT
-        )
+        # Join the process group: gloo does collectives on CPU tensors over
+        # TCP, NCCL on GPU tensors. Under torchrun, through its environment
+        # (env://, the agent's store); driven by torch_ddp.Net, through the
+        # parent's rendezvous store. The timeout bounds every collective: a
+        # rank whose peer vanished without closing its sockets gives up then.
         backend = "nccl" if device == "cuda" else "gloo"
-        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=TIMEOUT)
+        if torchrun:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            store = dist.TCPStore(
+                os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False,
+                timeout=timeout,
+            )
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
         w1, w2 = np.asarray(w1), np.asarray(w2)
         (D_in, H), (_, D_out) = w1.shape, w2.shape
         model = build_model(D_in, H, D_out, "sequential").to(self.device, self.dtype)

@@ -7,11 +7,16 @@ all-reduce their gradients, so every rank applies the same update and the
 replicas never drift apart. `torch.distributed` does the exchange: with the
 gloo backend over TCP between CPU processes, with NCCL between GPUs.
 
-This net is the launcher, like `torchrun`: it starts one process per rank
-(`implementations/ddp_rank.py`, which holds the training step), holds the
-rendezvous store they meet at, sends each its rows, and drives them step by
-step through pipes. The loss of the whole batch is the sum of the ranks'
-losses, added here.
+`sidebyside run` launches torch_ddp the way users do, through torchrun
+(`benchmarks/ddp_launch.py` starts `sidebyside ddp`, benchmarks/ddp_train.py,
+once per rank), and that is what its results measure, on one machine or
+several. This Net is the in-process interface to the same ranks, for the
+tests and the pytest-benchmark suite, which drive a net step by step: it is
+a launcher like torchrun, starting one process per rank
+(`implementations/ddp_rank.py`, which holds the training step that
+`sidebyside ddp` trains too), holding the rendezvous store they meet at,
+sending each its rows, and driving them step by step through pipes. The
+loss of the whole batch is the sum of the ranks' losses, added here.
 
 The loss is a sum over rows, so the gradient of the batch is the sum of the
 ranks' gradients. DistributedDataParallel averages instead (it divides by
@@ -133,6 +138,7 @@ class Net:
             MASTER_PORT=str(self.store.port),
             RANK=str(rank),
             LOCAL_RANK=str(rank),
+            LOCAL_WORLD_SIZE=str(self.ranks),
             WORLD_SIZE=str(self.ranks),
             OMP_NUM_THREADS=str(self.threads_per_rank),
             SIDEBYSIDE_DDP_FD=str(child_end.fileno()),

@@ -33,8 +33,9 @@ def is_keras(name):
 
 
 def in_process_names():
-    """Two-layer implementations that can share this test process."""
-    return [name for name in implementations.names() if not is_keras(name)]
+    """Two-layer implementations that can share this test process (not the multi-process jobs, which have no
+    in-process Net: tests/test_multiworker.py runs them)."""
+    return [name for name in implementations.names() if not is_keras(name) and implementations.spec(name).in_process]
 
 
 def keras_names():
@@ -83,6 +84,8 @@ PROMISES = {
     "torch_autograd": {"compiled": False},
     "torch_nn": {"compiled": False},
     "torch_ddp": {"compiled": False},
+    "tf_multiworker": {"compiled": True},  # the step is a tf.function
+    "jax_distributed": {"compiled": True},  # the step is one jitted shard_map
     "jax_jit": {"compiled": True},
     "torch_compile": {"compiled": True},
     "tf_function": {"compiled": True, "jit_compile": False},

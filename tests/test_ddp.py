@@ -7,11 +7,18 @@ back by the number of ranks would not be exact; replicas that stay
 bit-identical; the communication cost it records; bad input; and shutdown
 in every way a run can end: close(), garbage collection, a rank that dies,
 Ctrl-C in the parent, and the parent killed outright.
+
+Then torchrun: `sidebyside ddp` refuses to start outside it; `sidebyside run
+--impl torch_ddp` goes through it (agreement in both dtypes, threads and
+CPUs per rank, communication, memory over ranks, a killed rank); two
+torchrun agents as two nodes on loopback (the issue's done-when check); and
+a rank that stops answering, which meets the process group's timeout.
 """
 
 import gc
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -172,3 +179,217 @@ def test_the_ranks_end_with_their_parent(Net, signal_number):
     finally:
         parent.kill()
         parent.wait()
+
+
+# torchrun: `sidebyside ddp` is a rank torchrun starts, and `sidebyside run`
+# launches torch_ddp through torchrun. Checked by their effects: the results
+# file rank 0 writes (validated as any result file), the losses against the
+# oracle, the processes that exist and the ones left afterwards.
+
+from reports.schema import load_results  # noqa: E402
+from tests.test_cli import one_line_error, sidebyside  # noqa: E402
+from tests.test_run_processes import descendants, start_long_run, still_running  # noqa: E402
+
+RUN = ["run", "--impl", "torch_ddp", "--workload", "two_layer", "--device", "cpu", "--no-sweep", "--no-report",
+       "--threads", "2", "--steps", "100", "--rounds", "1"]
+
+
+def the_entries(out):
+    return {entry["dtype"]: entry for entry in load_results(out / "results.json")["results"]}
+
+
+def relative_difference(losses, reference):
+    losses, reference = np.asarray(losses, dtype=np.float64), np.asarray(reference[:len(losses)])
+    return float(np.max(np.abs(losses - reference) / reference))
+
+
+def test_sidebyside_ddp_outside_torchrun_is_one_line():
+    line = one_line_error(sidebyside("ddp", "--out", "unused"))
+    assert line.startswith("sidebyside: error: sidebyside ddp is a rank started by torchrun"), line
+
+
+@pytest.fixture(scope="module")
+def run_through_torchrun(Net, tmp_path_factory):
+    """`sidebyside run --impl torch_ddp` in both dtypes on 2 ranks, and in float32 on 1 rank."""
+    two, one = tmp_path_factory.mktemp("two-ranks"), tmp_path_factory.mktemp("one-rank")
+    result = sidebyside(*RUN, "--ranks", "2", "--out", str(two))
+    assert result.returncode == 0, result.stderr
+    result = sidebyside(*RUN, "--ranks", "1", "--dtype", "float32", "--out", str(one))
+    assert result.returncode == 0, result.stderr
+    return the_entries(two), the_entries(one), two
+
+
+def test_run_goes_through_torchrun_and_agrees_in_both_dtypes(run_through_torchrun):
+    entries = run_through_torchrun[0]
+    for dtype in ("float32", "float64"):
+        entry = entries[dtype]
+        assert entry["status"] == "ok" and entry["agrees"] is True, entry["reason"]
+        assert entry["extra"]["launcher"] == "torchrun"
+        assert (entry["extra"]["world_size"], entry["extra"]["nodes"], entry["extra"]["processes_per_node"]) == (2, 1, 2)
+        assert len(entry["losses"]) == 100 and entry["step_time"]["rounds"] > 50
+    reference, _, _ = oracle_run(100)
+    assert relative_difference(entries["float64"]["losses"], reference) < 1e-8
+
+
+def test_threads_per_rank_are_the_run_threads_split_on_cpus_of_their_own(run_through_torchrun):
+    for entry in [*run_through_torchrun[0].values(), *run_through_torchrun[1].values()]:
+        ranks = entry["extra"]["world_size"]
+        assert entry["threads"] == 2 and entry["extra"]["threads_per_process"] == 2 // ranks
+        cpus = [set(map(int, share.split(","))) for share in entry["extra"]["threads_cpus"].split(";")]
+        assert [len(share) for share in cpus] == [2 // ranks] * ranks
+        assert len(set().union(*cpus)) == 2 and set().union(*cpus) <= set(os.sched_getaffinity(0))
+
+
+def test_communication_is_measured_and_memory_counted_over_ranks(run_through_torchrun):
+    two, one = run_through_torchrun[0]["float32"], run_through_torchrun[1]["float32"]
+    for entry in (two, one):
+        extra = entry["extra"]
+        assert 0 < extra["communication_s_per_step"] < extra["rank_step_s"]
+    # Every rank is a whole process with torch loaded: two of them hold about twice one's memory.
+    assert 1.6 < two["peak_memory_bytes"] / one["peak_memory_bytes"] < 2.4, (two["peak_memory_bytes"],
+                                                                            one["peak_memory_bytes"])
+
+
+def rank_processes(parent):
+    """The ranks among a process's descendants, by RANK: torchrun gives each its environment."""
+    import psutil
+
+    ranks = {}
+    for process in parent.children(recursive=True):
+        try:
+            environment = process.environ()
+        except psutil.Error:
+            continue
+        if "TORCHELASTIC_RUN_ID" in environment and "RANK" in environment:
+            ranks[int(environment["RANK"])] = process
+    return ranks
+
+
+def test_killing_a_rank_mid_run_ends_the_job_with_one_line(Net, tmp_path):
+    import psutil
+
+    from benchmarks.ddp_launch import TIMEOUT_S
+
+    out = tmp_path / "killed-rank"
+    process = start_long_run(out, ["torch_ddp"], ("--steps", "200000"))
+    parent = psutil.Process(process.pid)
+    deadline = time.monotonic() + 180
+    while len(rank_processes(parent)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ranks = rank_processes(parent)
+    assert len(ranks) == 2, "torchrun started two ranks"
+    time.sleep(3)  # the ranks have met and train
+    spawned = descendants(parent)
+    ranks[1].kill()
+    killed = time.monotonic()
+    _, stderr = process.communicate(timeout=TIMEOUT_S + 60)
+    assert time.monotonic() - killed < TIMEOUT_S, "the job ended within the process group's timeout"
+    assert process.returncode == 0, stderr
+    (entry,) = entries_of(out)
+    assert entry["status"] == "failed"
+    assert "\n" not in entry["reason"] and "torchrun: rank 1 was killed by SIGKILL" in entry["reason"], entry["reason"]
+    deadline = time.monotonic() + 10
+    while still_running(spawned) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert still_running(spawned) == []
+
+
+def entries_of(out):
+    return load_results(out / "results.json")["results"]
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def torchrun_node(node_rank, port, out, *arguments):
+    """One torchrun agent of a two-node job, as a user starts it on each machine."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+               "--node-rank", str(node_rank), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+               "--rdzv-id", f"sidebyside-test-{port}",
+               "-m", "benchmarks.cli", "ddp", "--out", str(out), "--threads-per-process", "1", *arguments]
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(Net, tmp_path_factory):
+    """Two torchrun agents as two nodes on loopback; the folders they were given."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("two-nodes")
+    outs = [folder / "node0", folder / "node1"]
+    agents = [torchrun_node(node, port, outs[node], "--dtype", "float64", "--steps", "100") for node in (0, 1)]
+    try:
+        for agent in agents:
+            _, stderr = agent.communicate(timeout=240)
+            assert agent.returncode == 0, stderr
+    finally:
+        for agent in agents:
+            agent.kill()
+    return outs
+
+
+def test_two_torchrun_nodes_on_loopback_agree_with_the_reference(two_nodes):
+    """The done-when check: two agents as two nodes; rank 0's results.json holds the one entry."""
+    written = [out for out in two_nodes if (out / "results.json").exists()]
+    assert len(written) == 1, "rank 0 writes, the other rank writes nothing"
+    (entry,) = entries_of(written[0])
+    assert entry["implementation"] == "torch_ddp" and entry["status"] == "ok" and entry["agrees"] is True
+    assert (entry["extra"]["world_size"], entry["extra"]["nodes"]) == (2, 2)
+    assert entry["extra"]["communication_s_per_step"] > 0
+    reference, _, _ = oracle_run(100)
+    assert relative_difference(entry["losses"], reference) < 1e-8
+
+
+def test_a_cluster_run_merges_with_a_single_machine_run_in_one_report(two_nodes, run_through_torchrun, tmp_path):
+    """`sidebyside report a/results.json b/results.json`: both files' torch_ddp rows in one report."""
+    (cluster,) = [out / "results.json" for out in two_nodes if (out / "results.json").exists()]
+    single = run_through_torchrun[2] / "results.json"
+    result = sidebyside("report", str(single), str(cluster), "--out", str(tmp_path / "merged"), "--format", "markdown")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "merged" / "report.md").exists()
+    side_by_side = result.stdout.split("### Median step time on each machine", 1)[1].split("###", 1)[0]
+    rows = [line for line in side_by_side.splitlines() if "torch\\_ddp" in line and "float64" in line]
+    assert len(rows) == 1 and "not in this file" not in rows[0], side_by_side
+    assert len(re.findall(r"\d (?:ms|µs|s)\b", rows[0])) == 2, "one step time from each file, in one row"
+
+
+def test_a_rank_that_stops_answering_ends_the_job_within_the_timeout(Net, tmp_path):
+    """A frozen rank (SIGSTOP: its sockets stay open, as a machine that vanished) meets the process group's timeout."""
+    import psutil
+
+    port = free_port()
+    agents = [torchrun_node(node, port, tmp_path / f"node{node}", "--steps", "1000000", "--timeout", "5")
+              for node in (0, 1)]
+    try:
+        deadline = time.monotonic() + 180
+        ranks = {}
+        while len(ranks) < 2 and time.monotonic() < deadline:
+            ranks = {rank: process for agent in agents for rank, process in rank_processes(psutil.Process(agent.pid)).items()}
+            time.sleep(0.2)
+        assert len(ranks) == 2
+        time.sleep(3)  # training
+        ranks[1].suspend()
+        stopped = time.monotonic()
+        rank_0_agent = next(agent for agent in agents if ranks[0].pid in descendants(psutil.Process(agent.pid)))
+        _, stderr = rank_0_agent.communicate(timeout=60)
+        assert time.monotonic() - stopped < 30
+        assert rank_0_agent.returncode != 0
+        errors = [line for line in stderr.splitlines() if line.startswith("sidebyside: error: torch_ddp rank 0: ")]
+        assert len(errors) == 1, stderr
+        # gloo's "Timed out waiting ... for recv", or the store's "wait timeout" where
+        # the frozen rank had not yet connected: the process group's timeout either way.
+        assert re.search(r"timed out|wait timeout", errors[0], re.I), errors[0]
+    finally:
+        for agent in agents:
+            for process in descendants(psutil.Process(agent.pid)) if agent.poll() is None else []:
+                try:
+                    psutil.Process(process).kill()
+                except psutil.Error:
+                    pass
+            agent.kill()
+            agent.wait()

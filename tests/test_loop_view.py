@@ -51,7 +51,10 @@ def case(name, slow):
     return pytest.param(name, marks=pytest.mark.slow) if slow else name
 
 
-IN_PROCESS = [case(name, implementations.spec(name).slow_start) for name in TWO_LAYER if not is_keras(name)]
+# Not the multi-process jobs (tf_multiworker, jax_distributed): no in-process Net; their loop view is timed by
+# their own processes (tests/test_multiworker.py).
+IN_PROCESS = [case(name, implementations.spec(name).slow_start) for name in TWO_LAYER
+              if not is_keras(name) and implementations.spec(name).in_process]
 # One Keras file on each backend (the jit variants run the same train()).
 KERAS = [
     case(name, implementations.spec(name).backend != "jax")

@@ -155,7 +155,7 @@ def test_workers_and_ranks_exit_when_the_runner_is_killed(tmp_path):
     names = available("torch_ddp") or available("numpy_manual")
     process = start_long_run(out, names, ("--steps", "200000"))
     parent = psutil.Process(process.pid)
-    least = 4 if names == ["torch_ddp"] else 2  # zygote, child (and two ranks)
+    least = 5 if names == ["torch_ddp"] else 2  # zygote, child (and torchrun with two ranks)
     wait_until(lambda: len(descendants(parent)) >= least, 180, process)
     time.sleep(1)
     spawned = descendants(parent)
