@@ -78,7 +78,7 @@ def build_parser():
     run.add_argument("--impl", action="append", metavar="NAME",
                      help="an implementation (repeatable; default: all but the slow starters)")
     run.add_argument("--all", action="store_true", dest="slow_starters",
-                     help="also the slow starters (torch.compile variants, keras_jax_eager, torch_ddp)")
+                     help="also the slow starters (torch.compile variants, keras_jax_eager, the data-parallel jobs)")
     run.add_argument("--workload", action="append", choices=WORKLOADS, help="repeatable; default: all")
     run.add_argument("--device", choices=DEVICE_CHOICES, default="all",
                      help="all (default) means the CPU and, where present, the GPU")
