@@ -181,6 +181,7 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
         "diverged_at": diverged_at,
         "losses": [float(value) if math.isfinite(value) else None for value in losses],
         "step_time": step_time,
+        "samples": per_step[1:] or per_step,  # each epoch's mean step: the runner keeps them as step_time.samples
         "unstable": is_unstable(step_time),
         "first_step_s": None,
         "loop_time_s": float(sum(record["time_s"] for record in records[1:] or records)),

@@ -40,15 +40,21 @@ def not_run_in_either(frame):
     return (frame["status_before"] == "n/a") & (frame["status_after"] == "n/a")
 
 
-def display_frame(comparison):
+def compared(comparison):
+    """The rows of the tables: cases n/a in both files are left out (footer_lines counts them)."""
+    frame = comparison.frame
+    return frame[~not_run_in_either(frame)]
+
+
+def display_frame(comparison, frame=None, said=()):
     """(the fields said once, the table of formatted cells) for the terminal and Markdown.
 
-    Cases n/a in both files are left out of the table (footer_lines counts them).
+    `frame`: some of the compared rows (default all); `said`: case fields
+    the caller names above the table (a group's heading), left out too.
     """
-    frame = comparison.frame
-    frame = frame[~not_run_in_either(frame)]
+    frame = compared(comparison) if frame is None else frame
     shared = shared_fields(frame)
-    columns = {CASE_HEADINGS[key]: frame[key] for key in CASE if key not in shared}
+    columns = {CASE_HEADINGS[key]: frame[key] for key in CASE if key not in shared and key not in said}
     columns |= {
         "Before": [median_text(m, s) for m, s in zip(frame["median_before"], frame["status_before"])],
         "After": [median_text(m, s) for m, s in zip(frame["median_after"], frame["status_after"])],
@@ -99,14 +105,23 @@ def print_terminal(comparison, console=None):
     from rich.text import Text
 
     console = console or Console()
-    shared, display = display_frame(comparison)
+    frame = compared(comparison)
+    shared = shared_fields(frame)
     for line in header_lines(comparison, shared):
         console.print(Text(line))
-    if display.empty:
+    if frame.empty:
         console.print(Text("no case ran in both files"))
-    else:
+    # One table per group of the fields that vary but the implementation (a workload and size,
+    # say), titled by them: fewer columns, so that the rest fits 80 columns without folding.
+    grouping = [key for key in CASE if key not in shared and key != "implementation"]
+    groups = frame.groupby(grouping, sort=False, dropna=False) if grouping else [((), frame)]
+    for values, part in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        _, display = display_frame(comparison, part, said=grouping)
+        title = ", ".join(one_line(str(value), 80) for value in values) or None
         # No outer padding or column rules, so that more of 80 columns is left to the cells.
-        table = Table(*display.columns, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        table = Table(*display.columns, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                      title=Text(title) if title else None, title_justify="left")
         for column in table.columns:
             # Names are never cut: the implementation keeps its width, the other columns wrap.
             column.no_wrap = column.header == "Implementation"

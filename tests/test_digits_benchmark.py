@@ -20,12 +20,15 @@ ENTRY_KEYS = {
     "diverged_at", "losses", "step_time", "unstable", "first_step_s", "loop_time_s", "loop_steps", "flops_per_step",
     "gflops", "peak_fraction", "peak_memory_bytes", "agreement", "agreement_tolerance", "agrees", "extra",
     "epochs", "test_accuracy", "target_accuracy", "time_to_target_s", "first_epoch_s",
+    "samples",  # the timed epochs' mean steps, for the runner (results.json keeps them as step_time.samples)
 }
 
 
 def check_entry(entry, epochs, steps_per_epoch):
     assert set(entry) == ENTRY_KEYS
     json.dumps(entry, allow_nan=False)  # results.json refuses NaN and inf
+    timed = [record["time_s"] / entry["extra"]["steps_per_epoch"] for record in entry["epochs"][1:] or entry["epochs"]]
+    assert entry["samples"] == pytest.approx(timed) and entry["step_time"]["median"] == pytest.approx(np.median(timed))
     assert entry["workload"] == "digits" and entry["status"] == "ok"
     assert len(entry["losses"]) == epochs * steps_per_epoch == entry["extra"]["steps_per_epoch"] * epochs
     assert [record["epoch"] for record in entry["epochs"]] == list(range(1, epochs + 1))
