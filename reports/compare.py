@@ -3,8 +3,10 @@
 A case is (workload, implementation, device, dtype, size). For every case in
 both files, `case_change` gives the change of the median step time and a
 verdict from the timed steps themselves (`step_time.samples`): the
-two-sided Mann–Whitney U test of scipy at ALPHA. A change the test does not
-call significant reads "~", as pyperf's compare_to writes it; a significant
+two-sided Mann–Whitney U test of scipy at ALPHA, and, where both runs had
+several rounds, rounds that do not overlap (`rounds_overlap`). A change
+that is not significant reads "~" ("~ (rounds overlap)" where only the
+rounds say so), as pyperf's compare_to writes it; a significant
 one "2.00× slower" or "1.25× faster". Where a side has no samples, or too few
 for the test ever to reach ALPHA, the verdict says so ("n/a: no samples
 (before)"); where a side did not run cleanly (status not ok), the statuses
@@ -63,15 +65,32 @@ def significance(before, after):
     return (1.0 if p_value != p_value else p_value), None
 
 
-def timed_change(median_before, median_after, samples_before, samples_after):
-    """The Change of two timed runs: their medians' ratio, and the test on their samples."""
+def rounds_overlap(rounds_before, rounds_after):
+    """Whether two runs' round medians overlap; None where either has fewer than two rounds.
+
+    The steps of one run are not independent draws between runs: each round is
+    a fresh process, and processes differ (placement, frequency, neighbours)
+    more than steps within one do. Two runs of the same code read as "significant"
+    by the steps alone (measured: 19 of 19 cases of two --quick runs); the rounds
+    carry that between-process noise, so a change counts only where every round
+    of one run lies beyond every round of the other, the rule benchmarks.ranking
+    uses for a tie.
+    """
+    if len(rounds_before or ()) < 2 or len(rounds_after or ()) < 2:
+        return None
+    return not (max(rounds_before) < min(rounds_after) or max(rounds_after) < min(rounds_before))
+
+
+def timed_change(median_before, median_after, samples_before, samples_after, rounds_before=(), rounds_after=()):
+    """The Change of two timed runs: their medians' ratio, the test on their samples, and their rounds."""
     fraction = (median_after - median_before) / median_before
     p_value, untested = significance(samples_before, samples_after)
     if untested:
         return Change(fraction, None, False, untested)
-    significant = p_value < ALPHA and median_after != median_before
+    overlap = rounds_overlap(rounds_before, rounds_after)
+    significant = p_value < ALPHA and median_after != median_before and not overlap
     if not significant:
-        verdict = NOT_SIGNIFICANT
+        verdict = NOT_SIGNIFICANT + (" (rounds overlap)" if overlap and p_value < ALPHA else "")
     elif median_after > median_before:
         verdict = f"{fmt.times(median_after / median_before)} slower"
     else:
@@ -96,7 +115,9 @@ def case_change(before, after):
     if None in medians:
         side = "before" if medians[0] is None else "after"
         return Change(None, None, False, f"n/a: not timed ({side})")
-    return timed_change(*medians, value(before["samples"]) or [], value(after["samples"]) or [])
+    rounds = [value(row.get("round_medians")) if hasattr(row, "get") else None for row in (before, after)]
+    return timed_change(*medians, value(before["samples"]) or [], value(after["samples"]) or [],
+                        rounds[0] or (), rounds[1] or ())
 
 
 # ----------------------------------------------------------------------------

@@ -379,3 +379,18 @@ def test_help_does_not_import_the_heavy_libraries():
     assert result.stdout.strip() == "[]"
     help_text = sidebyside("compare", "--help").stdout
     assert "--fail-on median:N%" in help_text and "--format {terminal,markdown,csv}" in help_text
+
+
+def test_a_change_counts_only_where_the_rounds_separate_too():
+    from reports.compare import timed_change
+
+    fast, slow = [1.0 + 0.01 * i for i in range(20)], [1.2 + 0.01 * i for i in range(20)]  # p far below 0.05
+    steps_only = timed_change(1.1, 1.3, fast, slow)
+    assert steps_only.significant and steps_only.verdict == "1.18× slower"  # one round or none: the steps decide
+    overlapping = timed_change(1.1, 1.3, fast, slow, [1.0, 1.1, 1.25], [1.2, 1.3, 1.35])
+    assert not overlapping.significant and overlapping.verdict == "~ (rounds overlap)"
+    assert overlapping.p_value == steps_only.p_value and not overlapping.slower_than(5)
+    separated = timed_change(1.1, 1.3, fast, slow, [1.0, 1.1, 1.15], [1.2, 1.3, 1.35])
+    assert separated.significant and separated.verdict == "1.18× slower" and separated.slower_than(5)
+    alike = timed_change(1.1, 1.1, fast, fast, [1.0, 1.1, 1.15], [1.2, 1.3, 1.35])
+    assert alike.verdict == "~"  # the steps say nothing: plain "~"
