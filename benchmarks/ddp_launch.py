@@ -95,13 +95,19 @@ def stop(process):
 ROOT_CAUSE = re.compile(
     r"Root Cause.*?rank\s*:\s*(?P<rank>\d+)\s*\(local_rank:\s*\d+\)\s*exitcode\s*:\s*(?P<code>-?\d+)"
     r"[^\n]*?(?:\((?P<signal>SIG\w+)\))?\s*$", re.S | re.M)
+FAILURE = re.compile(  # every rank of torchrun's failure summary, the root cause's and the others'
+    r"rank\s*:\s*(?P<rank>\d+)\s*\(local_rank:\s*\d+\)\s*exitcode\s*:\s*(?P<code>-?\d+)"
+    r"[^\n]*?(?:\((?P<signal>SIG\w+)\))?\s*$", re.M)
 RANK_ERROR = re.compile(r"^sidebyside: error: torch_ddp rank (?P<rank>\d+): (?P<message>.*)$", re.M)
 
 
 def failure(output, code):
     """One line: which rank failed first (torchrun's root cause) and how, with its own error if it said one."""
     errors = {int(match["rank"]): first_sentence(match["message"]) for match in RANK_ERROR.finditer(output)}
-    cause = ROOT_CAUSE.search(output)
+    # A rank killed from outside (not torchrun's own SIGTERM to the survivors) is the cause, even where
+    # a peer's "connection reset" reached torchrun first and became its root cause.
+    killed = [match for match in FAILURE.finditer(output) if match["signal"] not in (None, "SIGTERM")]
+    cause = killed[0] if killed else ROOT_CAUSE.search(output)
     if cause:
         rank, exit_code = int(cause["rank"]), int(cause["code"])
         how = f"was killed by {cause['signal']}" if cause["signal"] else f"exited with code {exit_code}"

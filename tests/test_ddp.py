@@ -393,3 +393,37 @@ def test_a_rank_that_stops_answering_ends_the_job_within_the_timeout(Net, tmp_pa
                     pass
             agent.kill()
             agent.wait()
+
+
+KILLED_AFTER_PEER = """sidebyside: error: torch_ddp rank 0: RuntimeError: [pair.cc:537] Read error [127.0.0.1]:8898: Connection reset by peer
+============================================================
+benchmarks.cli FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-02_06:30:01
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 4243)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 4243
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-02_06:30:01
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 4242)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+"""
+
+
+def test_a_rank_killed_from_outside_is_named_even_when_its_peer_failed_first():
+    from benchmarks.ddp_launch import failure
+
+    reason = failure(KILLED_AFTER_PEER.replace("exitcode  : -9 (pid: 4243)", "exitcode  : -9 (pid: 4243) (SIGKILL)"), 1)
+    assert reason.startswith("torchrun: rank 1 was killed by SIGKILL") and "Connection reset by peer" in reason
+    # Without a signal anywhere, torchrun's own root cause stands.
+    assert failure(KILLED_AFTER_PEER, 1).startswith("torchrun: rank 0 exited with code 1: RuntimeError")
