@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from benchmarks import fairness, machine
+from sidebyside import fairness, machine
 
 
 def pytest_addoption(parser):
@@ -41,9 +41,9 @@ def pytest_configure(config):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     # The same peak record as `sidebyside run` writes (per device and dtype,
-    # see benchmarks/peak.py), measured here in-process: pytest-benchmark runs
+    # see sidebyside/peak.py), measured here in-process: pytest-benchmark runs
     # every benchmark in this one process, under these thread settings.
-    from benchmarks import peak
+    from sidebyside import peak
 
     record = machine.describe()
     record["threads"] = {"requested": threads_of(config)}

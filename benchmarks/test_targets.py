@@ -4,7 +4,7 @@ The tolerance of 5 % on "at least as fast as the plain version" absorbs the
 noise of alternating medians; the ratios themselves are recorded as measured.
 """
 
-from benchmarks import targets
+from sidebyside import targets
 
 
 def test_targets(benchmark, threads):

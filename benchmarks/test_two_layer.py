@@ -1,7 +1,7 @@
 """One training step of every implementation, per device and size.
 
-The same protocol as `sidebyside run` (benchmarks/timing.py), through the
-same code: the case is built by `benchmarks.cases.build` (data converted
+The same protocol as `sidebyside run` (sidebyside/timing.py), through the
+same code: the case is built by `sidebyside.cases.build` (data converted
 outside every clock), `timing.start` times the first step (with any tracing
 or compilation) alone and runs the burn-in steps; then pytest-benchmark
 times single steps, each ending with the loss copied to the host, for
@@ -18,14 +18,14 @@ import os
 
 import pytest
 
-import implementations
-from benchmarks import cases, fairness, timing
-from benchmarks.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig, sweep_learning_rate
-from benchmarks.machine import kernels
-from benchmarks.runner import loop_steps
-from benchmarks.frameworks import TUNED_FRAMEWORKS
-from implementations.devices import cuda_available
-from implementations.problem import DeviceUnavailable, DtypeUnsupported
+from sidebyside import implementations
+from sidebyside import cases, fairness, timing
+from sidebyside.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig, sweep_learning_rate
+from sidebyside.machine import kernels
+from sidebyside.runner import loop_steps
+from sidebyside.frameworks import TUNED_FRAMEWORKS
+from sidebyside.implementations.devices import cuda_available
+from sidebyside.implementations.two_layer.problem import DeviceUnavailable, DtypeUnsupported
 
 RUN = RunConfig()  # the defaults of `sidebyside run`: steps, burn-in, loop length
 WARMUP_STEPS = RUN.warmup
@@ -57,7 +57,7 @@ def load_or_skip(name):
         pytest.skip(f"n/a: {reason}")
     spec = implementations.spec(name)
     if not spec.in_process:
-        pytest.skip(f"n/a: {name} runs only as a job of several processes (sidebyside run; benchmarks/multiworker.py)")
+        pytest.skip(f"n/a: {name} runs only as a job of several processes (sidebyside run; sidebyside/multiworker.py)")
     if "keras" in spec.requires and spec.backend != os.environ.get("KERAS_BACKEND"):
         pytest.skip(f"n/a: this process runs Keras on {os.environ.get('KERAS_BACKEND')}; "
                     f"run KERAS_BACKEND={spec.backend} pytest benchmarks/ -k {name}")

@@ -1,14 +1,16 @@
-"""The registry of implementations, imported lazily, and the one way to build them.
+"""The one registry of implementations, imported lazily, and the one way to build them.
 
-Each entry names the module that holds the variant, the frameworks it needs
-(import names), the pip extra that installs them, and the constructor options
-that make it that variant (tf_function and tf_function_xla are one module,
-built with jit_compile off and on). Nothing heavy is imported until a net is
+Each entry names the module that holds the variant, the workloads it solves
+(its module of that name lives in each workload's package:
+implementations/two_layer/torch_nn.py, implementations/digits/torch_nn.py),
+the frameworks it needs (import names), the pip extra that installs them, and
+the constructor options that make it that variant (tf_function and
+tf_function_xla are one module, built with jit_compile off and on). Nothing heavy is imported until a net is
 asked for, so `sidebyside list` and the tests can ask what is available
 without paying for TensorFlow's import.
 
 `create(name, w1, w2, learning_rate, ...)` is how every caller builds a
-registered variant: it imports the module and applies the entry's options,
+registered two-layer variant (`digits.create` the digits one): it imports the module and applies the entry's options,
 so no caller has to remember that tf_function_xla means jit_compile=True.
 `load(name)` returns the bare Net class, for code that needs the class itself.
 """
@@ -35,12 +37,16 @@ class FrameworkBroken(ImplementationUnavailable):
 @dataclass(frozen=True)
 class Implementation:
     name: str  # registry name, e.g. "torch_autograd"
-    module: str  # module under implementations/ that defines Net (or a full dotted import path)
+    module: str  # module in each workload's package that defines Net (or a full dotted import path)
     framework: str  # the framework people would name when comparing
     requires: tuple  # import names that must be present
     extra: str  # pip extra that installs them: pip install -e ".[extra]"
     options: dict = field(default_factory=dict)  # passed to the module's configure()
-    workload: str = "two_layer"  # which problem it solves
+    workloads: tuple = ("two_layer",)  # the problems it solves: a module of its name in each one's package
+    # The Adam rule its framework's optimizer follows (the digits workload):
+    # "pytorch" (eps added to √v̂) or "keras" (eps added to √v); the digits
+    # reference replays either.
+    adam: str = "pytorch"
     slow_start: bool = False  # needs seconds before its first step (compiling, tracing op by op, starting ranks): run only when named or with --all, never with --quick
     preload: tuple = ()  # modules its first step imports: the worker's zygote imports them once, before forking
     # A speed-written variant names its idiomatic sibling, the registered
@@ -50,7 +56,7 @@ class Implementation:
     tuning: str = ""
     # How `sidebyside run` starts it: "" in a process of its own forked from
     # its framework's zygote; "torchrun" (torch_ddp) through torchrun, as a
-    # cluster job is started (benchmarks/ddp_launch.py). The Net stays the
+    # cluster job is started (sidebyside/ddp_launch.py). The Net stays the
     # in-process interface (tests, pytest-benchmark).
     launcher: str = ""
     in_process: bool = True  # False: only ever runs as a job of several processes (no Net to drive in one)
@@ -58,6 +64,10 @@ class Implementation:
     @property
     def backend(self):
         return self.options.get("backend", self.framework)
+
+    def module_path(self, workload):
+        """The dotted module that defines this variant's Net for `workload`."""
+        return self.module if "." in self.module else f"{__name__}.{workload}.{self.module}"
 
 
 # What torch.compile imports on its first call: about 130 MB that would
@@ -68,24 +78,26 @@ TORCH_COMPILER = ("torch._dynamo", "torch._inductor.compile_fx")
 # process that did not have them.
 TORCH_OPTIM = ("torch._dynamo",)
 
+BOTH = ("two_layer", "digits")  # the variants written for both workloads
+
 REGISTRY = {
     spec.name: spec
     for spec in (
-        Implementation("numpy_manual", "numpy_manual", "numpy", ("numpy",), "numpy"),
-        Implementation("torch_manual", "torch_manual", "torch", ("torch",), "torch"),
-        Implementation("torch_autograd", "torch_autograd", "torch", ("torch",), "torch"),
-        Implementation("torch_nn", "torch_nn", "torch", ("torch",), "torch", preload=TORCH_OPTIM),
+        Implementation("numpy_manual", "numpy_manual", "numpy", ("numpy",), "numpy", workloads=BOTH),
+        Implementation("torch_manual", "torch_manual", "torch", ("torch",), "torch", workloads=BOTH),
+        Implementation("torch_autograd", "torch_autograd", "torch", ("torch",), "torch", workloads=BOTH),
+        Implementation("torch_nn", "torch_nn", "torch", ("torch",), "torch", workloads=BOTH, preload=TORCH_OPTIM),
         Implementation(
             "keras_tensorflow", "keras_sequential", "keras", ("keras", "tensorflow"),
-            "keras,tensorflow", {"backend": "tensorflow"},
+            "keras,tensorflow", {"backend": "tensorflow"}, workloads=BOTH, adam="keras",
         ),
         Implementation(
             "keras_torch", "keras_sequential", "keras", ("keras", "torch"),
-            "keras,torch", {"backend": "torch"},
+            "keras,torch", {"backend": "torch"}, workloads=BOTH, adam="keras",
         ),
         Implementation(
             "keras_jax", "keras_sequential", "keras", ("keras", "jax"),
-            "keras,jax", {"backend": "jax"},
+            "keras,jax", {"backend": "jax"}, workloads=BOTH, adam="keras",
         ),
         Implementation("jax_jit", "jax_jit", "jax", ("jax",), "jax"),
         Implementation("torch_compile", "torch_compile", "torch", ("torch",), "torch", slow_start=True,
@@ -134,7 +146,7 @@ REGISTRY = {
                    "of a GradientTape, called as its concrete function, and train() is one graph loop",
         ),
         # Data-parallel over processes, launched as a job of several processes
-        # (benchmarks/multiworker.py); no in-process Net.
+        # (sidebyside/multiworker.py); no in-process Net.
         Implementation("tf_multiworker", "tf_multiworker", "tensorflow", ("tensorflow",), "tensorflow",
                        {"ranks": 2}, slow_start=True, launcher="tf_config", in_process=False),
         Implementation("jax_distributed", "jax_distributed", "jax", ("jax",), "jax",
@@ -145,17 +157,17 @@ REGISTRY = {
 
 def names(workload=None):
     """Registered names, in registry order, optionally for one workload."""
-    return [name for name, spec in REGISTRY.items() if workload in (None, spec.workload)]
+    return [name for name, spec in REGISTRY.items() if workload is None or workload in spec.workloads]
 
 
-def spec(name):
-    """The registry entry for `name`, or a ValueError that lists the valid names."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown implementation {name!r}; valid names: {', '.join(REGISTRY)}"
-        ) from None
+def spec(name, workload=None):
+    """The registry entry for `name` (of `workload`, if given), or a ValueError that lists the valid names."""
+    entry = REGISTRY.get(name)
+    if entry is None or (workload is not None and workload not in entry.workloads):
+        valid = names(workload)
+        kind = "" if workload is None else f"{workload.replace('_', '-')} "
+        raise ValueError(f"unknown {kind}implementation {name!r}; valid names: {', '.join(valid)}") from None
+    return entry
 
 
 def missing(name):
@@ -219,8 +231,8 @@ def load(name):
     return load_entry(spec(name))
 
 
-def load_entry(entry, package=__name__):
-    """`load` for a registry entry of any workload; its module lives in `package`."""
+def load_entry(entry, workload="two_layer"):
+    """`load` for a registry entry, its Net for `workload`."""
     name = entry.name
     reason = missing_entry(entry)
     if reason:
@@ -230,7 +242,7 @@ def load_entry(entry, package=__name__):
         os.environ["KERAS_BACKEND"] = backend
     # A module named with dots is a full import path: an implementation that
     # lives outside this package (a user's, or a test's) registers like ours.
-    path = entry.module if "." in entry.module else f"{package}.{entry.module}"
+    path = entry.module_path(workload)
     try:
         module = importlib.import_module(path)
     except ModuleNotFoundError as error:
@@ -277,15 +289,15 @@ def create(name, w1, w2, learning_rate, device="cpu", dtype="float32", **overrid
     return create_entry(spec(name), w1, w2, learning_rate, device=device, dtype=dtype, overrides=overrides)
 
 
-def create_entry(entry, *arguments, package=__name__, overrides=None, not_arguments=("backend",), **keywords):
-    """`create` for a registry entry of any workload; its module lives in `package`.
+def create_entry(entry, *arguments, workload="two_layer", overrides=None, not_arguments=("backend",), **keywords):
+    """`create` for a registry entry, its Net for `workload`.
 
     `arguments` and `keywords` are the Net's own (weights, problem, device,
     dtype); the entry's options and then `overrides` are added to them, but
     for the options named in `not_arguments`, which are read elsewhere
     (`backend` by load_entry, to pick KERAS_BACKEND).
     """
-    Net = load_entry(entry, package)
+    Net = load_entry(entry, workload)
     options = {key: value for key, value in entry.options.items() if key not in not_arguments}
     overrides = dict(overrides or {})
     check_overrides(entry, Net, overrides, taken=len(arguments), explicit=keywords)

@@ -1,4 +1,5 @@
-"""Resolving "cpu"/"cuda" for each framework, shared by the implementations.
+"""Where a net computes, shared by every workload's implementations: the devices and dtypes,
+the errors that say one is unavailable, and resolving "cpu"/"cuda" for each framework.
 
 Each helper imports its framework only when called, and raises
 DeviceUnavailable where a GPU is asked for and the framework has none: "no
@@ -9,9 +10,16 @@ fix is another install, not another machine).
 
 import os
 
-from implementations.problem import DeviceUnavailable
-
 DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64")
+
+
+class DeviceUnavailable(RuntimeError):
+    """The requested device does not exist here (no GPU, or a CPU-only framework)."""
+
+
+class DtypeUnsupported(RuntimeError):
+    """The framework cannot compute in the requested dtype (checked, not assumed)."""
 
 
 def check_name(device):

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import implementations
-from implementations.problem import Problem, make_data
+from sidebyside import implementations
+from sidebyside.implementations.two_layer.problem import Problem, make_data
 from tests import oracle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def keras_auto_jit(backend):
     eager on torch, and on TensorFlow XLA wherever TensorFlow sees a GPU
     (Keras asks the machine, not the device the model is placed on)."""
     if backend == "tensorflow":
-        from implementations.devices import cuda_available
+        from sidebyside.implementations.devices import cuda_available
 
         return cuda_available("tensorflow")
     return {"jax": True, "torch": False}[backend]
@@ -252,7 +252,7 @@ def run_python(code, env=None, timeout=600):
 KERAS_SCRIPT = """
 import json, numpy as np
 from tests.conftest import train
-from implementations.problem import DtypeUnsupported
+from sidebyside.implementations.two_layer.problem import DtypeUnsupported
 out = {}
 for dtype in ("float32", "float64"):
     try:
@@ -284,7 +284,7 @@ def quick_run(tmp_path_factory):
     for name in QUICK_RUN_IMPLEMENTATIONS:
         skip_if_missing(name)
     out = tmp_path_factory.mktemp("quick-run") / "run"
-    command = [sys.executable, "-m", "benchmarks.cli", "run", "--quick", "--workload", "two_layer",
+    command = [sys.executable, "-m", "sidebyside.cli", "run", "--quick", "--workload", "two_layer",
                "--device", "cpu", "--threads", "1", "--no-report", "--out", str(out)]
     for name in QUICK_RUN_IMPLEMENTATIONS:
         command += ["--impl", name]

@@ -64,7 +64,7 @@ def run_medians(tmp_path, names, attempt):
     out = tmp_path / f"run-{attempt}"
     arguments = [argument for name in names for argument in ("--impl", name)]
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cli", "run", "--workload", "two_layer", "--device", "cpu", "--no-sweep",
+        [sys.executable, "-m", "sidebyside.cli", "run", "--workload", "two_layer", "--device", "cpu", "--no-sweep",
          "--dtype", "float32", "--threads", "1", "--rounds", "1", "--no-report", "--out", str(out), *arguments],
         capture_output=True, text=True, cwd=ROOT, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

@@ -16,7 +16,7 @@ QUICK = ["run", "--workload", "two_layer", "--quick", "--no-report", "--threads"
 
 def sidebyside(*args, env=None, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks.cli", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "sidebyside.cli", *args], capture_output=True, text=True, timeout=timeout,
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
 
@@ -36,7 +36,7 @@ def load(path):
 def test_list_shows_every_implementation_and_availability():
     result = sidebyside("list", env={"COLUMNS": "200"})
     assert result.returncode == 0
-    import implementations
+    from sidebyside import implementations
 
     for name in implementations.names():
         assert name in result.stdout
@@ -44,14 +44,14 @@ def test_list_shows_every_implementation_and_availability():
 
 
 REGISTER_ABSENT = """
-import implementations
+from sidebyside import implementations
 implementations.REGISTRY["numpy_on_nothing"] = implementations.Implementation(
     "numpy_on_nothing", "numpy_manual", "numpy", ("numpy", "no_such_framework_here"), "nosuch")
 """
 
 
 def test_list_fits_80_columns_never_cuts_a_name_and_suggests_only_what_is_missing(tmp_path):
-    import implementations
+    from sidebyside import implementations
 
     site = tmp_path / "site"
     site.mkdir()
@@ -122,7 +122,7 @@ def test_quick_run_writes_valid_results(tmp_path):
 
 
 def test_cuda_without_gpu(tmp_path):
-    from benchmarks.machine import gpu
+    from sidebyside.machine import gpu
     from tests.conftest import skip_if_missing
 
     if gpu():
@@ -142,7 +142,7 @@ def test_cuda_without_gpu(tmp_path):
 
 
 def available(*names):
-    import implementations
+    from sidebyside import implementations
 
     return [name for name in names if implementations.missing(name) is None]
 
@@ -166,7 +166,7 @@ SITE_BREAK = """
 import os
 if os.environ.get("BREAK_IMPLEMENTATION"):
     import importlib
-    module = importlib.import_module("implementations." + os.environ["BREAK_IMPLEMENTATION"])
+    module = importlib.import_module("sidebyside.implementations.two_layer." + os.environ["BREAK_IMPLEMENTATION"])
     original = module.Net.train_step
     calls = [0]
     def broken(self, x, y):
@@ -211,7 +211,7 @@ def test_unwritable_output_is_refused_before_work(tmp_path):
 def test_ctrl_c_keeps_what_was_measured_and_resume_finishes(tmp_path):
     out = tmp_path / "interrupted"
     names = ["numpy_manual", "torch_manual", "torch_autograd", "torch_nn"]
-    command = [sys.executable, "-m", "benchmarks.cli", "run", "--workload", "two_layer", "--device", "cpu",
+    command = [sys.executable, "-m", "sidebyside.cli", "run", "--workload", "two_layer", "--device", "cpu",
                "--no-report", "--threads", "1", "--steps", "3000", "--no-sweep", "--dtype", "float32",
                "--out", str(out)]
     for name in names:

@@ -19,9 +19,9 @@ import sys
 import numpy as np
 import pytest
 
-from reports import compare
-from reports.compare import Change, significance, timed_change
-from reports.schema import parse_results
+from sidebyside.report import compare
+from sidebyside.report.compare import Change, significance, timed_change
+from sidebyside.report.schema import parse_results
 from tests.conftest import ROOT
 from tests.test_cli import one_line_error, sidebyside
 from tests.test_report_data import make_benchmark_json
@@ -236,7 +236,7 @@ def test_markdown_is_a_valid_table(quick_run, tmp_path):
 
 
 def test_terminal_table_fits_80_columns_and_never_cuts_a_name(quick_run, tmp_path):
-    import implementations
+    from sidebyside import implementations
 
     document = load(quick_run)
     long_name = max(implementations.names(), key=len)  # keras_tensorflow_xla
@@ -365,13 +365,13 @@ def test_bad_fail_on_syntax_is_a_usage_error(quick_run, threshold):
 
 
 def test_fail_on_accepts_decimals():
-    from reports.compare_cli import fail_on
+    from sidebyside.report.compare_cli import fail_on
 
     assert fail_on("median:5%") == 5.0 and fail_on("median:2.5%") == 2.5 and fail_on("median:0%") == 0.0
 
 
 def test_help_does_not_import_the_heavy_libraries():
-    code = ("import sys, benchmarks.cli; benchmarks.cli.build_parser(); "
+    code = ("import sys, sidebyside.cli; sidebyside.cli.build_parser(); "
             "print([m for m in ('scipy', 'pandas', 'rich', 'matplotlib') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
@@ -382,7 +382,7 @@ def test_help_does_not_import_the_heavy_libraries():
 
 
 def test_a_change_counts_only_where_the_rounds_separate_too():
-    from reports.compare import timed_change
+    from sidebyside.report.compare import timed_change
 
     fast, slow = [1.0 + 0.01 * i for i in range(20)], [1.2 + 0.01 * i for i in range(20)]  # p far below 0.05
     steps_only = timed_change(1.1, 1.3, fast, slow)

@@ -27,8 +27,8 @@ import time
 import numpy as np
 import pytest
 
-import implementations
-from implementations.problem import Problem, make_data
+from sidebyside import implementations
+from sidebyside.implementations.two_layer.problem import Problem, make_data
 from tests.conftest import ROOT, oracle_run, skip_if_missing
 
 pytestmark = pytest.mark.slow  # every test here starts processes that import torch
@@ -153,8 +153,8 @@ def test_a_rank_that_dies_is_an_error_not_a_hang(Net):
 
 PARENT = """
 import json
-from implementations.problem import Problem, make_data
-from implementations.torch_ddp import Net
+from sidebyside.implementations.two_layer.problem import Problem, make_data
+from sidebyside.implementations.two_layer.torch_ddp import Net
 x, y, w1, w2 = make_data(Problem(N=8, D_in=20, H=6, D_out=3))
 net = Net(w1, w2, 1e-3)
 print(json.dumps([process.pid for process in net.processes]), flush=True)
@@ -186,7 +186,7 @@ def test_the_ranks_end_with_their_parent(Net, signal_number):
 # file rank 0 writes (validated as any result file), the losses against the
 # oracle, the processes that exist and the ones left afterwards.
 
-from reports.schema import load_results  # noqa: E402
+from sidebyside.report.schema import load_results  # noqa: E402
 from tests.test_cli import one_line_error, sidebyside  # noqa: E402
 from tests.test_run_processes import descendants, start_long_run, still_running  # noqa: E402
 
@@ -268,7 +268,7 @@ def rank_processes(parent):
 def test_killing_a_rank_mid_run_ends_the_job_with_one_line(Net, tmp_path):
     import psutil
 
-    from benchmarks.ddp_launch import TIMEOUT_S
+    from sidebyside.ddp_launch import TIMEOUT_S
 
     out = tmp_path / "killed-rank"
     process = start_long_run(out, ["torch_ddp"], ("--steps", "200000"))
@@ -311,7 +311,7 @@ def torchrun_node(node_rank, port, out, *arguments):
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                "--node-rank", str(node_rank), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
                "--rdzv-id", f"sidebyside-test-{port}",
-               "-m", "benchmarks.cli", "ddp", "--out", str(out), "--threads-per-process", "1", *arguments]
+               "-m", "sidebyside.cli", "ddp", "--out", str(out), "--threads-per-process", "1", *arguments]
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -397,7 +397,7 @@ def test_a_rank_that_stops_answering_ends_the_job_within_the_timeout(Net, tmp_pa
 
 KILLED_AFTER_PEER = """sidebyside: error: torch_ddp rank 0: RuntimeError: [pair.cc:537] Read error [127.0.0.1]:8898: Connection reset by peer
 ============================================================
-benchmarks.cli FAILED
+sidebyside.cli FAILED
 ------------------------------------------------------------
 Failures:
 [1]:
@@ -421,7 +421,7 @@ Root Cause (first observed failure):
 
 
 def test_a_rank_killed_from_outside_is_named_even_when_its_peer_failed_first():
-    from benchmarks.ddp_launch import failure
+    from sidebyside.ddp_launch import failure
 
     reason = failure(KILLED_AFTER_PEER.replace("exitcode  : -9 (pid: 4243)", "exitcode  : -9 (pid: 4243) (SIGKILL)"), 1)
     assert reason.startswith("torchrun: rank 1 was killed by SIGKILL") and "Connection reset by peer" in reason

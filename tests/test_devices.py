@@ -2,8 +2,8 @@
 
 import pytest
 
-from implementations import devices
-from implementations.problem import DeviceUnavailable
+from sidebyside.implementations import devices
+from sidebyside.implementations.two_layer.problem import DeviceUnavailable
 
 FRAMEWORKS = [("torch", devices.torch_device, "torch"), ("tensorflow", devices.tensorflow_device, "TensorFlow"),
               ("jax", devices.jax_device, "JAX")]

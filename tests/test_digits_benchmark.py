@@ -7,13 +7,13 @@ import struct
 import numpy as np
 import pytest
 
-from benchmarks import digits as digits_benchmark
-from benchmarks.digits import measure_digits, reference_record, size_for, time_to_target
-from implementations.digits import numpy_manual
-from implementations.digits.data import DataError, read_bundled
-from implementations.digits.demo import demo
-from implementations.digits.problem import DigitsProblem
-from implementations.digits.reference import relative_difference
+from sidebyside import digits as digits_benchmark
+from sidebyside.digits import measure_digits, reference_record, size_for, time_to_target
+from sidebyside.implementations.digits import numpy_manual
+from sidebyside.implementations.digits.data import DataError, read_bundled
+from sidebyside.implementations.digits.demo import demo
+from sidebyside.implementations.digits.problem import DigitsProblem
+from sidebyside.implementations.digits.reference import relative_difference
 
 ENTRY_KEYS = {
     "workload", "implementation", "framework", "backend", "device", "dtype", "threads", "size", "status", "reason",

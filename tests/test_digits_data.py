@@ -11,9 +11,9 @@ import struct
 import numpy as np
 import pytest
 
-from implementations.digits import data as digits_data
-from implementations.digits.data import DataError, load_data, read_csv, read_idx_pair, read_path, read_png_folder
-from implementations.digits.problem import DigitsProblem
+from sidebyside.implementations.digits import data as digits_data
+from sidebyside.implementations.digits.data import DataError, load_data, read_csv, read_idx_pair, read_path, read_png_folder
+from sidebyside.implementations.digits.problem import DigitsProblem
 
 PROBLEM = DigitsProblem()
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from implementations import FrameworkMissing
-from implementations import digits
-from implementations import names as two_layer_names
-from implementations.digits.problem import (
+from sidebyside.implementations import FrameworkMissing
+from sidebyside.implementations import digits
+from sidebyside.implementations import names as two_layer_names
+from sidebyside.implementations.digits.problem import (
     CLASSES,
     DigitsProblem,
     accuracy,
@@ -79,9 +79,9 @@ def test_train_loss_weights_steps_by_batch_size_and_accuracy():
 def test_registry_mirrors_the_two_layer_names():
     assert set(digits.names()) <= set(two_layer_names())
     assert digits.names()[:4] == ["numpy_manual", "torch_manual", "torch_autograd", "torch_nn"]
-    assert all(spec.workload == "digits" for spec in digits.REGISTRY.values())
+    assert all("digits" in spec.workloads for spec in digits.REGISTRY.values())
     assert digits.missing("numpy_manual") is None
-    assert digits.load("numpy_manual").__module__ == "implementations.digits.numpy_manual"
+    assert digits.load("numpy_manual").__module__ == "sidebyside.implementations.digits.numpy_manual"
     with pytest.raises(ValueError, match="valid names: numpy_manual, torch_manual"):
         digits.spec("tensorflow_manual")
 

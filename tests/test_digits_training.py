@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from implementations import digits
-from implementations.digits import numpy_manual
-from implementations.digits import reference
-from implementations.digits.data import load_data
-from implementations.digits.problem import DigitsProblem, accuracy, batch_order, initial_weights
-from implementations.digits.reference import (
+from sidebyside.implementations import digits
+from sidebyside.implementations.digits import numpy_manual
+from sidebyside.implementations.digits import reference
+from sidebyside.implementations.digits.data import load_data
+from sidebyside.implementations.digits.problem import DigitsProblem, accuracy, batch_order, initial_weights
+from sidebyside.implementations.digits.reference import (
     adam_form,
     agreement_tolerance,
     reference_losses,
@@ -109,8 +109,8 @@ def test_reference_is_written_apart_from_numpy_manual():
     tree = ast.parse(inspect.getsource(reference))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert imported <= {"math", "functools", "numpy", "implementations", "implementations.digits.data",
-                        "implementations.digits.problem"}, imported
+    assert imported <= {"math", "functools", "numpy", "sidebyside.implementations", "sidebyside.implementations.digits.data",
+                        "sidebyside.implementations.digits.problem"}, imported
     params, x, y = gradient_point()
     loss, grads = reference.loss_and_gradients(params, x, y)
     numpy_loss, numpy_grads = numpy_manual.loss_and_gradients({k: v.copy() for k, v in params.items()}, x, y)
@@ -143,7 +143,7 @@ def test_torch_manual_gradients_equal_numpys():
     skip_if_missing("torch_manual")
     import torch
 
-    from implementations.digits import torch_manual
+    from sidebyside.implementations.digits import torch_manual
 
     params = initial_weights(PROBLEM.with_(dtype="float64"), DATA.D_in)
     batch = batch_order(PROBLEM, len(DATA.y_train))[0][3]
@@ -179,18 +179,19 @@ def test_keras_adam_is_pytorch_adam_with_a_larger_epsilon():
 
 
 def test_adam_form_comes_from_the_registry_entry(monkeypatch):
-    """The Adam rule is the entry's options["adam"], whatever the implementation is called."""
-    from implementations import Implementation
+    """The Adam rule is the entry's `adam` field, whatever the implementation is called."""
+    from sidebyside import implementations
+    from sidebyside.implementations import BOTH, Implementation
 
-    assert {name: digits.spec(name).options.get("adam") for name in KERAS} == {name: "keras" for name in KERAS}
+    assert {name: digits.spec(name).adam for name in KERAS} == {name: "keras" for name in KERAS}
     assert adam_form("keras_jax", "float64") == "keras" and adam_form("keras_tensorflow", "float64") == "keras_float32_betas"
     assert all(adam_form(name, "float32") == "keras_float32_betas" for name in KERAS)
     assert all(adam_form(name, dtype) == "pytorch" for name in IN_PROCESS for dtype in ("float32", "float64"))
     renamed = Implementation("adam_like_keras", "keras_sequential", "keras", ("keras", "jax"), "keras,jax",
-                             {"backend": "jax", "adam": "keras"}, workload="digits")
-    misleading = Implementation("keras_but_torch_adam", "torch_nn", "torch", ("torch",), "torch", workload="digits")
-    monkeypatch.setitem(digits.REGISTRY, renamed.name, renamed)
-    monkeypatch.setitem(digits.REGISTRY, misleading.name, misleading)
+                             {"backend": "jax"}, workloads=BOTH, adam="keras")
+    misleading = Implementation("keras_but_torch_adam", "torch_nn", "torch", ("torch",), "torch", workloads=BOTH)
+    monkeypatch.setitem(implementations.REGISTRY, renamed.name, renamed)
+    monkeypatch.setitem(implementations.REGISTRY, misleading.name, misleading)
     assert adam_form("adam_like_keras", "float64") == "keras"
     assert adam_form("keras_but_torch_adam", "float64") == "pytorch"
 
@@ -258,7 +259,7 @@ def test_dataloader_serves_the_shared_batches():
     import torch
     from torch.utils.data import DataLoader
 
-    from implementations.digits.torch_autograd import Digits, SharedOrder
+    from sidebyside.implementations.digits.torch_autograd import Digits, SharedOrder
 
     batches = batch_order(PROBLEM, len(DATA.y_train))[1]
     x, y = torch.tensor(DATA.x_train), torch.tensor(DATA.y_train)
@@ -274,13 +275,13 @@ def test_dataloader_serves_the_shared_batches():
 KERAS_SCRIPT = """
 import json, sys
 import numpy as np
-from implementations import digits
+from sidebyside.implementations import digits
 name = sys.argv[1]
 Net = digits.load(name)
 import keras
-from benchmarks.digits import measure_digits
-from implementations.digits.data import load_data
-from implementations.digits.problem import DigitsProblem, DtypeUnsupported, batch_order
+from sidebyside.digits import measure_digits
+from sidebyside.implementations.digits.data import load_data
+from sidebyside.implementations.digits.problem import DigitsProblem, DtypeUnsupported, batch_order
 
 # Instruments. `timed` is true while fit_epoch runs, the region measure_digits
 # times; inside it, every non-tensor handed to keras.ops.convert_to_tensor (a

@@ -19,10 +19,10 @@ import time
 import numpy as np
 import pytest
 
-import implementations
-from implementations import FrameworkBroken, FrameworkMissing
-from implementations.devices import cuda_available
-from implementations.problem import Problem, make_data
+from sidebyside import implementations
+from sidebyside.implementations import FrameworkBroken, FrameworkMissing
+from sidebyside.implementations.devices import cuda_available
+from sidebyside.implementations.two_layer.problem import Problem, make_data
 from tests.conftest import keras_auto_jit, oracle_run, run_python, skip_if_missing, train
 
 COMPILED = ("jax_jit", "torch_compile", "tf_function", "tf_function_xla")
@@ -50,7 +50,7 @@ def test_the_new_variants_are_registered():
     }
     for name, (framework, options) in expected.items():
         spec = implementations.spec(name)
-        assert (spec.framework, spec.options, spec.workload) == (framework, options, "two_layer"), name
+        assert (spec.framework, spec.options, spec.workloads) == (framework, options, ("two_layer",)), name
 
 
 def test_a_missing_framework_is_a_reason_not_a_crash(monkeypatch):
@@ -65,7 +65,7 @@ def test_a_missing_framework_is_a_reason_not_a_crash(monkeypatch):
 
 def test_jax_jit_traces_the_step_once(monkeypatch):
     skip_if_missing("jax_jit")
-    from implementations import jax_jit
+    from sidebyside.implementations.two_layer import jax_jit
 
     traces = []
     compute_loss = jax_jit.compute_loss
@@ -176,7 +176,7 @@ def test_the_variant_check_asks_the_framework(name, impostor, monkeypatch):
 
 KERAS_INFO = """
 import json
-from implementations.problem import Problem, make_data
+from sidebyside.implementations.two_layer.problem import Problem, make_data
 from tests.conftest import run_variant
 data = make_data(Problem(N=8, D_in=20, H=6, D_out=3))
 out = {}

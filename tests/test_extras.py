@@ -52,7 +52,7 @@ def without_extras(tmp_path_factory):
 
 
 def sidebyside(env, *args):
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sidebyside.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
 
 

@@ -9,7 +9,7 @@ finite differences of the oracle's loss are the independent check.
 import numpy as np
 import pytest
 
-import implementations
+from sidebyside import implementations
 from tests import oracle
 from tests.conftest import in_process_names, keras_names, run_python, run_variant, skip_if_missing
 
@@ -82,7 +82,7 @@ def test_custom_relu_passes_gradcheck():
     skip_if_missing("torch_autograd")
     import torch
 
-    from implementations.torch_autograd import MyReLU
+    from sidebyside.implementations.two_layer.torch_autograd import MyReLU
 
     generator = torch.Generator().manual_seed(0)
     h = torch.randn(8, 5, dtype=torch.float64, generator=generator)

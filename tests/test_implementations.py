@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-import implementations
-from implementations.problem import DeviceUnavailable, Problem, make_data
+from sidebyside import implementations
+from sidebyside.implementations.two_layer.problem import DeviceUnavailable, Problem, make_data
 from tests.conftest import (ROOT, VariantCheck, in_process_names, keras_names, oracle_run, run_python,
                             skip_if_missing, train)
 
@@ -66,7 +66,7 @@ def test_interface(name):
 @pytest.mark.parametrize("name", in_process_names())
 def test_cuda_without_gpu_is_a_clear_error(name):
     skip_if_missing(name)
-    from implementations.devices import cuda_available
+    from sidebyside.implementations.devices import cuda_available
 
     spec = implementations.spec(name)
     if cuda_available(spec.framework):
@@ -95,7 +95,7 @@ def test_torch_nn_stores_weights_transposed():
 @pytest.mark.parametrize("name", ["numpy_manual", "torch_autograd"])
 def test_runs_on_its_own_like_the_tutorial(name):
     skip_if_missing(name)
-    result = subprocess.run([sys.executable, "-m", f"implementations.{name}"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", f"sidebyside.implementations.two_layer.{name}"], capture_output=True,
                             text=True, cwd=ROOT, timeout=300, check=True)
     lines = result.stdout.split("\n")
     steps = [int(line.split()[0]) for line in lines if line.strip()]
@@ -110,7 +110,7 @@ TUNED = [name for name in implementations.names() if implementations.spec(name).
 def test_tuned_on_cuda_where_present(name):
     """The GPU paths of the tuned variants (torch_tuned's CUDA graph) against the oracle, where a GPU is."""
     skip_if_missing(name)
-    from implementations.devices import cuda_available
+    from sidebyside.implementations.devices import cuda_available
 
     if not cuda_available(implementations.spec(name).framework):
         pytest.skip("n/a: no CUDA device")

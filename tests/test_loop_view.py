@@ -32,8 +32,8 @@ import json
 import numpy as np
 import pytest
 
-import implementations
-from implementations.problem import DTYPES, DtypeUnsupported, Problem, make_data
+from sidebyside import implementations
+from sidebyside.implementations.two_layer.problem import DTYPES, DtypeUnsupported, Problem, make_data
 from tests import oracle
 from tests.conftest import is_keras, run_python, skip_if_missing
 
@@ -167,8 +167,8 @@ def test_tensorflow_tuned_loop_is_traced_once_for_every_length():
 
 KERAS_SCRIPT = """
 import json, numpy as np
-import implementations
-from implementations.problem import DtypeUnsupported, Problem, make_data
+from sidebyside import implementations
+from sidebyside.implementations.two_layer.problem import DtypeUnsupported, Problem, make_data
 out = {}
 for dtype in ("float32", "float64"):
     problem = Problem(dtype=dtype)

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from benchmarks import noise
-from reports.schema import ResultsError, parse_results
+from sidebyside import noise
+from sidebyside.report.schema import ResultsError, parse_results
 from tests.test_cli import QUICK, load, one_line_error, sidebyside
 
 QUIET = {"load_average": [0.1, 0.1, 0.1], "other_cpu_cores": 0.02, "busy_processes": [], "cpu_mhz": 2600.0,
@@ -77,7 +77,7 @@ def test_corrupted_conditions_are_refused_in_one_line(tmp_path):
 
 
 def test_the_console_names_a_peak_that_moved_during_the_run():
-    from benchmarks.cli import run_warnings
+    from sidebyside.cli import run_warnings
 
     machine = {"conditions": QUIET, "peak_gflops": {"cpu": {"float32": 200.0, "float64": 100.0}},
                "peak_detail": {"start": {"cpu": {"float32": 150.0, "float64": 99.0}},

@@ -1,7 +1,7 @@
 """The measured matmul peak: its shape, how two measurements combine, and that it is a peak.
 
 One real measurement runs once for the module, through the same entry point
-the runner uses (`python -m benchmarks.peak THREADS TF32` in a subprocess);
+the runner uses (`python -m sidebyside.peak THREADS TF32` in a subprocess);
 the tests that read it are marked slow (importing torch and jax alone takes
 seconds); the others use hand-made inputs and take well under a second.
 """
@@ -15,7 +15,7 @@ import timeit
 import numpy as np
 import pytest
 
-from benchmarks import fairness, peak
+from sidebyside import fairness, peak
 from tests.conftest import ROOT
 
 THREADS = fairness.default_threads()
@@ -23,15 +23,15 @@ THREADS = fairness.default_threads()
 
 @pytest.fixture(scope="module")
 def measured():
-    """One `python -m benchmarks.peak` run: its stdout and the JSON of its last line."""
-    result = subprocess.run([sys.executable, "-m", "benchmarks.peak", str(THREADS), "0"],
+    """One `python -m sidebyside.peak` run: its stdout and the JSON of its last line."""
+    result = subprocess.run([sys.executable, "-m", "sidebyside.peak", str(THREADS), "0"],
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout, json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def independent_best_gflops(size, seconds=0.6):
-    """An oracle made here, not in benchmarks.peak: numpy's float32 `a @ b` under
+    """An oracle made here, not in sidebyside.peak: numpy's float32 `a @ b` under
     the same thread count, best of as many repeats as fit in `seconds`."""
     from threadpoolctl import threadpool_limits
 
@@ -171,15 +171,15 @@ def test_a_failing_case_is_noted_not_raised():
 
 
 def test_bad_arguments_give_a_one_line_error():
-    result = subprocess.run([sys.executable, "-m", "benchmarks.peak", "two"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "sidebyside.peak", "two"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == ["usage: python -m benchmarks.peak THREADS TF32(0|1) [BUDGET_S] [--wait]"]
+    assert result.stderr.strip().splitlines() == ["usage: python -m sidebyside.peak THREADS TF32(0|1) [BUDGET_S] [--wait]"]
 
 
 def test_a_waiting_process_measures_afresh_each_time_it_is_asked():
     # The runner's way: ready first, then one measurement per line, each
     # forgetting the last (its repeats start again), and exit when hung up.
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.peak", "1", "0", "0.2", "--wait"], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "sidebyside.peak", "1", "0", "0.2", "--wait"], cwd=ROOT,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert json.loads(process.stdout.readline()) == {"ready": True}

@@ -2,9 +2,9 @@
 
 import pytest
 
-import implementations
-from benchmarks.cli import build_parser, config_from
-from benchmarks.runner import plan
+from sidebyside import implementations
+from sidebyside.cli import build_parser, config_from
+from sidebyside.runner import plan
 
 SLOW = [name for name in implementations.names() if implementations.spec(name).slow_start]
 

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-import implementations
-from implementations import FrameworkBroken, FrameworkMissing, Implementation
-from implementations.problem import Problem, make_data
+from sidebyside import implementations
+from sidebyside.implementations import FrameworkBroken, FrameworkMissing, Implementation
+from sidebyside.implementations.two_layer.problem import Problem, make_data
 
 
 def test_tutorial_defaults():
@@ -68,9 +68,9 @@ def test_broken_framework_is_failed_not_skipped(tmp_path, monkeypatch):
     (package / "__init__.py").write_text("")
     (package / "net.py").write_text("raise OSError('libcudart.so.12: cannot open shared object file')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    entry = Implementation("broken", "net", "numpy", ("numpy",), "numpy")
+    entry = Implementation("broken", "brokenpkg.net", "numpy", ("numpy",), "numpy")
     with pytest.raises(FrameworkBroken, match="broken: import failed: OSError: libcudart"):
-        implementations.load_entry(entry, package="brokenpkg")
+        implementations.load_entry(entry)
     sys.modules.pop("brokenpkg", None)
 
 
@@ -104,9 +104,9 @@ def make_package(tmp_path, monkeypatch, name, net_source):
 def test_a_dependency_missing_inside_an_installed_framework_is_failed(tmp_path, monkeypatch):
     """numpy is installed; a module it (here: our module) needs is not: broken, not "n/a"."""
     package = make_package(tmp_path, monkeypatch, "depbroken", "import ghost_dependency_xyz\n")
-    entry = Implementation("depbroken", "net", "numpy", ("numpy",), "numpy")
+    entry = Implementation("depbroken", f"{package}.net", "numpy", ("numpy",), "numpy")
     with pytest.raises(FrameworkBroken) as raised:
-        implementations.load_entry(entry, package=package)
+        implementations.load_entry(entry)
     assert str(raised.value) == (
         "depbroken: import failed: ModuleNotFoundError: No module named 'ghost_dependency_xyz'"
     )
@@ -115,19 +115,19 @@ def test_a_dependency_missing_inside_an_installed_framework_is_failed(tmp_path, 
 def test_a_missing_submodule_of_an_installed_framework_is_failed(tmp_path, monkeypatch):
     """The top-level package is required and present; a piece of it is missing: broken."""
     package = make_package(tmp_path, monkeypatch, "subbroken", "import numpy.ghost_submodule_xyz\n")
-    entry = Implementation("subbroken", "net", "numpy", ("numpy",), "numpy")
+    entry = Implementation("subbroken", f"{package}.net", "numpy", ("numpy",), "numpy")
     with pytest.raises(FrameworkBroken, match=r"ModuleNotFoundError: No module named 'numpy.ghost_submodule_xyz'"):
-        implementations.load_entry(entry, package=package)
+        implementations.load_entry(entry)
 
 
 def test_a_required_framework_absent_at_import_is_missing(tmp_path, monkeypatch):
     """When the import itself finds a required framework absent, the case is "n/a"."""
     package = make_package(tmp_path, monkeypatch, "fwmissing", "import ghost_framework_xyz\n")
-    entry = Implementation("fwmissing", "net", "ghost", ("numpy", "ghost_framework_xyz"), "ghost")
+    entry = Implementation("fwmissing", f"{package}.net", "ghost", ("numpy", "ghost_framework_xyz"), "ghost")
     # missing_entry would see the absence first; skip it to reach the import.
     monkeypatch.setattr(implementations, "missing_entry", lambda entry: None)
     with pytest.raises(FrameworkMissing) as raised:
-        implementations.load_entry(entry, package=package)
+        implementations.load_entry(entry)
     assert str(raised.value) == 'fwmissing: ghost_framework_xyz not installed (pip install -e ".[ghost]")'
 
 
@@ -143,10 +143,9 @@ class Net:
 def recording(tmp_path, monkeypatch):
     """A registry entry whose Net records what it was built with, registered as "recording"."""
     package = make_package(tmp_path, monkeypatch, "recordingpkg", RECORDING_NET)
-    entry = Implementation("recording", "net", "numpy", ("numpy",), "numpy", {"jit_compile": True, "ranks": 2})
+    entry = Implementation("recording", f"{package}.net", "numpy", ("numpy",), "numpy",
+                           {"jit_compile": True, "ranks": 2})
     monkeypatch.setitem(implementations.REGISTRY, "recording", entry)
-    real = implementations.load_entry
-    monkeypatch.setattr(implementations, "load_entry", lambda entry, *_: real(entry, package))
     return entry
 
 
@@ -174,7 +173,7 @@ def test_create_refuses_a_bad_override_in_one_line(recording, override, message)
 
 def test_create_builds_the_registered_net():
     """The real registry: numpy_manual built by create trains as its class does."""
-    from implementations.numpy_manual import Net
+    from sidebyside.implementations.two_layer.numpy_manual import Net
 
     problem = Problem(N=4, D_in=5, H=3, D_out=2, learning_rate=1e-3)
     x, y, w1, w2 = make_data(problem)
@@ -189,8 +188,8 @@ def test_create_builds_the_registered_net():
 
 
 def test_cases_build_goes_through_create(monkeypatch):
-    """benchmarks/cases.build builds with create (name and overrides passed on), in both call forms."""
-    from benchmarks import cases
+    """sidebyside/cases.build builds with create (name and overrides passed on), in both call forms."""
+    from sidebyside import cases
 
     calls = []
     real_create = implementations.create
@@ -203,7 +202,7 @@ def test_cases_build_goes_through_create(monkeypatch):
     size = dict(N=4, D_in=5, H=3, D_out=2)
     net, x, y, problem = cases.build("numpy_manual", "cpu", "float64", size, 1e-3, 7, 0)
     assert (problem.steps, problem.dtype, x.dtype, x.shape) == (7, "float64", np.float64, (4, 5))
-    from implementations.numpy_manual import Net
+    from sidebyside.implementations.two_layer.numpy_manual import Net
 
     cases.build(Net, implementations.spec("numpy_manual"), "cpu", "float32", size)  # the older form
     cases.build(implementations.spec("numpy_manual"), "cpu", "float32", size)
@@ -215,9 +214,9 @@ def test_cases_build_goes_through_create(monkeypatch):
 
 
 def test_digits_create_applies_its_registry():
-    from implementations import digits
-    from implementations.digits.numpy_manual import Net
-    from implementations.digits.problem import DigitsProblem, initial_weights
+    from sidebyside.implementations import digits
+    from sidebyside.implementations.digits.numpy_manual import Net
+    from sidebyside.implementations.digits.problem import DigitsProblem, initial_weights
 
     problem = DigitsProblem()
     params = initial_weights(problem, 64)
@@ -267,7 +266,8 @@ def test_each_framework_has_a_tuned_variant_paired_with_its_idiom():
 PRELOAD_CHECK = """
 import sys
 import numpy as np
-import implementations, implementations.digits as digits
+from sidebyside import implementations
+from sidebyside.implementations import digits
 registry = digits if sys.argv[1] == "digits" else implementations
 name = sys.argv[2]
 registry.load(name)
@@ -275,11 +275,11 @@ for module in registry.spec(name).preload:
     __import__(module)
 before = set(sys.modules)
 if sys.argv[1] == "digits":
-    from implementations.digits.problem import DigitsProblem, initial_weights
+    from sidebyside.implementations.digits.problem import DigitsProblem, initial_weights
     problem = DigitsProblem()
     net = registry.create(name, initial_weights(problem, 64), problem)
 else:
-    from implementations.problem import Problem, make_data
+    from sidebyside.implementations.two_layer.problem import Problem, make_data
     problem = Problem()
     x, y, w1, w2 = make_data(problem)
     net = implementations.create(name, w1, w2, problem.learning_rate)

@@ -1,4 +1,4 @@
-"""The tie rule of benchmarks.ranking, checked against simulated timings whose truth is known.
+"""The tie rule of sidebyside.ranking, checked against simulated timings whose truth is known.
 
 Step times are drawn from a lognormal (the shape of real step-time
 histograms: a floor and a right tail). Two cases drawn from the SAME
@@ -10,8 +10,8 @@ times one: 3 rounds of 200 steps, each round's median recorded.
 import numpy as np
 import pytest
 
-from benchmarks import ranking
-from benchmarks.ranking import NOISE_MARGIN, TIE, fastest, rank, rankable, separated
+from sidebyside import ranking
+from sidebyside.ranking import NOISE_MARGIN, TIE, fastest, rank, rankable, separated
 
 ROUNDS, STEPS = 3, 200
 # Lognormal shape: an IQR of about 13 % of the median, noisier than the 10 % the report flags as
@@ -141,7 +141,7 @@ def printed(entries):
 
     from rich.console import Console
 
-    from benchmarks.summary import print_summary
+    from sidebyside.summary import print_summary
 
     stream = io.StringIO()
     print_summary({"results": entries}, Console(file=stream, width=240, color_system=None))
@@ -202,7 +202,7 @@ def test_console_summary_says_once_that_a_device_ran_nothing():
 
 
 def test_console_summary_names_the_left_out_slow_starters_once():
-    from benchmarks.ranking import LEFT_OUT
+    from sidebyside.ranking import LEFT_OUT
 
     reason = f"{LEFT_OUT} (it compiles for seconds in every fresh process); add --all, or --impl slow_one"
     left = [console_entry("slow_one", None, [], dtype=dtype, status="n/a", reason=reason, step_time=None,

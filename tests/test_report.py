@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 from plotly.offline import get_plotlyjs
 
-import implementations
-from reports import build, code, markdown
-from reports.build import OutputError, build_report
-from reports.cli import main
-from reports.merge import machine_labels, merge
-from reports.schema import load_results, parse_results
+from sidebyside import implementations
+from sidebyside.report import build, code, markdown
+from sidebyside.report.build import OutputError, build_report
+from sidebyside.report.cli import main
+from sidebyside.report.merge import machine_labels, merge
+from sidebyside.report.schema import load_results, parse_results
 from tests.test_report_data import (PEAKS, TUTORIAL, entry, flops, make_benchmark_json, make_document,
                                     reference_losses, write)
 
@@ -435,7 +435,7 @@ def test_changed_lines_are_the_framework_specific_ones():
 
 def test_code_columns_follow_the_registry():
     section = code.code_section("two_layer")
-    specs = [s for s in implementations.REGISTRY.values() if s.workload == "two_layer"]
+    specs = [s for s in implementations.REGISTRY.values() if "two_layer" in s.workloads]
     assert [column.module for column in section.columns] == list(dict.fromkeys(s.module for s in specs))
     keras = next(column for column in section.columns if column.module == "keras_sequential")
     assert keras.names == [s.name for s in specs if s.module == "keras_sequential"]
@@ -516,12 +516,12 @@ def test_the_page_shows_numpy_manual_beside_torch_manual_without_javascript(buil
     assert '<option value="numpy_manual" selected>' in pickers and '<option value="torch_manual" selected>' in pickers
 
 
-def test_missing_digits_registry_is_reported_not_fatal(monkeypatch, tmp_path):
-    monkeypatch.setitem(code.WORKLOAD_PACKAGES, "digits", "implementations.not_there")
+def test_missing_registry_is_reported_not_fatal(monkeypatch, tmp_path):
+    monkeypatch.setattr(code, "REGISTRY_PACKAGE", "sidebyside.not_there")
     section = code.code_section("digits")
-    assert not section.columns and "implementations.not_there is not available" in section.problems[0]
+    assert not section.columns and "sidebyside.not_there is not available" in section.problems[0]
     index = build_report([write(tmp_path, "r.json", make_document())], tmp_path / "out")
-    assert "Not shown: implementations.not_there is not available" in index.read_text(encoding="utf-8")
+    assert "Not shown: sidebyside.not_there is not available" in index.read_text(encoding="utf-8")
 
 
 def test_empty_results_still_make_a_report(tmp_path):
@@ -784,7 +784,7 @@ def test_older_flat_peaks_give_float64_runs_no_share_of_peak(tmp_path):
 
 
 def test_slow_starters_left_out_of_a_default_run_are_named_once(tmp_path):
-    from benchmarks.ranking import LEFT_OUT
+    from sidebyside.ranking import LEFT_OUT
 
     document = make_document("default-box", digits=False)
     reason = f"{LEFT_OUT} (it compiles for seconds in every fresh process); add --all, or --impl torch_compile"

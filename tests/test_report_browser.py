@@ -23,8 +23,8 @@ import subprocess
 
 import pytest
 
-from reports import code
-from reports.build import build_report
+from sidebyside.report import code
+from sidebyside.report.build import build_report
 from tests.test_report import EVIL_IMPLEMENTATION, EVIL_MACHINE, hostile_document
 from tests.test_report_data import make_benchmark_json, make_document, write
 

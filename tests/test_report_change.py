@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from reports.build import build_report
+from sidebyside.report.build import build_report
 from tests.test_report import Page, read_csv
 from tests.test_report_data import make_document, write
 

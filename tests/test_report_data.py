@@ -12,7 +12,7 @@ The other report tests import these builders.
 import json
 import math
 
-from reports.schema import load_results
+from sidebyside.report.schema import load_results
 
 TUTORIAL = {"N": 64, "D_in": 1000, "H": 100, "D_out": 10}
 SWEEP = [{"N": 256, "D_in": 1000, "H": 400, "D_out": 10}, {"N": 1024, "D_in": 1000, "H": 1000, "D_out": 10}]
@@ -89,7 +89,7 @@ def machine(name="ci-box", gpu=False):
         "threads": {"requested": 2}, "env": {"OMP_NUM_THREADS": "2"},
         "gpu": None, "tf32": False, "commit": "abc1234",
         "peak_gflops": {"cpu": dict(PEAKS["cpu"]), "cuda": None},
-        # As benchmarks.peak.combine records it: the peak at the start and the end of the run, their spread.
+        # As sidebyside.peak.combine records it: the peak at the start and the end of the run, their spread.
         "peak_detail": {"start": {"cpu": {"float32": 390.0, "float64": 196.0}, "cuda": None},
                         "end": {"cpu": dict(PEAKS["cpu"]), "cuda": None},
                         "spread": {"cpu": {"float32": 10 / 400, "float64": 4 / 200}, "cuda": None},

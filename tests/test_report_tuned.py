@@ -13,13 +13,13 @@ import re
 import pandas as pd
 import pytest
 
-import implementations
-from reports import tables
-from reports.build import build_report
-from reports.findings import tuned_sentences
-from reports.merge import merge
-from reports.schema import parse_results
-from reports.tables import tuned_pairs
+from sidebyside import implementations
+from sidebyside.report import tables
+from sidebyside.report.build import build_report
+from sidebyside.report.findings import tuned_sentences
+from sidebyside.report.merge import merge
+from sidebyside.report.schema import parse_results
+from sidebyside.report.tables import tuned_pairs
 from tests.test_report_data import PEAKS, TUTORIAL, entry, flops, make_document, reference_losses, write
 
 FRAMEWORKS = {"numpy_tuned": "numpy", "torch_tuned": "torch", "jax_tuned": "jax", "tensorflow_tuned": "tensorflow"}

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reports import schema
-from reports.schema import ResultsError, load_results, parse_results
+from sidebyside.report import schema
+from sidebyside.report.schema import ResultsError, load_results, parse_results
 from tests.test_report_data import make_benchmark_json, make_document, write
 
 
@@ -386,9 +386,9 @@ def test_fuzz_mutated_valid_documents(path, replacement, delete):
     document = assert_loads_or_fails_cleanly(json.dumps(mutated(path, replacement, delete)))
     if document is not None:
         # What the loader accepts, the report's tables must handle.
-        from reports.build import tables
-        from reports.findings import findings, measurement_warnings
-        from reports.merge import merge
+        from sidebyside.report.build import tables
+        from sidebyside.report.findings import findings, measurement_warnings
+        from sidebyside.report.merge import merge
 
         collection = merge([document])
         tables.summary_table(collection, {})

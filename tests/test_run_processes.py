@@ -17,7 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
-from reports.schema import load_results
+from sidebyside.report.schema import load_results
 from tests.conftest import ROOT
 from tests.test_cli import available, sidebyside
 
@@ -110,7 +110,7 @@ def still_running(pids):
 
 
 def start_long_run(out, names, extra=()):
-    command = [sys.executable, "-m", "benchmarks.cli", *BASE, "--threads", "2", "--steps", "4000",
+    command = [sys.executable, "-m", "sidebyside.cli", *BASE, "--threads", "2", "--steps", "4000",
                "--rounds", "1", "--out", str(out), *arguments_for(names), *extra]
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -168,14 +168,14 @@ def test_workers_and_ranks_exit_when_the_runner_is_killed(tmp_path):
 
 
 REGISTER_WRONG = """
-import implementations
+from sidebyside import implementations
 implementations.REGISTRY["numpy_wrong"] = implementations.Implementation(
     "numpy_wrong", "tests.stubs.wrong_net", "numpy", ("numpy",), "numpy")
 """
 
 
 def test_a_wrong_implementation_is_reported_disagrees_and_never_ranked(tmp_path):
-    from benchmarks import ranking
+    from sidebyside import ranking
 
     site = tmp_path / "site"
     site.mkdir()

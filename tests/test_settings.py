@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks.cli import build_parser, config_from, with_settings
+from sidebyside.cli import build_parser, config_from, with_settings
 from tests.conftest import ROOT
 
 
@@ -50,7 +50,7 @@ def test_pyproject_table_is_read_and_other_tables_ignored(tmp_path, monkeypatch)
 ])
 def test_a_bad_settings_file_is_one_line_naming_it(tmp_path, text, expected):
     (tmp_path / "sidebyside.toml").write_text(text)
-    result = subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--out", str(tmp_path / "out")],
+    result = subprocess.run([sys.executable, "-m", "sidebyside.cli", "run", "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, cwd=tmp_path, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -62,7 +62,7 @@ def test_a_run_records_the_merged_settings(tmp_path):
     (tmp_path / "sidebyside.toml").write_text(
         '[tool.sidebyside]\nimpl = ["numpy_manual"]\nworkload = ["two_layer"]\nquick = true\n'
         'device = "cpu"\nno_report = true\nthreads = 2\n')
-    result = subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--threads", "1", "--out", str(tmp_path / "out")],
+    result = subprocess.run([sys.executable, "-m", "sidebyside.cli", "run", "--threads", "1", "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, cwd=tmp_path, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
@@ -75,7 +75,7 @@ def test_a_run_records_the_merged_settings(tmp_path):
 
 
 def test_version():
-    result = subprocess.run([sys.executable, "-m", "benchmarks.cli", "--version"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "sidebyside.cli", "--version"], capture_output=True, text=True,
                             cwd=ROOT, timeout=60)
     from importlib import metadata
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from benchmarks.cli import build_parser
+from sidebyside.cli import build_parser
 from tests.conftest import ROOT
 from tests.test_compare import slowed
 
@@ -81,7 +81,7 @@ def run_step(step, folder):
     bin_folder = folder / "bin"
     bin_folder.mkdir(exist_ok=True)
     shim = bin_folder / "sidebyside"
-    shim.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m benchmarks.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m sidebyside.cli "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     summary = folder / "summary.md"
     summary.write_text("")

@@ -24,40 +24,22 @@ interface (the two-layer workload's, adapted to epochs and labels):
     net.predict(x) -> numpy array of class indices (N,)
     net.params() -> dict like `params`, as numpy arrays.
 
-A registry entry's `options["adam"]` names the Adam rule its framework
-follows: "pytorch" (eps added to √v̂, the default when absent) or "keras"
-(eps added to √v); reference.py replays either, and `measure_digits` passes
-no options to `Net`, so this one is read by the reference alone.
+A registry entry's `adam` field names the Adam rule its framework follows:
+"pytorch" (eps added to √v̂, the default) or "keras" (eps added to √v);
+reference.py replays either. The entries themselves are the one registry's
+(implementations/__init__.py), those whose `workloads` name digits.
 
-`python -m implementations.digits.<module>` trains five epochs on the bundled
+`python -m sidebyside.implementations.digits.<module>` trains five epochs on the bundled
 digits and prints the training loss and test accuracy of each.
 """
 
-from implementations import TORCH_OPTIM, Implementation, create_entry, load_entry, missing_entry
+from sidebyside.implementations import REGISTRY as ALL, create_entry, load_entry, missing_entry
+from sidebyside.implementations import spec as registry_spec
 
 WORKLOAD = "digits"
 
-REGISTRY = {
-    spec.name: spec
-    for spec in (
-        Implementation("numpy_manual", "numpy_manual", "numpy", ("numpy",), "numpy", workload=WORKLOAD),
-        Implementation("torch_manual", "torch_manual", "torch", ("torch",), "torch", workload=WORKLOAD),
-        Implementation("torch_autograd", "torch_autograd", "torch", ("torch",), "torch", workload=WORKLOAD),
-        Implementation("torch_nn", "torch_nn", "torch", ("torch",), "torch", workload=WORKLOAD, preload=TORCH_OPTIM),
-        Implementation(
-            "keras_tensorflow", "keras_sequential", "keras", ("keras", "tensorflow"),
-            "keras,tensorflow", {"backend": "tensorflow", "adam": "keras"}, workload=WORKLOAD,
-        ),
-        Implementation(
-            "keras_torch", "keras_sequential", "keras", ("keras", "torch"),
-            "keras,torch", {"backend": "torch", "adam": "keras"}, workload=WORKLOAD,
-        ),
-        Implementation(
-            "keras_jax", "keras_sequential", "keras", ("keras", "jax"),
-            "keras,jax", {"backend": "jax", "adam": "keras"}, workload=WORKLOAD,
-        ),
-    )
-}
+# The registry's digits variants, in its order: a view, not a second registry.
+REGISTRY = {name: entry for name, entry in ALL.items() if WORKLOAD in entry.workloads}
 
 
 def names():
@@ -66,13 +48,8 @@ def names():
 
 
 def spec(name):
-    """The registry entry for `name`, or a ValueError that lists the valid names."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown digits implementation {name!r}; valid names: {', '.join(REGISTRY)}"
-        ) from None
+    """The registry entry for `name`, or a ValueError that lists the valid digits names."""
+    return registry_spec(name, WORKLOAD)
 
 
 def missing(name):
@@ -86,19 +63,15 @@ def load(name):
     Raises FrameworkMissing or FrameworkBroken with a one-line reason, as the
     two-layer registry does.
     """
-    return load_entry(spec(name), package=__name__)
+    return load_entry(spec(name), WORKLOAD)
 
 
 def create(name, params, problem, device="cpu", **overrides):
     """The registered digits variant `name`, built on `params` for `problem`.
 
-    The two-layer registry's `create` for this workload: the entry's options
-    are applied (its `backend` picks KERAS_BACKEND), `overrides` are checked
-    against the Net's parameters, and FrameworkMissing, FrameworkBroken,
+    The two-layer `create` for this workload: the entry's options are applied
+    (its `backend` picks KERAS_BACKEND), `overrides` are checked against the
+    Net's parameters, and FrameworkMissing, FrameworkBroken,
     DeviceUnavailable and DtypeUnsupported come through as they are.
     """
-    # `adam` names the rule for the reference to replay; the Net does not take it.
-    return create_entry(
-        spec(name), params, problem, device=device, overrides=overrides, package=__name__,
-        not_arguments=("backend", "adam"),
-    )
+    return create_entry(spec(name), params, problem, device=device, overrides=overrides, workload=WORKLOAD)

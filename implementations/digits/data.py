@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from implementations.digits.problem import CLASSES
+from sidebyside.implementations.digits.problem import CLASSES
 
 BUNDLED = "sklearn digits"  # the source name recorded in results for the default data
 BUNDLED_PIXELS = 64  # its images are 8×8
@@ -43,7 +43,7 @@ class DataError(ValueError):
 
 def missing_libraries():
     """The digits extra's libraries that are not installed (scikit-learn splits every data set)."""
-    from implementations import not_installed
+    from sidebyside.implementations import not_installed
 
     return ["scikit-learn" for _ in not_installed(["sklearn"])]
 

@@ -1,16 +1,16 @@
-"""`python -m implementations.digits.<name>`: train on the digits as a tutorial would.
+"""`python -m sidebyside.implementations.digits.<name>`: train on the digits as a tutorial would.
 
 Kept apart from problem.py, which data.py imports: the demo needs both.
 """
 
-from implementations.digits.data import load_data
-from implementations.digits.problem import DigitsProblem, accuracy, batch_order, initial_weights, train_loss
+from sidebyside.implementations.digits.data import load_data
+from sidebyside.implementations.digits.problem import DigitsProblem, accuracy, batch_order, initial_weights, train_loss
 
 
 def demo(Net, problem=DigitsProblem(), path=None):
     """Train for the problem's epochs on the digits; print loss and test accuracy per epoch.
 
-    This is what `python -m implementations.digits.<name>` runs.
+    This is what `python -m sidebyside.implementations.digits.<name>` runs.
     """
     data = load_data(problem, path)
     net = Net(initial_weights(problem, data.D_in), problem)

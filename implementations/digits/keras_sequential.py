@@ -29,7 +29,7 @@ to √v rather than √v̂; the effect is that of a larger epsilon,
 eps / √(1 - beta2^t) (see numpy_manual). On the TensorFlow backend it also
 rounds beta1 and beta2 to float32 before raising them to the power t, even
 in float64. reference.py replays both; the registry marks these entries
-with options["adam"] = "keras".
+with adam="keras".
 """
 
 import numpy as np
@@ -37,9 +37,9 @@ import numpy as np
 import keras
 from keras import ops
 
-from implementations.digits.demo import demo
-from implementations.digits.problem import DtypeUnsupported
-from implementations.keras_sequential import BACKEND, keras_device
+from sidebyside.implementations.digits.demo import demo
+from sidebyside.implementations.digits.problem import DtypeUnsupported
+from sidebyside.implementations.two_layer.keras_sequential import BACKEND, keras_device
 
 # Integer type of labels and batch indices: JAX has no 64-bit integers unless
 # its 64-bit mode is on (it is only in float64 runs); torch indexes with int64.

@@ -18,8 +18,8 @@ what that does to the losses).
 
 import numpy as np
 
-from implementations.digits.demo import demo
-from implementations.digits.problem import DeviceUnavailable
+from sidebyside.implementations.digits.demo import demo
+from sidebyside.implementations.digits.problem import DeviceUnavailable
 
 
 def loss_and_gradients(params, x, y):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from implementations.problem import DTYPES, DeviceUnavailable, DtypeUnsupported  # noqa: F401 (re-exported)
+from sidebyside.implementations.devices import DTYPES, DeviceUnavailable, DtypeUnsupported  # noqa: F401 (re-exported)
 
 CLASSES = 10  # the digits 0 to 9: the output dimension D_out
 

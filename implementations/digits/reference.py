@@ -18,7 +18,7 @@ it like everyone else), and it spells the same maths another way:
 Its gradients are checked by finite differences in tests/test_digits_training.py.
 
 Adam forms (`adam=` below), each named by the registry: an implementation's
-`options["adam"]` says which rule its framework follows ("pytorch" when it
+`adam` field says which rule its framework follows ("pytorch" when it
 says nothing), and `adam_form` adds what its backend and dtype do on top:
 
 - "pytorch": Algorithm 1 of the paper, as torch.optim.Adam:
@@ -57,8 +57,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from implementations.digits.data import load_data
-from implementations.digits.problem import CLASSES, batch_order, initial_weights
+from sidebyside.implementations.digits.data import load_data
+from sidebyside.implementations.digits.problem import CLASSES, batch_order, initial_weights
 
 ADAM_FORMS = ("pytorch", "keras", "keras_float32_betas")
 SAFETY = 10  # for the constants of the rounding estimate (see the docstring)
@@ -198,13 +198,13 @@ def reference_accuracy(problem, data=None):
 def adam_form(implementation, dtype):
     """Which Adam rule the registered `implementation` follows when computing in `dtype`.
 
-    Read from its registry entry: options["adam"] ("pytorch" unless it says
+    Read from its registry entry's `adam` field ("pytorch" unless it says
     "keras"), refined for Keras by where its betas get rounded to float32.
     """
-    from implementations import digits
+    from sidebyside.implementations import digits
 
     spec = digits.spec(implementation)
-    rule = spec.options.get("adam", "pytorch")
+    rule = spec.adam
     if rule == "pytorch":
         return "pytorch"
     if rule != "keras":

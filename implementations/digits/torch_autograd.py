@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from implementations.devices import torch_device
-from implementations.digits.demo import demo
+from sidebyside.implementations.devices import torch_device
+from sidebyside.implementations.digits.demo import demo
 
 
 class Digits(Dataset):

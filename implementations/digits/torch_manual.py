@@ -10,8 +10,8 @@ training set is moved to the device once; each step indexes its batch there.
 import numpy as np
 import torch
 
-from implementations.devices import torch_device
-from implementations.digits.demo import demo
+from sidebyside.implementations.devices import torch_device
+from sidebyside.implementations.digits.demo import demo
 
 
 def loss_and_gradients(params, x, y):

@@ -12,8 +12,8 @@ so our (D_in, H) weights go in transposed and come out transposed again.
 import numpy as np
 import torch
 
-from implementations.devices import torch_device
-from implementations.digits.demo import demo
+from sidebyside.implementations.devices import torch_device
+from sidebyside.implementations.digits.demo import demo
 
 
 class Net:

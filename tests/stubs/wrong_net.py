@@ -7,7 +7,7 @@ harness must call it "disagrees" and never rank it, however fast it is.
 
 import numpy as np
 
-from implementations.numpy_manual import Net as Correct
+from sidebyside.implementations.two_layer.numpy_manual import Net as Correct
 
 
 class Net(Correct):

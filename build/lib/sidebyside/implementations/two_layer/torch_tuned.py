@@ -1,0 +1,170 @@
+"""PyTorch tensors, gradients by hand, written for speed: no new tensor in the step.
+
+The maths, data and steps are torch_manual's. torch_manual spells each line
+as an expression, and every expression makes a new tensor (thirteen in a
+step, counting the mask and the loss, among them the 1000×100 gradient of
+w1 and its scaled copy), each one a trip through torch's caching allocator
+and a write into memory that is cold in the cache. Here every output is
+allocated once and each operation writes into it (`mm(out=)`,
+`clamp_min(out=)`, `dot(out=)`, `lt(out=)`), and the update is fused into
+the product that makes the gradient: `w.addmm_(a, b, alpha=-2·lr)` is one
+BLAS call, w ← w − 2·lr·(a·b), where torch_manual makes the gradient, then
+lr × gradient, then subtracts. The factor 2 of the squared error's
+derivative moves into alpha with the learning rate (scalars commute with
+the products: the same maths, rounded in another place), so 2·error is
+never made either. The error y_pred − y comes out of one `addmm` (beta=-1
+subtracts y), and the loss is the dot product of the error with itself,
+written into a preallocated scalar (in `train`, straight into its slot of
+the preallocated losses). Nine operations in all, where torch_manual runs
+sixteen.
+
+Ops run under `torch.inference_mode()`, which tells the dispatcher that no
+autograd bookkeeping is needed at all (no version counters, no autograd
+dispatch); no tensor here requires grad, so nothing is lost.
+
+On a GPU the step is also recorded once as a CUDA graph and replayed: one
+launch per step instead of nine. It is recorded after one warm-up step on a
+side stream whose weight changes are undone, for the input tensors it is
+given, and recorded again if a later call passes other ones;
+`cuda_graph=False` runs the GPU step op by op, like the CPU. That path is
+guarded to CUDA devices and was written on a machine without a GPU, so it
+has not run yet: its test (test_tuned_on_cuda_where_present) is skipped
+where no GPU is present.
+"""
+
+import numpy as np
+import torch
+
+from sidebyside.implementations.devices import torch_device
+from sidebyside.implementations.two_layer.problem import demo
+
+
+class Net:
+    def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", cuda_graph=True):
+        self.device = torch_device(device)
+        self.dtype = getattr(torch, dtype)
+        self.learning_rate = learning_rate
+        # Copies of the shared initial weights, moved to the device once.
+        self.w1 = torch.tensor(np.asarray(w1), dtype=self.dtype, device=self.device)
+        self.w2 = torch.tensor(np.asarray(w2), dtype=self.dtype, device=self.device)
+        # A view of w2 transposed, made once: the in-place updates keep it current.
+        self.w2_t = self.w2.t()
+        # The factor 2 of d(error²)/d(error) and the step size, as one alpha.
+        self.alpha = -2.0 * learning_rate
+        self.use_graph = cuda_graph and self.device.type == "cuda"
+        self.graph, self.graph_inputs = None, None
+        self.buffers_for = None
+
+    def prepare(self, x, y):
+        """Tensors of our dtype on our device; no copy if they already are."""
+        return (
+            torch.as_tensor(x, dtype=self.dtype, device=self.device),
+            torch.as_tensor(y, dtype=self.dtype, device=self.device),
+        )
+
+    def allocate(self, x, y):
+        """The step's outputs, made once per batch shape."""
+        if self.buffers_for == (x.shape, y.shape):
+            return
+        N, H = x.shape[0], self.w1.shape[1]
+        options = dict(dtype=self.dtype, device=self.device)
+        self.h = torch.empty((N, H), **options)
+        self.h_relu = torch.empty((N, H), **options)
+        self.h_relu_t = self.h_relu.t()
+        self.error = torch.empty(tuple(y.shape), **options)
+        self.error_flat = self.error.view(-1)
+        self.grad_h = torch.empty((N, H), **options)
+        self.blocked = torch.empty((N, H), dtype=torch.bool, device=self.device)
+        self.loss = torch.empty((), **options)
+        self.buffers_for = (x.shape, y.shape)
+        self.graph, self.graph_inputs = None, None
+
+    def step(self, x, y):
+        """One step of gradient descent; returns the loss before the update.
+
+        `.item()` copies the loss to the host, which waits for the GPU.
+        """
+        with torch.inference_mode():
+            return self.run_step(*self.prepare(x, y)).item()
+
+    def train(self, x, y, steps):
+        """Run `steps` steps; the losses stay on the device until the end."""
+        with torch.inference_mode():
+            x, y = self.prepare(x, y)
+            losses = torch.empty(steps, dtype=self.dtype, device=self.device)
+            for t in range(steps):
+                if self.use_graph:
+                    losses[t].copy_(self.run_step(x, y))
+                else:
+                    self.allocate(x, y)
+                    self.train_step(x, y, losses[t])
+            return losses.cpu().numpy()
+
+    def params(self):
+        return self.w1.cpu().numpy().copy(), self.w2.cpu().numpy().copy()
+
+    def info(self):
+        # Every operation runs eagerly, one at a time from Python: no graph,
+        # no compiler (results.json records this next to the compiled ones).
+        # A CUDA graph records the same kernels and replays them: it compiles
+        # nothing, and is recorded only where the step has run on a GPU.
+        return {"compiled": False, "cuda_graph": self.graph is not None}
+
+    def run_step(self, x, y):
+        """The step, replayed from a CUDA graph on a GPU; the loss as a device scalar."""
+        self.allocate(x, y)
+        if not self.use_graph:
+            return self.train_step(x, y)
+        if self.graph is None or not all(a is b for a, b in zip(self.graph_inputs, (x, y))):
+            self.record_graph(x, y)
+        self.graph.replay()
+        return self.loss
+
+    def record_graph(self, x, y):
+        # A warm-up step on a side stream makes cuBLAS's workspace before the
+        # capture; its weight changes are undone, so it is no training step.
+        saved = self.w1.clone(), self.w2.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self.train_step(x, y)
+            self.w1.copy_(saved[0])
+            self.w2.copy_(saved[1])
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):  # records the kernels; runs nothing
+            self.train_step(x, y)
+        # The graph reads x and y where they are: keep them alive with it.
+        self.graph, self.graph_inputs = graph, (x, y)
+
+    def train_step(self, x, y, loss=None):
+        w1, w2 = self.w1, self.w2
+        h, h_relu, error, grad_h = self.h, self.h_relu, self.error, self.grad_h
+        loss = self.loss if loss is None else loss
+
+        # Forward pass: compute predicted y, and at once the error
+        # y_pred - y, in one BLAS call: addmm's beta=-1 subtracts y
+        torch.mm(x, w1, out=h)
+        torch.clamp_min(h, 0, out=h_relu)
+        torch.addmm(y, h_relu, w2, beta=-1, out=error)
+
+        # Compute loss: the sum of squared errors over every element, as the
+        # dot product of the error with itself. The loss stays on the device.
+        torch.dot(self.error_flat, self.error_flat, out=loss)
+
+        # Backward pass: grad_y_pred = 2 · error; the 2 is in alpha. The
+        # input gradient is taken before w2 changes, then w2 is updated by
+        # the product that is its gradient: w2 += alpha · h_relu.T · error.
+        torch.mm(error, self.w2_t, out=grad_h)
+        w2.addmm_(self.h_relu_t, error, alpha=self.alpha)
+        # ReLU passes the gradient where its input was positive and blocks it
+        # elsewhere: zero where h < 0, through a preallocated mask.
+        grad_h.masked_fill_(torch.lt(h, 0, out=self.blocked), 0)
+
+        # Update weights: in place, fused into the product, w1 += alpha · x.T · grad_h
+        w1.addmm_(x.t(), grad_h, alpha=self.alpha)
+        return loss
+
+
+if __name__ == "__main__":
+    demo(Net)

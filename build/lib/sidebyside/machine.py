@@ -1,0 +1,146 @@
+"""What a result depends on, besides the code: the machine and its software.
+
+`describe()` imports no framework (versions come from package metadata), so
+the runner can call it without loading TensorFlow into its own process.
+`kernels(framework)` runs inside a worker, after the framework is imported,
+and says which matrix-multiply library it really uses.
+"""
+
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+
+# Packages whose versions decide the numbers; first installed name wins.
+FRAMEWORK_PACKAGES = {
+    "numpy": ("numpy",),
+    "torch": ("torch",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+    "keras": ("keras",),
+    "jax": ("jax",),
+    "jaxlib": ("jaxlib",),
+    "pytest-benchmark": ("pytest-benchmark",),
+    "threadpoolctl": ("threadpoolctl",),
+}
+
+# Environment variables that change speed or numerics; recorded when set.
+RECORDED_ENVIRONMENT = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "XLA_FLAGS",
+    "KERAS_BACKEND",
+    "CUDA_VISIBLE_DEVICES",
+)
+
+
+def framework_versions():
+    versions = {}
+    for framework, packages in FRAMEWORK_PACKAGES.items():
+        for package in packages:
+            try:
+                versions[framework] = metadata.version(package)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu():
+    """The first NVIDIA GPU as nvidia-smi reports it, or None."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        output = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout.strip().splitlines()
+        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not output:
+        return None
+    name, driver, memory = [field.strip() for field in output[0].split(",")]
+    cuda = header.split("CUDA Version:")[1].split()[0] if "CUDA Version:" in header else ""
+    return {"name": name, "driver": driver, "cuda": cuda, "memory_bytes": int(float(memory)) * 2**20}
+
+
+def commit():
+    """The sidebyside commit these numbers were measured with, if known."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        result = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def blas_libraries():
+    """threadpoolctl's view of the BLAS and OpenMP libraries loaded here.
+
+    `architecture` is the kernel OpenBLAS actually runs (OPENBLAS_CORETYPE can
+    pin an older one), so a slow numpy can be traced to its kernel.
+    """
+    from threadpoolctl import threadpool_info
+
+    keys = ("user_api", "internal_api", "version", "architecture", "num_threads", "filepath")
+    return [{key: info.get(key) for key in keys} for info in threadpool_info()]
+
+
+def describe(name=None):
+    """The machine record of results.json (no framework is imported)."""
+    import numpy  # noqa: F401  (loads numpy's BLAS so threadpoolctl can see it)
+
+    return {
+        "name": name or platform.node() or "unnamed",
+        "system": platform.system(),
+        "release": platform.release(),
+        "arch": platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count() or 1,
+        "python": platform.python_version(),
+        "frameworks": framework_versions(),
+        "blas": blas_libraries(),
+        "env": {key: os.environ[key] for key in RECORDED_ENVIRONMENT if key in os.environ},
+        "gpu": gpu(),
+        "commit": commit(),
+    }
+
+
+def kernels(framework):
+    """Which matrix-multiply library `framework` uses in this process."""
+    if framework == "numpy":
+        libraries = [info for info in blas_libraries() if info["user_api"] == "blas"]
+        return ", ".join(
+            f"{info['internal_api']} {info['version'] or ''} ({info['architecture'] or 'unknown'} kernel)".replace("  ", " ")
+            for info in libraries
+        ) or "unknown BLAS"
+    if framework == "torch":
+        import torch
+
+        settings = torch.__config__.show().replace(",", " ").split()
+        blas = next((item.split("=", 1)[1] for item in settings if item.startswith("BLAS_INFO=")), "unknown")
+        return f"{blas} BLAS, oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}"
+    if framework == "tensorflow":
+        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+        return f"Eigen, oneDNN {'on' if onednn else 'off'}"
+    if framework == "jax":
+        return "XLA CPU (Eigen)"
+    return "unknown"

@@ -1,0 +1,220 @@
+"""Who is faster, and when two timings are a tie: the one rule of the console summary and the report.
+
+A median step time is a measurement, not a fact: run the same case again in a
+fresh process and it moves by a few percent (thread placement, frequency
+scaling, what else the machine is doing). `sidebyside run` therefore times
+each case in several interleaved rounds, each in a fresh process, and records
+each round's median (`step_time.round_medians`). Two cases are ranked apart
+only when those rounds say so:
+
+- every round median of the faster case lies below every round median of
+  the slower one (the rounds do not overlap), and
+- the two medians differ by more than NOISE_MARGIN, relative to the faster.
+
+Either condition alone is too weak. With three rounds each, two draws of one
+distribution fall apart by pure chance one time in ten (2 of the 20 ways to
+interleave 3 + 3 values), and a tiny but steady gap would be "separated" by
+the rounds yet be nothing anyone can rely on on another day.
+
+Entries without round medians (raw pytest-benchmark files, results written
+before rounds existed) fall back to what their statistics hold: the
+interquartile intervals [median - iqr/2, median + iqr/2] must not overlap,
+and the same margin applies. An entry without an IQR counts as a point.
+
+`rank` orders a group of entries fastest first into competition ranks (1, 1,
+3, ...): an entry not separated from the first entry of the current rank
+shares its rank, and `tied` marks ranks held by more than one entry, which
+the console and the report call TIE instead of naming one of them fastest.
+
+Only `rankable` entries are ranked: a run that finished, whose losses agree
+with the float64 reference, with a step time. A fast wrong answer is not a
+winner, so "disagrees" entries (and older files' "ok" entries with agrees
+false) are shown with their reason but never ranked.
+
+Entries are plain mappings: a result entry with a `step_time` mapping, or a
+step-time mapping itself ({"median", "iqr", "round_medians"}).
+"""
+
+import math
+from dataclasses import dataclass
+
+# Two medians closer than this, relative to the faster, are a tie whatever the
+# rounds say. Medians of fresh processes on one idle machine move by 1-2 % from
+# process to process (thread placement, frequency scaling, page and cache
+# state); 3 % keeps that noise from naming a winner while a real 5 % gap shows.
+NOISE_MARGIN = 0.03
+MIN_ROUNDS = 2  # fewer round medians than this on either side: use the fallback rule
+TIE = "tie (within noise)"
+RANKED_STATUS = "ok"
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One entry's place in its group: rank 1 is the fastest; `tied` when the rank is shared."""
+
+    entry: object
+    rank: int
+    tied: bool
+
+
+def timing(entry):
+    """The step-time mapping of an entry (or the mapping itself, when given one); None if there is none."""
+    if not isinstance(entry, dict):
+        return None
+    if "step_time" in entry:
+        return entry["step_time"] if isinstance(entry["step_time"], dict) else None
+    return entry
+
+
+def number(x):
+    """A finite float, else None (missing values arrive as None or NaN)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def median(entry):
+    """The entry's median step time in seconds, or None."""
+    step = timing(entry)
+    value = number(step.get("median")) if step else None
+    return value if value is not None and value > 0 else None
+
+
+def round_medians(entry):
+    """The per-round medians when there are at least MIN_ROUNDS usable ones, else None."""
+    step = timing(entry)
+    rounds = step.get("round_medians") if step else None
+    if not isinstance(rounds, (list, tuple)):
+        return None
+    values = [number(x) for x in rounds]
+    values = [x for x in values if x is not None and x > 0]
+    return values if len(values) >= MIN_ROUNDS else None
+
+
+def interval(entry):
+    """[median - iqr/2, median + iqr/2], the spread the fallback rule compares; a point without an IQR."""
+    middle = median(entry)
+    step = timing(entry)
+    iqr = number(step.get("iqr")) if step else None
+    half = iqr / 2 if iqr is not None and iqr > 0 else 0.0
+    return middle - half, middle + half
+
+
+def rankable(entry):
+    """Whether an entry takes part in ranking: status ok, not disagreeing with the reference, timed."""
+    if not isinstance(entry, dict) or entry.get("status") != RANKED_STATUS:
+        return False
+    if entry.get("agrees") is False:
+        return False
+    extra = entry.get("extra")
+    if isinstance(extra, dict) and extra.get("disagrees") is True:
+        return False
+    return median(entry) is not None
+
+
+def separated(a, b):
+    """True only where the measurements tell a and b apart (see the module docstring).
+
+    Symmetric; False when either has no median.
+    """
+    first, second = median(a), median(b)
+    if first is None or second is None:
+        return False
+    if first > second:
+        a, b, first, second = b, a, second, first
+    if second <= first * (1 + NOISE_MARGIN):
+        return False
+    faster, slower = round_medians(a), round_medians(b)
+    if faster is not None and slower is not None:
+        return max(faster) < min(slower)
+    return interval(a)[1] < interval(b)[0]
+
+
+def rank(entries):
+    """[Ranked], fastest first, in competition ranks (1, 1, 3, ...).
+
+    Each entry is compared with the first entry of the current rank: if the
+    two are not separated it shares that rank, else it opens a new rank at
+    its position. Entries without a median are left out (filter with
+    `rankable` first to leave out disagreeing ones too).
+    """
+    timed = sorted((entry for entry in entries if median(entry) is not None), key=median)
+    places = []
+    leader, current = None, 0
+    for position, entry in enumerate(timed, 1):
+        if leader is None or separated(leader, entry):
+            leader, current = entry, position
+        places.append([entry, current])
+    counts = {}
+    for _, place in places:
+        counts[place] = counts.get(place, 0) + 1
+    return [Ranked(entry, place, counts[place] > 1) for entry, place in places]
+
+
+def fastest(entries):
+    """The rankable entries that share rank 1: one entry, several (a tie), or none."""
+    return [item.entry for item in rank([entry for entry in entries if rankable(entry)]) if item.rank == 1]
+
+
+# ----------------------------------------------------------------------------
+# Is the comparison fair? Checks shown beside the ranks, by the console and the report alike
+# ----------------------------------------------------------------------------
+
+# A process that kept more than this many times its requested thread count
+# busy ran thread pools beyond the requested ones (an inter-op pool, a BLAS
+# pool sized before the setting took effect): its time is not a time at T
+# threads. The 20 % leaves room for the interpreter, the garbage collector
+# and the timer beside T busy workers.
+OVERSUBSCRIBED = 1.2
+
+
+def over_threads(entry):
+    """Whether an entry's cpu_utilization exceeds OVERSUBSCRIBED × its threads (False where unknown)."""
+    if not isinstance(entry, dict):
+        return False
+    used, threads = number(entry.get("cpu_utilization")), number(entry.get("threads"))
+    return used is not None and threads is not None and threads > 0 and used > OVERSUBSCRIBED * threads
+
+
+def idle_devices(entries):
+    """Devices on which nothing ran: {device: (cases, one line saying so)}.
+
+    On a machine without a GPU every CUDA case is "n/a"; the summary says so
+    once instead of printing a table of n/a rows per workload and dtype.
+    """
+    by_device = {}
+    for entry in entries:
+        by_device.setdefault(entry["device"], []).append(entry)
+    idle = {}
+    for device, group in by_device.items():
+        if device == "cpu" or any(entry["status"] != "n/a" for entry in group):
+            continue
+        reasons = sorted({entry.get("reason") or "" for entry in group})
+        cases = f"{len(group)} case{'' if len(group) == 1 else 's'} not run"
+        if any("no CUDA device" in reason for reason in reasons):
+            line = f"{device.upper()}: no device here ({cases})"
+        else:
+            line = f"{device.upper()}: {cases}: {'; '.join(reasons)}"
+        idle[device] = (len(group), line)
+    return idle
+
+
+LEFT_OUT = "not in the default run"  # the reason's start for a slow starter the default run does not run
+
+
+def left_out(entries):
+    """Implementations the default run left out (the slow starters): (names, one line saying so), or ((), None).
+
+    Each has an "n/a" row per case; the summary and the report name them
+    once instead, with how to add them.
+    """
+    by_name = {}
+    for entry in entries:
+        by_name.setdefault(entry["implementation"], []).append(entry)
+    names = tuple(name for name, group in by_name.items()
+                  if all(entry["status"] == "n/a" and (entry.get("reason") or "").startswith(LEFT_OUT)
+                         for entry in group))
+    if not names:
+        return (), None
+    return names, (f"{LEFT_OUT}: {', '.join(names)} (slow to start: seconds of compiling, dispatching op by op "
+                   f"or starting ranks in every fresh process); add --all, or --impl NAME")

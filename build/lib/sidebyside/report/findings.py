@@ -1,0 +1,433 @@
+"""What the numbers say, in sentences derived from the data.
+
+Nothing here is written in advance: each sentence is produced only when
+the files hold the data behind it (a speed ratio, a first-step cost far
+above a steady step, a BLAS library, a GPU crossover), and quotes the
+measured values.
+
+Who is fastest follows sidebyside.ranking, the rule the console uses too:
+runs the timing rounds cannot tell apart are called a tie (within noise),
+and a run whose losses disagree with the float64 reference is never named
+in a recommendation (only counted, with a pointer to its row).
+
+Each framework's speed-written variant gets one sentence against its
+idiomatic sibling (the registry's `tuned_from`): the two step times, their
+ratio, the tuned one's distance from the compute limit, and what it changes
+(the registry's `tuning`).
+
+`measurement_warnings` gives the lines that say a measurement itself is suspect: a run
+that kept more cores busy than its threads, a share of peak above 100 %, a
+peak that moved by more than 10 % between the start and the end of the run.
+"""
+
+from collections import Counter
+
+import pandas as pd
+
+from sidebyside import noise, ranking
+from sidebyside.report import formatting as fmt
+from sidebyside.report.merge import value
+from sidebyside.report.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, Table, comparable_median, limit_ratio,
+                            ordered, peak_devices, peak_drift, ranking_entry, speedup, tuned_pairs, tuned_rows,
+                            tuned_step_cell)
+
+SLOW_FIRST_STEP = 20.0  # a first step this many times a steady one is worth explaining
+LOOP_GAIN = 0.8  # a synced-once loop at most this share of the per-step time is worth saying
+LOOP_ANOMALY = 2.0  # a loop this many times slower per step than the timed steps is suspect
+
+
+def primary_groups(frame):
+    """The comparison groups shown in sentences: the sizes with loss curves, else the most common size."""
+    groups = []
+    for (machine, workload), part in frame.groupby(["machine", "workload"], sort=False):
+        source = part[part["has_losses"]] if part["has_losses"].any() else part
+        counts = source["size_label"].value_counts()
+        if counts.empty:
+            continue
+        size = counts.index[0]
+        chosen = part[part["size_label"] == size]
+        for (device, dtype), group in chosen.groupby(["device", "dtype"], sort=False):
+            groups.append((machine, workload, device, dtype, size, group))
+    return sorted(groups, key=lambda g: (g[1], DEVICE_ORDER.get(g[2], 2), g[2], g[3]))
+
+
+def speed_sentence(machine, device, dtype, size, group):
+    """Who is fastest, by sidebyside.ranking's rule: a tie (within noise) is said to be one, never a win."""
+    entries = {index: ranking_entry(row) for index, row in group.iterrows()}
+    ranked = ranking.rank([entry for entry in entries.values() if ranking.rankable(entry)])
+    if len(ranked) < 2:
+        return None
+    names = {id(entry): group.loc[index, "implementation"] for index, entry in entries.items()}
+    best = ranking.median(ranked[0].entry)
+    first = [item for item in ranked if item.rank == 1]
+    rest = [item for item in ranked if item.rank != 1]
+    others = ", ".join(f"{names[id(item.entry)]} {fmt.times(ranking.median(item.entry) / best)}" for item in rest)
+    if len(first) == 1:
+        sentence = (f"{device}, {dtype}, {size}: {names[id(first[0].entry)]} is fastest at "
+                    f"{fmt.seconds(best)} a step")
+    else:
+        tied = ", ".join(names[id(item.entry)] for item in first)
+        slowest = ranking.median(first[-1].entry)
+        sentence = (f"{device}, {dtype}, {size}: {ranking.TIE} for fastest between {tied}, at "
+                    f"{fmt.seconds(best)} to {fmt.seconds(slowest)} a step; their timing rounds do not tell "
+                    f"them apart")
+    return sentence + (f"; the others take {others} as long." if others else ".")
+
+
+CHOICE_SHOWN = 3  # "then": the runners-up named in a row of the choice table
+
+
+def choice_table(collection):
+    """"Which should I use?" as a table: per machine, workload, device and dtype, the fastest, then ratios.
+
+    The same groups and the same rule as the findings' speed sentences
+    (sidebyside.ranking): a tie for fastest names every tied implementation.
+    """
+    rows, display = [], []
+    for machine, workload, device, dtype, size, group in primary_groups(ordered(collection.frame, collection.labels)):
+        entries = {index: ranking_entry(row) for index, row in group.iterrows()}
+        ranked = ranking.rank([entry for entry in entries.values() if ranking.rankable(entry)])
+        if not ranked:
+            continue
+        names = {id(entry): group.loc[index, "implementation"] for index, entry in entries.items()}
+        best = ranking.median(ranked[0].entry)
+        first = [names[id(item.entry)] for item in ranked if item.rank == 1]
+        rest = [(names[id(item.entry)], ranking.median(item.entry) / best) for item in ranked if item.rank != 1]
+        then = ", ".join(f"{name} {fmt.times(ratio)}" for name, ratio in rest[:CHOICE_SHOWN])
+        slowest = f"{rest[-1][0]} {fmt.times(rest[-1][1])}" if len(rest) > CHOICE_SHOWN else ""
+        fastest = first[0] if len(first) == 1 else f"{ranking.TIE}: {', '.join(first)}"
+        rows.append({"machine": machine, "workload": workload, "device": device, "dtype": dtype, "size": size,
+                     "fastest": ";".join(first), "tied": len(first) > 1, "step_s": best,
+                     "ranked": len(ranked), "then": ";".join(f"{name}={ratio:.4g}" for name, ratio in rest)})
+        display.append({"Machine": machine, "Workload": workload, "Device": device,
+                        "Dtype": dtype, "Size": size, "Fastest": fastest, "Step": fmt.seconds(best),
+                        "Then (× the fastest's step)": then or "—", "Slowest": slowest or "—"})
+    shown = pd.DataFrame(display)
+    if len(collection.labels) == 1 and not shown.empty:
+        shown = shown.drop(columns="Machine")
+    return Table("choice", "The fastest per device and dtype", pd.DataFrame(rows), shown,
+                 facet="Machine" if len(collection.labels) > 1 else None,
+                 note="Ranked by the timing rounds: implementations the rounds do not separate are a tie. "
+                      "Runs that failed, diverged or disagree with the reference are not ranked.")
+
+
+def tuned_sentences(collection, frame, pairs):
+    """One sentence per framework: its tuned variant against its idiomatic sibling, in one group.
+
+    The group is the first of the primary groups (the sizes with loss curves,
+    CPU before GPU, float32 before float64) that holds the tuned variant,
+    else the first group that does.
+    """
+    records = tuned_rows(collection, pairs)
+    records = [record for record in records if record[0]["machine"] in set(frame["machine"])]
+    primary = {(g[0], g[1], g[2], g[3], g[4]) for g in primary_groups(frame)}
+
+    def place(record):
+        row = record[0]
+        key = (row["machine"], row["workload"], row["device"], row["dtype"], row["size_label"])
+        return (key not in primary, row["workload"], DEVICE_ORDER.get(row["device"], 2), row["device"], row["dtype"])
+
+    chosen = {}
+    for record in sorted(records, key=place):
+        chosen.setdefault(record[0]["implementation"], record)
+    sentences = []
+    for name in (name for name in pairs if name in chosen):
+        tuned, idiom_name, idiom, tuning = chosen[name]
+        where = f"{tuned['device']}, {tuned['dtype']}, {tuned['size_label']}"
+        framework = value(tuned["framework"]) or name
+        ratio = speedup(tuned, idiom)
+        mine = comparable_median(tuned)
+        if ratio is not None:
+            faster = f"{fmt.times(ratio)} faster" if ratio >= 1 else f"{fmt.times(1 / ratio)} slower"
+            limit = limit_ratio(tuned)
+            limit = f", {fmt.times(limit)} the compute limit" if limit is not None else ""
+            said = (f"{framework}: {name} takes {fmt.seconds(mine)} a step against {idiom_name}'s "
+                    f"{fmt.seconds(comparable_median(idiom))} ({where}), {faster}{limit}")
+        else:
+            def timing(label, row):
+                if row is None:
+                    return f"{label} is not in these results"
+                if comparable_median(row) is None:
+                    return f"{label} has no comparable timing ({tuned_step_cell(row)})"
+                return f"{label} takes {fmt.seconds(comparable_median(row))} a step"
+
+            said = (f"{framework}: {timing(name, tuned)} and {timing(idiom_name, idiom)} ({where}), "
+                    f"so there is no ratio")
+        sentences.append(said + (f"; what it changes: {tuning}." if tuning else "."))
+    return sentences
+
+
+def compile_reason(row):
+    names = {str(value(row["framework"]) or ""), str(value(row["backend"]) or ""), str(row["implementation"])}
+    if "keras" in names:
+        return "Keras compiles train_on_batch with its backend on the first call"
+    if any("compile" in name for name in names):
+        return "torch.compile traces and compiles the step on the first call"
+    if "jax" in names:
+        return "jax.jit traces and compiles on the first call"
+    if "tensorflow" in names or any(name.startswith("tf_") for name in names):
+        return "tf.function traces the step into a graph on the first call"
+    if value(row["device"]) == "cuda":
+        return "the first step pays CUDA start-up and memory allocation"
+    return "the first step pays one-time set-up (allocation, caches, thread pools)"
+
+
+def first_step_sentences(frame):
+    """One sentence on first steps far above a steady step, each with its likely cause."""
+    ok = frame[(frame["status"] == "ok") & frame["first_step_s"].notna() & frame["median"].notna()]
+    slow = ok[ok["first_step_s"] > SLOW_FIRST_STEP * ok["median"]]
+    if slow.empty:
+        return []
+    parts = []
+    for implementation, rows in slow.groupby("implementation", sort=False):
+        worst = rows.loc[rows["first_step_s"].idxmax()]
+        parts.append(
+            f"{implementation} up to {fmt.seconds(worst['first_step_s'])}, "
+            f"{fmt.times(worst['first_step_s'] / worst['median'])} a steady step ({worst['device']}, "
+            f"{worst['dtype']}, {worst['size_label']}: {compile_reason(worst)})"
+        )
+    return ["First steps far slower than the steady state: " + "; ".join(parts)
+            + ". They are timed apart and shown in the First step column."]
+
+
+def kernel_sentence(frame, machine_record):
+    """Which matrix-multiply library each framework called, from the workers' records or threadpoolctl."""
+    kernels = {}
+    for row in frame[frame["kernels"].notna()].itertuples():
+        key = row.backend if isinstance(row.backend, str) else row.framework
+        kernels.setdefault(str(key), set()).add(row.kernels)
+    if kernels:
+        parts = "; ".join(f"{key}: {', '.join(sorted(found))}" for key, found in kernels.items())
+        distinct = {kernel for found in kernels.values() for kernel in found}
+        if len(distinct) > 1:
+            return (f"Matrix products do not all run in the same library ({parts}): speed differences, "
+                    f"above all at small sizes, partly reflect the library rather than the framework.")
+        return f"Matrix-multiply library recorded: {parts}."
+    blas = [library for library in machine_record["blas"] if library.get("user_api") == "blas"]
+    if blas:
+        from sidebyside.report.tables import blas_owner, blas_text
+
+        parts = [f"{blas_owner(library.get('filepath'))} loads {blas_text(library)}" for library in blas]
+        return "BLAS libraries loaded: " + "; ".join(parts) + "."
+    return None
+
+
+def agreement_sentence(frame):
+    """How many runs agree; those that do not are counted, not named (they are never a recommendation)."""
+    curves = frame[frame["has_losses"] & frame["status"].isin(["ok", "disagrees"])]
+    judged = curves[curves["agrees"].notna() | (curves["status"] == "disagrees")]
+    if judged.empty:
+        return None
+    agree = judged[(judged["status"] == "ok") & (judged["agrees"] == True)]  # noqa: E712 (nullable column)
+    differ = len(judged) - len(agree)
+    sentence = (f"{len(agree)} of {len(judged)} runs with loss curves agree with the float64 reference "
+                f"within tolerance")
+    if differ:
+        sentence += (f"; {differ} disagree{'s' if differ == 1 else ''}: shown with the reason in the "
+                     f"Agreement table, and left out of every ranking here")
+    return sentence + "."
+
+
+def status_sentence(frame):
+    bad = frame[frame["status"] != "ok"]
+    if bad.empty:
+        return None
+    parts = []
+    not_available = bad[bad["status"] == "n/a"]
+    if not not_available.empty:
+        reasons = Counter(fmt.text(reason, 80) for reason in not_available["reason"])
+        listed = ", ".join(f"{reason} ×{count}" if count > 1 else reason for reason, count in reasons.most_common(4))
+        parts.append(f"{len(not_available)} n/a ({listed})")
+    for row in bad[bad["status"] == "diverged"].itertuples():
+        parts.append(f"{row.implementation} diverged ({row.device}, {row.dtype}, {row.size_label}"
+                     + (f", at step {int(row.diverged_at)}" if value(row.diverged_at) is not None else "") + ")")
+    for row in bad[bad["status"] == "failed"].itertuples():
+        parts.append(f"{row.implementation} failed ({row.device}, {row.dtype}: {fmt.text(row.reason, 120)})")
+    if not parts:  # only disagreeing runs, which agreement_sentence counts
+        return None
+    return "Not measured: " + "; ".join(parts) + ". Every such run has its row in the tables."
+
+
+def unstable_sentence(frame):
+    unstable = frame[(frame["status"] == "ok") & frame["unstable"]]
+    if unstable.empty:
+        return None
+    listed = ", ".join(f"{row.implementation} ({row.device}, {row.dtype}, {row.size_label})"
+                       for row in unstable.head(6).itertuples())
+    more = f" and {len(unstable) - 6} more" if len(unstable) > 6 else ""
+    return (f"{len(unstable)} timing{'s are' if len(unstable) > 1 else ' is'} unstable (IQR over 10% of the "
+            f"median, marked ±): {listed}{more}. Treat {'their' if len(unstable) > 1 else 'its'} ratios with care.")
+
+
+def peak_sentence(frame):
+    """Per device and dtype, the run closest to that dtype's measured peak (shares above 100 % are warnings)."""
+    ok = frame[(frame["status"] == "ok") & frame["peak_fraction"].notna()]
+    ok = ok[ok["peak_fraction"].astype(float) <= PEAK_FAULT]
+    sentences = []
+    for (device, dtype), rows in ok.groupby(["device", "dtype"], sort=False):
+        best = rows.loc[rows["peak_fraction"].astype(float).idxmax()]
+        peak = value(best["peak_gflops"])
+        of_peak = f" of the measured {dtype} {fmt.rate(peak)} GFLOP/s" if peak else f" of the measured {dtype} peak"
+        sentences.append(f"{best['implementation']} comes closest to the {device} {dtype} peak: "
+                         f"{fmt.percent(best['peak_fraction'])}{of_peak}, at {best['size_label']}.")
+    return sentences
+
+
+def loop_sentences(frame):
+    """What the synced-once loop shows against per-step timing: a gain, or an anomaly."""
+    ok = frame[(frame["status"] == "ok") & frame["loop_per_step"].notna() & frame["median"].notna()]
+    if ok.empty:
+        return []
+    ratios = ok.assign(ratio=ok["loop_per_step"] / ok["median"])
+    sentences = []
+    best = ratios.loc[ratios["ratio"].idxmin()]
+    if best["ratio"] <= LOOP_GAIN:
+        sentences.append(
+            f"Synchronizing only at the end of a loop pays off most for {best['implementation']} on "
+            f"{best['device']} ({best['size_label']}, {best['dtype']}): {fmt.seconds(best['loop_per_step'])} a step "
+            f"instead of {fmt.seconds(best['median'])} when every loss is copied to the host.")
+    slow = ratios[ratios["ratio"] >= LOOP_ANOMALY]
+    if not slow.empty:
+        listed = ", ".join(f"{row.implementation} ({row.device}, {row.dtype}, {row.size_label}: "
+                           f"{fmt.seconds(row.loop_per_step)} against {fmt.seconds(row.median)})"
+                           for row in slow.head(4).itertuples())
+        more = f" and {len(slow) - 4} more" if len(slow) > 4 else ""
+        sentences.append(
+            f"The loop ran much slower per step than the individually timed steps for {listed}{more}: the "
+            f"loop does the same steps, so this points to interference while it ran (other load, frequency "
+            f"scaling, memory pressure) or to a slower code path in that implementation's train(); rerun "
+            f"before trusting those loop times.")
+    return sentences
+
+
+def crossover_sentence(machine, dtype, crossing):
+    if crossing["kind"] == "crossover":
+        return (f"GPU against CPU ({dtype}): the fastest GPU run overtakes the fastest CPU run from "
+                f"{crossing['size']} on ({fmt.seconds(crossing['cuda'])} against "
+                f"{fmt.seconds(crossing['cpu'])} a step); "
+                f"at smaller sizes the CPU wins.")
+    if crossing["kind"] == "everywhere":
+        return f"GPU against CPU ({dtype}): the GPU is faster at every size measured, from {crossing['size']} up."
+    return f"GPU against CPU ({dtype}): the CPU is faster at every size measured, up to {crossing['size']}."
+
+
+def digits_sentence(frame):
+    ok = frame[(frame["workload"] == DIGITS) & (frame["status"] == "ok")]
+    ok = ok[ok["time_to_target_s"].notna()].sort_values("time_to_target_s")
+    if ok.empty:
+        return None
+    several = ok[["device", "dtype"]].drop_duplicates().shape[0] > 1
+
+    def described(row):
+        where = f" ({row.device}, {row.dtype})" if several else ""
+        final = f" (final {fmt.percent(row.test_accuracy)})" if value(row.test_accuracy) is not None else ""
+        return f"{row.implementation}{where} {fmt.seconds(row.time_to_target_s)}{final}"
+
+    rows = list(ok.itertuples())
+    # One target is shared by every implementation of a run (DigitsProblem.target_accuracy).
+    targets = ", ".join(fmt.percent(t) for t in sorted(ok["target_accuracy"].dropna().unique())) or "the target"
+    return (f"Digits, time to reach {targets} test accuracy (epoch time only): "
+            + "; ".join(described(row) for row in rows) + ".")
+
+
+def threads_sentence(document, frame=None):
+    """The thread count every framework was given and, where measured, how many cores they kept busy."""
+    config = document["config"]
+    threads = config.get("threads") if isinstance(config, dict) else None
+    if not isinstance(threads, int) or isinstance(threads, bool):
+        return None
+    sentence = f"Every framework ran with the same thread count: {threads}."
+    used = [] if frame is None else [value(x) for x in frame["cpu_utilization"]]
+    used = [x for x in used if x is not None]
+    if used:
+        low, high = min(used), max(used)
+        span = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f} to {high:.2f}"
+        sentence += (f" While timed they kept {span} cores busy (CPU seconds over wall seconds; "
+                     f"the timing table has each run's figure).")
+    return sentence
+
+
+def described(row):
+    return f"{row['implementation']} ({row['device']}, {row['dtype']}, {row['size_label']})"
+
+
+def listing(parts, limit=6):
+    more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+def over_threads_warning(frame):
+    rows = [row for _, row in frame.iterrows() if ranking.over_threads(ranking_entry(row))]
+    if not rows:
+        return None
+    parts = [f"{described(row)}: {value(row['cpu_utilization']):.2f} cores busy with {value(row['threads'])} "
+             f"thread{'s' if value(row['threads']) != 1 else ''}" for row in rows]
+    return (f"Used more cores than its threads (over {ranking.OVERSUBSCRIBED:g}×): {listing(parts)}. A thread pool "
+            f"outside the requested ones ran, so these times are not times at the stated thread count.")
+
+
+def over_peak_warning(frame):
+    rows = frame[frame["peak_fraction"].notna()]
+    rows = rows[rows["peak_fraction"].astype(float) > PEAK_FAULT]
+    if rows.empty:
+        return None
+    parts = [f"{described(row)}: {fmt.percent(row['peak_fraction'])} of the {row['device']} {row['dtype']} peak"
+             for _, row in rows.iterrows()]
+    return (f"Share of peak above 100%, a measurement fault: {listing(parts)}. No run can beat the measured "
+            f"ceiling, so either the peak was measured low (load while it ran) or the FLOP count is wrong; "
+            f"read these shares as relative, not absolute.")
+
+
+def peak_spread_warning(machine):
+    parts = []
+    for device, dtype in peak_devices(machine):
+        start, end, spread = peak_drift(machine, device, dtype)
+        if spread is not None and spread > PEAK_SPREAD_WARNING:
+            measured = f": {fmt.rate(start)} then {fmt.rate(end)} GFLOP/s" if start and end else ""
+            parts.append(f"{device} {dtype} by {fmt.percent(spread)}{measured}")
+    if not parts:
+        return None
+    return (f"The measured peak moved between the start and the end of the run ({listing(parts)}; over "
+            f"{PEAK_SPREAD_WARNING:.0%}): the machine's speed changed while it ran (other load, thermal or "
+            f"frequency scaling), and its timings may have too.")
+
+
+def measurement_warnings(collection):
+    """[(machine label, [line, ...])]: measurement faults, one visible line per kind."""
+    frame = collection.frame
+    result = []
+    for label, machine, _ in collection.machines:
+        part = frame[frame["machine"] == label]
+        lines = [line for line in (over_threads_warning(part), over_peak_warning(part), peak_spread_warning(machine))
+                 if line] + noise.warnings(machine.get("conditions"))
+        result.append((label, lines))
+    return result
+
+
+def findings(collection, crossings):
+    """[(machine label, [sentence, ...])] for the top of the report."""
+    frame = ordered(collection.frame, collection.labels)
+    result = []
+    for label, machine, document in collection.machines:
+        part = frame[frame["machine"] == label]
+        sentences = []
+        for _, workload, device, dtype, size, group in primary_groups(part[part["workload"] != DIGITS]):
+            sentence = speed_sentence(label, device, dtype, size, group)
+            if sentence:
+                sentences.append(sentence)
+        sentences += peak_sentence(part[part["workload"] != DIGITS])
+        sentences += tuned_sentences(collection, part[part["workload"] != DIGITS], tuned_pairs())
+        for (machine_label, dtype), crossing in crossings.items():
+            if machine_label == label:
+                sentences.append(crossover_sentence(label, dtype, crossing))
+        sentences += first_step_sentences(part[part["workload"] != DIGITS])
+        sentences += loop_sentences(part[part["workload"] != DIGITS])
+        for sentence in (agreement_sentence(part),
+                         digits_sentence(part), kernel_sentence(part, machine), threads_sentence(document, part),
+                         unstable_sentence(part), status_sentence(part)):
+            if sentence:
+                sentences.append(sentence)
+        if part.empty:
+            sentences.append("This file holds no results.")
+        result.append((label, sentences))
+    return result

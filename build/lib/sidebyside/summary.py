@@ -1,0 +1,123 @@
+"""The tables `sidebyside run` prints when it finishes: one per workload, device, dtype and size.
+
+A device on which nothing ran (CUDA on a machine without a GPU) gets one
+line instead of its tables, and so do the slow starters the default run
+left out.
+
+Rows are ranked by sidebyside.ranking, the rule the HTML report uses too:
+entries whose timing rounds do not separate them share a rank ("1 tie"), and
+the line under the table says "tie (within noise)" rather than naming one of
+them fastest. Runs that disagree with the float64 reference keep their row,
+their time and their reason, but get no rank and no ×best. "cores" is CPU
+seconds over wall seconds of the timed steps against the threads asked for;
+"!" marks more than ranking.OVERSUBSCRIBED times the threads.
+
+Names and reasons come from entries, so every cell is a rich Text (never
+parsed as console markup: a reason holding "[/x]" prints as written).
+"""
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sidebyside import ranking
+
+PEAK_FAULT = 1.0  # a share of the measured peak above 100 % is a measurement fault, never a result
+
+
+def describe_status(entry):
+    status = entry.get("status")
+    if status == "disagrees" or (status == "ok" and entry.get("agrees") is False):
+        return f"disagrees: {entry.get('reason') or 'loss differs from the float64 reference'}"
+    if status == "ok":
+        return "ok" + (", unstable" if entry.get("unstable") else "")
+    if status == "diverged":
+        return f"diverged at step {entry.get('diverged_at')}"
+    return f"{status}: {entry.get('reason') or ''}"
+
+
+def first_cost(entry):
+    """The first step's time; for digits, the first epoch's (compilation included)."""
+    value = entry.get("first_epoch_s") if entry["workload"] == "digits" else entry.get("first_step_s")
+    return f"{value:.3f}" if value is not None else "n/a"
+
+
+def print_summary(document, console=None):
+    console = console or Console(width=max(Console().width, 120))
+    idle = ranking.idle_devices(document["results"])
+    skipped, skipped_line = ranking.left_out(document["results"])
+    entries = [entry for entry in document["results"]
+               if entry["device"] not in idle and entry["implementation"] not in skipped]
+    groups = {}
+    for entry in entries:
+        size = entry["size"]
+        key = (entry["workload"], entry["device"], entry["dtype"], size["N"], size["D_in"], size["H"], size["D_out"])
+        groups.setdefault(key, []).append(entry)
+    for key, group in groups.items():
+        workload, device, dtype, *size = key
+        title = f"{workload} · {device} · {dtype}" + ("" if workload == "digits" else f" · size {','.join(map(str, size))}")
+        ranked = ranking.rank([entry for entry in group if ranking.rankable(entry)])
+        places = {id(item.entry): item for item in ranked}
+        fastest = ranking.median(ranked[0].entry) if ranked else None
+        table = Table(title=title, title_justify="left")
+        for column in ("implementation", "rank", "µs/step", "×best", "GFLOP/s", "%peak", "cores", "1st (s)",
+                       "agreement", "status"):
+            table.add_column(column, justify="left" if column in ("implementation", "status") else "right",
+                             no_wrap=column == "implementation")  # a name is never cut
+        if workload == "digits":
+            table.add_column("accuracy", justify="right")
+        # Ranked rows in rank order, then the unranked: timed ones (disagreeing) by time, then the rest.
+        unranked = sorted((e for e in group if id(e) not in places), key=lambda e: ranking.median(e) or float("inf"))
+        for entry in [item.entry for item in ranked] + unranked:
+            place = places.get(id(entry))
+            median = ranking.median(entry)
+            peak = entry.get("peak_fraction")
+            cells = [
+                entry["implementation"],
+                (f"{place.rank} tie" if place.tied else str(place.rank)) if place else "—",
+                f"{median * 1e6:,.0f}" if median else "n/a",
+                f"{median / fastest:.2f}" if place and fastest else "n/a",
+                f"{entry['gflops']:.1f}" if entry.get("gflops") else "n/a",
+                (f"{peak * 100:.0f}" + (" !" if peak > PEAK_FAULT else "")) if peak else "n/a",
+                cores(entry),
+                first_cost(entry),
+                f"{entry['agreement']:.1e}" if entry.get("agreement") is not None else "n/a",
+                describe_status(entry),
+            ]
+            if workload == "digits":
+                accuracy = entry.get("test_accuracy")
+                cells.append(f"{accuracy * 100:.1f} %" if accuracy is not None else "n/a")
+            table.add_row(*(Text(cell) for cell in cells))
+        console.print(table)
+        for line in notes(group, ranked):
+            console.print(Text(line))
+    for _, line in idle.values():
+        console.print(Text(line))
+    if skipped_line:
+        console.print(Text(skipped_line))
+
+
+def cores(entry):
+    """Cores kept busy against the threads asked for, "1.96/2"; "!" past ranking.OVERSUBSCRIBED × threads."""
+    used, threads = entry.get("cpu_utilization"), entry.get("threads")
+    if used is None:
+        return "n/a"
+    text = f"{used:.2f}" + (f"/{threads}" if threads else "")
+    return text + (" !" if ranking.over_threads(entry) else "")
+
+
+def notes(group, ranked):
+    """Lines under a table: a tie for fastest, runs over their threads, shares of peak above 100 %."""
+    lines = []
+    first = [item.entry["implementation"] for item in ranked if item.rank == 1]
+    if len(first) > 1:
+        lines.append(f"  fastest: {ranking.TIE} between {', '.join(first)}: their timing rounds do not separate them")
+    over = [f"{e['implementation']} ({e['cpu_utilization']:.2f} cores, {e['threads']} threads)"
+            for e in group if ranking.over_threads(e)]
+    if over:
+        lines.append(f"  ! more cores busy than threads (over {ranking.OVERSUBSCRIBED:g}×): {', '.join(over)}")
+    faults = [f"{e['implementation']} ({e['peak_fraction'] * 100:.0f} %)"
+              for e in group if (e.get("peak_fraction") or 0) > PEAK_FAULT]
+    if faults:
+        lines.append(f"  ! share of peak above 100 %, a measurement fault: {', '.join(faults)}")
+    return lines

@@ -1,0 +1,165 @@
+"""The speed targets, measured as ratios in one run on this machine.
+
+    python -m sidebyside.targets [--threads N]
+    pytest benchmarks/test_targets.py --benchmark-only -s
+
+1. No strawmen: each implementation against the plain tutorial version of
+   the same code (sidebyside/baselines.py); compiled variants against their
+   eager code (reported, not required).
+2. At the tutorial size, the fastest implementation within 1.6x of the
+   compute limit, FLOPs per step / measured peak.
+3. At the largest sweep size, the fastest implementation at 60 % or more of
+   the measured peak.
+
+Steps of an implementation and of its baseline alternate, so both see the
+same machine noise; medians are compared.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+TUTORIAL_LIMIT_RATIO = 1.6
+LARGEST_PEAK_SHARE = 0.6
+ROUNDS = 300
+
+
+def median_step(step, x, y, rounds, warmup=10):
+    for _ in range(warmup):
+        step(x, y)
+    durations = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        step(x, y)
+        durations.append(time.perf_counter() - start)
+    return statistics.median(durations)
+
+
+def paired_medians(first, second, x, y, rounds):
+    """Medians of two step functions timed in alternation."""
+    for _ in range(10):
+        first(x, y)
+        second(x, y)
+    times = ([], [])
+    for _ in range(rounds):
+        for step, bucket in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            step(x, y)
+            bucket.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def runnable(name):
+    from sidebyside import implementations
+
+    if implementations.missing(name):
+        return False
+    spec = implementations.spec(name)
+    if not spec.in_process:  # a job of several processes: no net to time step by step here
+        return False
+    return "keras" not in spec.requires or spec.backend == os.environ.get("KERAS_BACKEND")
+
+
+def build(name, size, learning_rate=1e-6):
+    from sidebyside import implementations
+    from sidebyside import cases
+
+    spec = implementations.spec(name)
+    Net = implementations.load(name)
+    return cases.build(Net, spec, "cpu", "float32", dict(zip(("N", "D_in", "H", "D_out"), size)), learning_rate)
+
+
+def measure(threads, rounds=ROUNDS, report=print):
+    from sidebyside import fairness
+    from sidebyside.baselines import BASELINES, EAGER_COUNTERPARTS
+    from sidebyside.config import SHORT_SWEEP, TUTORIAL_SIZE, sweep_learning_rate
+    from sidebyside.peak import cpu_peaks
+    from sidebyside.implementations.two_layer.problem import Problem, make_data
+
+    from sidebyside import implementations
+
+    names = [name for name in implementations.names() if runnable(name)]
+    frameworks = {framework for name in names for framework in implementations.spec(name).requires}
+    fairness.apply([f for f in ("torch", "tensorflow", "jax") if f in frameworks], threads)
+    peak = max(cpu_peaks().values())
+    results = {"peak_gflops": peak, "threads": threads, "baselines": {}, "compiled": {}, "medians": {}}
+    problem = Problem()
+    x64 = make_data(problem)
+
+    report(f"measured peak: {peak:.0f} GFLOP/s (float32 matmul, {threads} threads)")
+    report(f"{'implementation':<22}{'µs/step':>10}{'plain µs':>10}{'ratio':>8}")
+    for name, plain in BASELINES.items():
+        if name not in names:
+            continue
+        net, x, y, _ = build(name, TUTORIAL_SIZE)
+        x_np, y_np, w1, w2 = x64
+        baseline = plain(x_np, y_np, w1, w2, problem.learning_rate)
+        ours, theirs = paired_medians(net.step, baseline, x, y, rounds)
+        results["baselines"][name] = {"median_s": ours, "baseline_median_s": theirs, "ratio": ours / theirs}
+        results["medians"][name] = ours
+        report(f"{name:<22}{ours * 1e6:>10.0f}{theirs * 1e6:>10.0f}{ours / theirs:>8.2f}"
+               + ("" if ours <= theirs * 1.05 else "   <- slower than the plain version"))
+    for name, eager in EAGER_COUNTERPARTS.items():
+        if name not in names or eager not in names:
+            continue
+        compiled, x, y, _ = build(name, TUTORIAL_SIZE)
+        plain, _, _, _ = build(eager, TUTORIAL_SIZE)
+        ours, theirs = paired_medians(compiled.step, plain.step, x, y, rounds)
+        results["compiled"][name] = {"median_s": ours, "eager": eager, "eager_median_s": theirs, "ratio": ours / theirs}
+        results["medians"].setdefault(name, ours)
+        report(f"{name:<22}{ours * 1e6:>10.0f}{theirs * 1e6:>10.0f}{ours / theirs:>8.2f}   (vs eager {eager})")
+        for net in (compiled, plain):
+            if hasattr(net, "close"):
+                net.close()
+    for name in names:
+        if name not in results["medians"]:
+            net, x, y, _ = build(name, TUTORIAL_SIZE)
+            results["medians"][name] = median_step(net.step, x, y, rounds)
+            if hasattr(net, "close"):
+                net.close()
+
+    fastest = min(results["medians"], key=results["medians"].get)
+    limit = problem.flops_per_step() / (peak * 1e9)
+    ratio = results["medians"][fastest] / limit
+    results["tutorial"] = {"fastest": fastest, "median_s": results["medians"][fastest], "limit_s": limit, "ratio": ratio}
+    report(f"tutorial size: fastest {fastest} {results['medians'][fastest] * 1e6:.0f} µs; "
+           f"compute limit {limit * 1e6:.0f} µs; ratio {ratio:.2f} (target <= {TUTORIAL_LIMIT_RATIO})")
+
+    largest = max(SHORT_SWEEP, key=lambda size: Problem(*size).flops_per_step())
+    flops = Problem(*largest).flops_per_step()
+    shares = {}
+    for name in names:
+        if implementations.spec(name).framework == "keras" and name not in ("keras_tensorflow", "keras_jax", "keras_torch"):
+            continue
+        net, x, y, _ = build(name, largest, sweep_learning_rate(1e-6, largest))
+        shares[name] = flops / median_step(net.step, x, y, rounds=10, warmup=2) / 1e9 / peak
+        if hasattr(net, "close"):
+            net.close()
+    best = max(shares, key=shares.get)
+    results["largest"] = {"size": largest, "best": best, "peak_share": shares[best], "shares": shares}
+    report(f"largest sweep size {largest}: best {best} at {shares[best]:.0%} of peak (target >= {LARGEST_PEAK_SHARE:.0%})")
+    results["met"] = {
+        "no_strawmen": all(item["ratio"] <= 1.05 for item in results["baselines"].values()),
+        "tutorial_within_limit": ratio <= TUTORIAL_LIMIT_RATIO,
+        "largest_share_of_peak": shares[best] >= LARGEST_PEAK_SHARE,
+    }
+    report("targets met: " + ", ".join(f"{key}={value}" for key, value in results["met"].items()))
+    return results
+
+
+def main(argv=None):
+    from sidebyside import fairness
+
+    parser = argparse.ArgumentParser(prog="python -m sidebyside.targets", description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=fairness.default_threads())
+    args = parser.parse_args(argv)
+    fairness.set_environment(args.threads)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    results = measure(args.threads)
+    return 0 if all(results["met"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

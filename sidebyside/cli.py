@@ -1,0 +1,437 @@
+"""The `sidebyside` command: list, run, ddp (a torchrun rank), report, compare.
+
+Every user error ends in one line on stderr and exit status 2; Ctrl-C during
+a run saves what was measured and exits 130, SIGTERM the same with 143.
+"""
+
+import argparse
+import datetime
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+from sidebyside.config import DEVICE_CHOICES, FULL_SWEEP, TUTORIAL_SIZE, WORKLOADS, RunConfig
+
+
+class UsageError(Exception):
+    """Bad arguments: reported in one line, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, a CI time-out, `docker stop`): stopped like Ctrl-C."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated()
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
+
+
+def size(text):
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N,D_in,H,D_out (four whole numbers)")
+    return tuple(positive_int(part) for part in parts)
+
+
+def installed_version():
+    from importlib import metadata
+
+    try:
+        return metadata.version("sidebyside")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def build_parser():
+    parser = Parser(prog="sidebyside", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"sidebyside {installed_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    commands.add_parser("list", help="every registered implementation and whether it can run here")
+
+    run = commands.add_parser("run", help="measure and write results.json and the report")
+    run.add_argument("--impl", action="append", metavar="NAME",
+                     help="an implementation (repeatable; default: all but the slow starters)")
+    run.add_argument("--all", action="store_true", dest="slow_starters",
+                     help="also the slow starters (torch.compile variants, keras_jax_eager, the data-parallel jobs)")
+    run.add_argument("--workload", action="append", choices=WORKLOADS, help="repeatable; default: all")
+    run.add_argument("--device", choices=DEVICE_CHOICES, default="all",
+                     help="all (default) means the CPU and, where present, the GPU")
+    run.add_argument("--threads", type=positive_int, help="threads for every framework (default: all cores)")
+    run.add_argument("--steps", type=positive_int, help="training steps (default 500)")
+    run.add_argument("--size", type=size, action="append", metavar="N,D_in,H,D_out",
+                     help="a size run in full (repeatable; default the tutorial's 64,1000,100,10)")
+    run.add_argument("--sweep", action="store_true", help="time the full grid of sizes, not the short sweep")
+    run.add_argument("--no-sweep", action="store_true", help="time only the --size sizes")
+    run.add_argument("--learning-rate", type=positive_float, help="SGD step (default 1e-6)")
+    run.add_argument("--dtype", choices=("float32", "float64"), help="default: both")
+    run.add_argument("--epochs", type=positive_int, help="digits: epochs (default 5)")
+    run.add_argument("--data", metavar="PATH", help="digits: MNIST IDX, CSV or PNG folder (default: bundled digits)")
+    run.add_argument("--ranks", type=positive_int, help="torch_ddp: processes (default 2), threads // ranks each")
+    run.add_argument("--rounds", type=positive_int, help="timing rounds, each in fresh processes (default 3; 1 with --quick)")
+    run.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPUs (off by default)")
+    run.add_argument("--quick", action="store_true", help="a smoke run: a few seconds per implementation")
+    run.add_argument("--name", help="this machine's label in reports (default: host name)")
+    run.add_argument("--out", metavar="DIR", help="output folder (default: reports/<timestamp>)")
+    run.add_argument("--resume", metavar="DIR", help="finish an interrupted run in DIR")
+    run.add_argument("--no-report", action="store_true", help="write results.json only")
+    run.add_argument("--strict", action="store_true",
+                     help="exit 1 if any case failed, diverged or disagrees (after writing everything)")
+
+    parser.run_parser = run  # sidebyside/settings.py reads its options
+    ddp = commands.add_parser("ddp", help="one torch_ddp rank, started by torchrun (rank 0 writes results.json)")
+    from sidebyside.ddp_train import add_arguments as add_ddp_arguments
+
+    add_ddp_arguments(ddp, positive_int, positive_float, size)
+
+    report = commands.add_parser("report", help="build the HTML report from result files")
+    try:
+        from sidebyside.report.cli import add_arguments
+    except ImportError:  # the report builder is not installed
+        report.add_argument("files", nargs="+")
+    else:
+        add_arguments(report)
+
+    compare = commands.add_parser("compare", help="compare two result files case by case: change and significance")
+    try:
+        from sidebyside.report.compare_cli import add_arguments as add_compare_arguments
+    except ImportError:  # the report package is not installed
+        compare.add_argument("files", nargs=2)
+    else:
+        add_compare_arguments(compare)
+    return parser
+
+
+def validate_names(names, workloads):
+    """Unknown implementation names, checked against every chosen workload."""
+    from sidebyside.runner import registry_for
+
+    known = []
+    for workload in workloads:
+        try:
+            known += [name for name in registry_for(workload).names() if name not in known]
+        except ImportError:
+            continue
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(f"unknown implementation {unknown[0]!r}; valid names: {', '.join(known)}")
+
+
+def resolve_devices(choice):
+    """"all" keeps the GPU rows even without a GPU: they read "n/a: no CUDA device"."""
+    return ("cpu", "cuda") if choice == "all" else (choice,)
+
+
+def check_memory(sizes, dtypes):
+    """Refuse sizes whose arrays cannot fit, before anything is allocated."""
+    import psutil
+
+    from sidebyside.implementations.two_layer.problem import Problem
+
+    available = psutil.virtual_memory().available
+    for N, D_in, H, D_out in sizes:
+        for dtype in dtypes:
+            needed = Problem(N=N, D_in=D_in, H=H, D_out=D_out, dtype=dtype).bytes_needed()
+            if needed > available:
+                raise UsageError(
+                    f"size {N},{D_in},{H},{D_out} in {dtype} needs {needed:,} bytes; "
+                    f"only {available:,} are available"
+                )
+
+
+def check_data(path):
+    """Read the user's digits data once now, so a bad file stops the run before it starts."""
+    from sidebyside.implementations.digits.data import DataError, load_data
+    from sidebyside.implementations.digits.problem import DigitsProblem
+
+    try:
+        load_data(DigitsProblem(), path)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+
+
+def config_from(args):
+    from sidebyside.fairness import default_threads
+
+    workloads = tuple(dict.fromkeys(args.workload or WORKLOADS))
+    if args.impl:
+        validate_names(args.impl, workloads)
+    sizes = tuple(dict.fromkeys(args.size or [TUTORIAL_SIZE]))
+    dtypes = (args.dtype,) if args.dtype else ("float32", "float64")
+    if args.quick:
+        sweep = ()
+    elif args.sweep:
+        sweep = FULL_SWEEP
+    elif args.no_sweep or args.size:
+        sweep = ()
+    else:
+        sweep = RunConfig.sweep
+    sweep = tuple(candidate for candidate in sweep if candidate not in sizes)
+    check_memory(sizes + sweep, dtypes)
+    if args.data and "digits" in workloads:
+        check_data(args.data)
+    steps = args.steps or (100 if args.quick else RunConfig.steps)
+    threads = args.threads or default_threads()
+    ranks = args.ranks or RunConfig.ranks
+    if threads < ranks:
+        from sidebyside import implementations
+
+        ranked = [name for name in args.impl or () if name in implementations.REGISTRY
+                  and "ranks" in implementations.spec(name).options]
+        if ranked:
+            raise UsageError(f"{ranked[0]} with {ranks} ranks needs at least {ranks} threads, got --threads {threads}")
+    return RunConfig(
+        implementations=tuple(dict.fromkeys(args.impl or ())),
+        slow_starters=args.slow_starters,
+        settings_file=getattr(args, "settings_file", ""),
+        workloads=workloads,
+        devices=resolve_devices(args.device),
+        dtypes=("float32",) if args.quick and not args.dtype else dtypes,
+        sizes=sizes,
+        sweep=sweep,
+        steps=steps,
+        learning_rate=args.learning_rate or RunConfig.learning_rate,
+        threads=threads,
+        tf32=args.tf32,
+        epochs=args.epochs or RunConfig.epochs,
+        digits_data=args.data or "",
+        ranks=ranks,
+        rounds=args.rounds or (1 if args.quick else RunConfig.rounds),
+        peak_budget_s=0.5 if args.quick else RunConfig.peak_budget_s,
+        quick=args.quick,
+        name=args.name or "",
+    )
+
+
+def default_out_dir():
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / stamp
+
+
+def point_latest(out_dir):
+    """reports/latest -> the newest run folder, when it lives under reports/."""
+    out_dir = Path(out_dir)
+    if out_dir.parent.name != "reports":
+        return
+    latest = out_dir.parent / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(out_dir.name, target_is_directory=True)
+    except OSError:
+        pass  # a file system without symbolic links: the folder is still printed
+
+
+def command_list():
+    """Every implementation, whether it runs here, and the extra that installs what is missing.
+
+    Names are never cut: in a narrow terminal the other columns wrap.
+    """
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from sidebyside.runner import registry_for
+    from sidebyside.implementations import absent_modules
+
+    table = Table("workload", "implementation", "framework", "available here", "install")
+    for column in table.columns[:3]:
+        column.no_wrap = True
+    for column in table.columns[3:]:
+        column.overflow = "fold"  # wrapped, never cut with an ellipsis
+    for workload in WORKLOADS:
+        try:
+            registry = registry_for(workload)
+        except ImportError:
+            continue
+        for name, spec in registry.REGISTRY.items():
+            absent = absent_modules(spec)
+            reason = f"{', '.join(absent)} not installed" if absent else registry.missing(name)
+            install = f'pip install -e ".[{spec.extra}]"' if absent else ""
+            # Text, not markup: the brackets of ".[torch]" are not a style tag.
+            table.add_row(workload, name, spec.backend if spec.framework == "keras" else spec.framework,
+                          Text("yes" if reason is None else f"no: {reason}"), Text(install))
+    Console().print(table)
+    return 0
+
+
+def command_run(args):
+    from sidebyside import runner
+    from sidebyside.summary import print_summary
+
+    if args.resume:
+        out_dir = Path(args.resume)
+        config, document = load_resume(out_dir)
+    else:
+        config = config_from(args)
+        out_dir = Path(args.out) if args.out else default_out_dir()
+        document = None
+    try:
+        run = runner.execute(config, out_dir, document, create_parents=not args.out)
+    except KeyboardInterrupt as interruption:
+        what = "terminated" if isinstance(interruption, Terminated) else "interrupted"
+        print(f"{what}: results so far are in {out_dir / 'results.json'}; "
+              f"finish with: sidebyside run --resume {out_dir}", file=sys.stderr)
+        return 143 if isinstance(interruption, Terminated) else 130
+    point_latest(out_dir)
+    print_summary(run.document)
+    results = run.document["results"]
+    if results and all(entry["status"] == "n/a" for entry in results):
+        reasons = sorted({entry["reason"] for entry in results})
+        print(f"sidebyside: error: nothing could run here: {'; '.join(reasons)}", file=sys.stderr)
+        return 2
+    for line in run_warnings(run.document["machine"]):  # what skewed the timings, once there are some
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"results: {run.results_path}")
+    if not args.no_report and report_missing():
+        print(f"report: not built: {report_missing()}; results.json is complete, and "
+              f"`sidebyside report {run.results_path} --out DIR` builds it once they are", file=sys.stderr)
+    elif not args.no_report:
+        from sidebyside.report.build import OutputError, build_report
+        from sidebyside.report.schema import ResultsError
+
+        try:
+            index = build_report([run.results_path], out_dir)
+        except (ResultsError, OutputError) as error:
+            print(f"sidebyside: error: {error}", file=sys.stderr)
+            return 2
+        print(f"report: {index}")
+    return strict_status(results) if args.strict else 0
+
+
+REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "pygments", "plotly", "scipy")  # import names = packages
+
+
+def report_missing():
+    """What the report and compare need and is not installed, as one phrase; "" when all is there."""
+    from sidebyside.implementations import not_installed
+
+    missing = not_installed(REPORT_LIBRARIES)
+    return f"{', '.join(missing)} not installed (pip install -e \".[report]\")" if missing else ""
+
+
+def run_warnings(machine_record):
+    """What skewed this run's timings: a busy machine, a moving peak, ... (the lines the report shows too)."""
+    from sidebyside import noise
+
+    lines = noise.warnings(machine_record.get("conditions"))
+    try:
+        from sidebyside.report.findings import peak_spread_warning
+    except ImportError:  # without the report extra; results.json keeps the spread (machine.peak_detail)
+        return lines
+    spread = peak_spread_warning(machine_record)
+    return lines + ([spread] if spread else [])
+
+
+BAD_STATUSES = ("failed", "diverged", "disagrees")
+
+
+def strict_status(results):
+    """--strict: one line on stderr per case that failed, diverged or disagrees; 1 if any did."""
+    bad = [entry for entry in results if entry["status"] in BAD_STATUSES]
+    for entry in bad:
+        size = "×".join(str(entry["size"][key]) for key in ("N", "D_in", "H", "D_out"))
+        print(f"strict: {entry['workload']} {entry['implementation']} {entry['device']} {entry['dtype']} {size}: "
+              f"{entry['status']}: {entry.get('reason') or ''}".rstrip(": "), file=sys.stderr)
+    return 1 if bad else 0
+
+
+def with_settings(args, argv, run_parser):
+    """Settings from sidebyside.toml or pyproject's [tool.sidebyside] where the command line gave none."""
+    from sidebyside import settings
+
+    try:
+        args, path = settings.apply(args, argv[argv.index("run") + 1:], run_parser)
+    except settings.SettingsError as error:
+        raise UsageError(str(error)) from None
+    args.settings_file = str(path) if path else ""
+    return args
+
+
+def load_resume(out_dir):
+    from sidebyside.runner import SCHEMA
+
+    try:
+        from sidebyside.report.schema import ResultsError, load_results
+    except ImportError:
+        raise UsageError("the report package is needed to resume a run") from None
+    path = out_dir / "results.json"
+    try:
+        load_results(path)  # validates: untrusted until proven otherwise
+    except ResultsError as error:
+        raise UsageError(str(error)) from None
+    import json
+
+    document = json.loads(path.read_text())
+    if document.get("schema") != SCHEMA or "config" not in document:
+        raise UsageError(f"{path}: not a results file from sidebyside run")
+    return RunConfig.from_dict(document["config"]), document
+
+
+def main(argv=None):
+    from sidebyside.runner import RunError
+
+    argv = sys.argv[1:] if argv is None else argv
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command == "run" and not args.resume:
+            args = with_settings(args, argv, parser.run_parser)
+        if args.command == "list":
+            return command_list()
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "ddp":
+            from sidebyside.ddp_train import NotUnderTorchrun, run
+
+            try:
+                return run(args)
+            except NotUnderTorchrun as error:
+                raise UsageError(str(error)) from None
+        if report_missing():
+            raise UsageError(f"sidebyside {args.command} needs the report's libraries: {report_missing()}")
+        if args.command == "compare":
+            from sidebyside.report.compare_cli import run as compare
+
+            return compare(args)
+        from sidebyside.report.cli import run as report
+
+        return report(args)
+    except (UsageError, RunError) as error:
+        print(f"sidebyside: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interruption:
+        print("terminated" if isinstance(interruption, Terminated) else "interrupted", file=sys.stderr)
+        return 143 if isinstance(interruption, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

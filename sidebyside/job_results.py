@@ -1,0 +1,142 @@
+"""What every process of a data-parallel job measures, and the one entry its rank 0 writes.
+
+Shared by `sidebyside ddp` (torchrun, sidebyside/ddp_train.py) and the
+TensorFlow and JAX multi-process jobs (sidebyside/multiworker.py). Every
+process runs the harness's timing protocol (sidebyside/timing.py) on a net
+whose step returns the loss of the whole batch (summed over the processes
+and fetched to the host, so rank 0's clock covers every process's step);
+then rank 0 builds the entry with the worker's builder (sidebyside/worker.py
+base_entry), judges it against the float64 reference as the runner does
+(sidebyside/runner.py Run.finish_entry) and writes results.json. The other
+processes write nothing.
+"""
+
+import os
+import statistics
+
+
+def configuration(name, size, steps, dtype, learning_rate, device, threads, label=""):
+    from sidebyside.config import RunConfig
+
+    return RunConfig(
+        implementations=(name,), workloads=("two_layer",), devices=(device,), dtypes=(dtype,),
+        sizes=(tuple(size),), sweep=(), steps=steps, learning_rate=learning_rate,
+        threads=threads, rounds=1, name=label,
+    )
+
+
+def task_for(config):
+    from sidebyside import runner
+
+    return runner.two_layer_task(config, config.devices[0], config.dtypes[0], config.sizes[0], full=True)
+
+
+def problem_for(task):
+    from sidebyside.implementations.two_layer.problem import Problem
+
+    return Problem(**task["size"], learning_rate=task["learning_rate"], steps=task["steps"], seed=task["seed"],
+                   dtype=task["dtype"])
+
+
+def rows(array, processes, index):
+    """This process's rows of the batch: np.array_split, as torch_ddp.Net splits them."""
+    import numpy as np
+
+    if len(array) < processes:
+        raise ValueError(f"{len(array)} rows cannot be split over {processes} processes")
+    return np.array_split(array, processes)[index]
+
+
+def measure(net, x, y, task, problem):
+    """The timing protocol on one process; every process must call it alike (each step is collective)."""
+    from sidebyside import timing
+
+    losses, first_step_s, diverged_at = timing.start(net, x, y, task["warmup"])
+    durations, utilization, loop_time_s = [], None, None
+    if diverged_at is None:
+        more, durations, diverged_at, utilization = timing.timed_steps(
+            net, x, y, problem.steps - len(losses), first_index=len(losses))
+        losses += more
+    if diverged_at is None:
+        loop_time_s, _ = timing.time_loop(net, x, y, task["loop_steps"])
+    return {"losses": losses, "first_step_s": first_step_s, "diverged_at": diverged_at, "durations": durations,
+            "utilization": utilization, "loop_time_s": loop_time_s}
+
+
+def own_facts(utilization, rows_here, communication_s=None, step_s=None):
+    """What each process reports to rank 0: CPU use, memory, CPUs, rows, and its timings."""
+    from sidebyside import timing
+
+    return {
+        "utilization": utilization,
+        "memory": timing.high_water_mark(os.getpid()) or 0,
+        "cpus": ",".join(map(str, sorted(os.sched_getaffinity(0)))) if hasattr(os, "sched_getaffinity") else "",
+        "rows": rows_here,
+        "communication_s": communication_s,
+        "step_s": step_s,
+    }
+
+
+def layout_facts(everyone, world_size, nodes, local, threads):
+    facts = {
+        "world_size": world_size,
+        "nodes": nodes,
+        "processes_per_node": local,
+        "threads_per_process": threads,
+        "ranks": world_size,
+        "threads_per_rank": threads,
+        "rows_per_rank": ",".join(str(record["rows"]) for record in everyone),
+        "threads_cpus": ";".join(record["cpus"] for record in everyone),
+        "memory": "VmHWM of every process, summed",
+    }
+    if all(record["communication_s"] is not None and record["step_s"] is not None for record in everyone):
+        step_s = statistics.fmean(record["step_s"] for record in everyone)
+        communication_s = statistics.fmean(record["communication_s"] for record in everyone)
+        facts.update(rank_step_s=step_s, communication_s_per_step=communication_s,
+                     compute_s_per_step=step_s - communication_s)
+    return facts
+
+
+def write(out_dir, config, task, problem, measured, everyone, extra, label=None):
+    """Rank 0: the entry, judged against the reference, in OUT/results.json. Returns the entry."""
+    from sidebyside import implementations
+    from sidebyside import machine, runner, timing
+    from sidebyside.worker import base_entry, finite_or_none
+
+    run = runner.Run(config, out_dir)
+    run.check_writable()
+    entry = base_entry(implementations.spec(config.implementations[0]), task, config.threads)
+    losses, durations, diverged_at = measured["losses"], measured["durations"], measured["diverged_at"]
+    entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
+    entry["step_time"] = timing.summarize(durations)
+    entry["samples"] = durations
+    entry["unstable"] = timing.is_unstable(entry["step_time"])
+    entry["first_step_s"] = measured["first_step_s"]
+    entry["flops_per_step"] = problem.flops_per_step()
+    if entry["step_time"]:
+        entry["gflops"] = problem.flops_per_step() / entry["step_time"]["median"] / 1e9
+    if diverged_at is not None:
+        entry.update(status="diverged", diverged_at=diverged_at,
+                     reason=f"loss became {losses[-1]} at step {diverged_at}")
+    else:
+        entry.update(loop_time_s=measured["loop_time_s"], loop_steps=task["loop_steps"])
+    if all(record["utilization"] is not None for record in everyone):
+        entry["cpu_utilization"] = float(sum(record["utilization"] for record in everyone))
+    entry["peak_memory_bytes"] = int(sum(record["memory"] for record in everyone))
+    entry["extra"].update(extra)
+    run.start_document(machine.describe(label or None))
+    run.document["machine"]["threads"] = {"requested": config.threads}
+    run.document["rounds"] = [[f"two_layer:{config.implementations[0]}"]]
+    run.document["results"].append(run.finish_entry(entry, task))
+    run.save()
+    return entry
+
+
+def summary_line(entry, results_path):
+    extra = entry["extra"]
+    median = entry["step_time"]["median"] if entry["step_time"] else float("nan")
+    communication = extra.get("communication_s_per_step")
+    said = f", communication {communication * 1e3:.3f} ms" if communication is not None else ""
+    return (f"{entry['implementation']}: {extra['world_size']} processes on {extra['nodes']} node(s), "
+            f"{extra['threads_per_process']} thread(s) each: {entry['status']}, median step {median * 1e3:.3f} ms"
+            f"{said}; results: {results_path}")

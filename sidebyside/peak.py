@@ -1,0 +1,537 @@
+"""The attainable matmul peak: how fast this machine multiplies square matrices.
+
+Each implementation's GFLOP/s is reported as a share of this peak (a
+roofline for compute-bound work), so the peak has to be a real ceiling: if a
+plain `a @ b` timed a moment later beats it, every share above is inflated.
+A single product timed a few times at the start of a run is not enough on a
+shared machine (one burst of someone else's load and the "peak" is half the
+truth), so this module:
+
+- tries every BLAS at hand, per device and dtype (float32 and float64):
+  numpy's (OpenBLAS), torch's (MKL on the CPU, cuBLAS on a GPU) and XLA's
+  through `jax.jit(jnp.matmul)`; TensorFlow is never imported (its start-up
+  alone costs seconds, and this runs twice per `sidebyside run`);
+- at several sizes around the knee where the product turns from cache-bound
+  to compute-bound (256 to 2048 on the CPU, 4096 and 8192 on a GPU), since
+  the best size differs per library and machine;
+- keeps the best of many repeats, and interleaves a library's cases (one
+  slice of each size and dtype in turn, pass after pass, until its share of
+  the time budget is spent) so that a burst of load from elsewhere hits
+  every case a little rather than one case entirely;
+- times the libraries one after another, never interleaved with each other,
+  in two rounds (numpy, torch, jax, then jax, torch, numpy): a library's
+  idle thread pool keeps spinning for a while after its last product
+  (OpenBLAS's threads for 2^28 cycles, about 0.1 s), and on a machine with
+  few cores a spinning pool slows whichever library runs next, so each block
+  is followed by a short settling pause;
+- skips a size whose single product would take longer than MAX_PRODUCT_S
+  (estimated from the size below), which keeps a slow machine or a slow
+  float64 GPU within the budget.
+
+`combine` merges the measurement taken at the start of a run with the one at
+its end (the higher counts, their spread is recorded). `theoretical_peak`
+works out cores × clock × FLOPs per cycle where the system says enough.
+
+Run as `python -m sidebyside.peak THREADS TF32(0|1) [BUDGET_S]`: prints one JSON line,
+{"peak_gflops": {"cpu": {"float32": x, "float64": y}, "cuda": {...} | null},
+ "peak_detail": {...}}. With `--wait` it prepares, prints {"ready": true},
+and measures each time a line arrives on stdin (see `wait_and_measure`).
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DTYPES = ("float32", "float64")
+SIZES = {"cpu": (256, 512, 1024, 2048), "cuda": (4096, 8192)}
+# Seconds of timing per device, after set-up and warm-up, shared by the
+# libraries and the two rounds (each block runs at least one pass).
+BUDGET_S = {"cpu": 3.0, "cuda": 1.5}
+ROUNDS = 2
+SETTLE_S = {"numpy": 0.15}  # pause after a block: OpenBLAS spins ~0.1 s; others far less
+SETTLE_DEFAULT_S = 0.02
+SLICE_S = 0.02  # a pass repeats a fast case until about this long (small sizes get many repeats)
+MAX_PRODUCT_S = 0.25  # a size whose one product would take longer is skipped
+MAX_REPEATS = 200  # per case and pass
+
+
+def describe(error):
+    """An exception as one short line, for the detail record."""
+    first = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+class Case:
+    """One library multiplying one size in one dtype on one device.
+
+    `multiply` runs one product and waits for it (GPU work synchronized), so
+    the wall time around it is the time of the product.
+    """
+
+    def __init__(self, library, device, dtype, size, multiply, smaller=None):
+        self.library, self.device, self.dtype, self.size = library, device, dtype, size
+        self.multiply = multiply
+        self.smaller = smaller  # the same library and dtype one size down: predicts this one's time
+        self.best = None  # seconds of the fastest product so far
+        self.repeats = 0
+        self.note = None  # why it was skipped or failed
+        self.failed = False
+
+    @property
+    def flops(self):
+        return 2 * self.size**3
+
+    def predicted_s(self):
+        """The expected time of one product: its own best, or the size below scaled up.
+
+        The estimate from below is halved, as a larger product runs closer to
+        peak; and it is re-read every pass, so a slow first sample at the size
+        below (a burst of load) does not shut this size out for good.
+        """
+        estimates = [self.best] if self.best else []
+        if self.smaller is not None and self.smaller.best:
+            estimates.append(self.smaller.best * (self.size / self.smaller.size) ** 3 / 2)
+        return min(estimates) if estimates else (0.0 if self.smaller is None else None)
+
+    def sample(self):
+        """Time one slice of products; keep the fastest."""
+        if self.failed:
+            return
+        predicted = self.predicted_s()
+        if predicted is None:
+            self.note = self.note or f"skipped: {self.smaller.size} was not measured"
+            return
+        if predicted > MAX_PRODUCT_S:
+            if self.best is None:
+                self.note = f"skipped: one product would take about {predicted:.2f} s"
+            return
+        count = 1 if not self.best else max(1, min(MAX_REPEATS, round(SLICE_S / self.best)))
+        try:
+            for _ in range(count):
+                start = time.perf_counter()
+                self.multiply()
+                elapsed = time.perf_counter() - start
+                self.best = elapsed if self.best is None else min(self.best, elapsed)
+                self.repeats += 1
+            self.note = None
+        except Exception as error:  # out of memory, a dtype the device lacks...
+            self.note, self.failed, self.best = f"failed: {describe(error)}", True, None
+
+    @property
+    def gflops(self):
+        return self.flops / self.best / 1e9 if self.best else None
+
+    def reset(self):
+        """Forget the timings (not a failure): the same case, measured afresh."""
+        self.best, self.repeats = None, 0
+        if not self.failed:
+            self.note = None
+
+
+def numpy_cases(dtype, operands):
+    import numpy as np
+
+    cases = []
+    for size, (a, b) in operands.items():
+        out = np.ones((size, size), dtype)  # written in place: no fresh pages to fault in per product
+        cases.append(Case("numpy", "cpu", dtype, size, lambda a=a, b=b, out=out: np.matmul(a, b, out=out)))
+    return cases
+
+
+def torch_cases(device, dtype, operands):
+    import torch
+
+    cases = []
+    for size in SIZES[device]:
+        if device == "cpu":  # the same memory as numpy's operands: no copy
+            a, b = (torch.from_numpy(m) for m in operands[size])
+        else:
+            generator = torch.Generator(device="cuda").manual_seed(0)
+            a, b = (torch.randn(size, size, dtype=getattr(torch, dtype), device="cuda", generator=generator) for _ in range(2))
+        out = torch.empty_like(a)
+
+        def multiply(a=a, b=b, out=out, on_gpu=device != "cpu"):
+            torch.matmul(a, b, out=out)
+            if on_gpu:
+                torch.cuda.synchronize()  # a GPU product is only queued until the device says it is done
+
+        cases.append(Case("torch", device, dtype, size, multiply))
+    return cases
+
+
+def jax_cases(device, dtype, operands):
+    import jax
+    import jax.numpy as jnp
+
+    target = jax.devices("cpu" if device == "cpu" else "gpu")[0]
+    cases = []
+    for size in SIZES[device]:
+        if device == "cpu":
+            a, b = (jax.device_put(m, target) for m in operands[size])
+        else:
+            keys = jax.random.split(jax.random.key(0))
+            a, b = (jax.device_put(jax.random.normal(key, (size, size), dtype=dtype), target) for key in keys)
+        # Compiled ahead of time, so XLA's compilation is never timed.
+        compiled = jax.jit(jnp.matmul).lower(a, b).compile()
+        cases.append(Case("jax", device, dtype, size, lambda a=a, b=b, f=compiled: f(a, b).block_until_ready()))
+    return cases
+
+
+def has_cuda_torch():
+    if not importlib.util.find_spec("torch"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def has_jax_gpu():
+    import jax
+
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:  # no GPU backend in this jaxlib, or no device
+        return False
+
+
+def build_cases(device, libraries, dtypes=DTYPES):
+    """Every (library, dtype, size) case for one device, smallest size first."""
+    import numpy as np
+
+    cases, errors = [], {}
+    for dtype in dtypes:
+        operands = {}
+        if device == "cpu":
+            generator = np.random.default_rng(0)
+            operands = {size: tuple(generator.standard_normal((size, size)).astype(dtype) for _ in range(2)) for size in SIZES["cpu"]}
+        for library in libraries:
+            try:
+                if library == "numpy":
+                    made = numpy_cases(dtype, operands)
+                elif library == "torch":
+                    made = torch_cases(device, dtype, operands)
+                else:
+                    made = jax_cases(device, dtype, operands)
+            except Exception as error:  # e.g. out of memory for the operands
+                errors[f"{library} {dtype}"] = describe(error)
+                continue
+            for smaller, case in zip([None] + made, made):
+                case.smaller = smaller
+            # Warm-up, untimed: start the thread pool, load the kernels, create
+            # the cuBLAS handle; the smallest size is enough for all of that.
+            try:
+                made[0].multiply()
+            except Exception as error:
+                made[0].note, made[0].failed = f"failed: {describe(error)}", True
+            cases += made
+    return cases, errors
+
+
+def run_passes(cases, budget_s):
+    """Interleave the cases until the budget is spent (at least one pass); returns the passes."""
+    deadline = time.perf_counter() + budget_s
+    passes = 0
+    while passes == 0 or time.perf_counter() < deadline:
+        for case in cases:
+            case.sample()
+        passes += 1
+    return passes
+
+
+def run_rounds(cases, budget_s):
+    """Each library's cases as one block, libraries in turn, ROUNDS times.
+
+    Returns the passes per library.
+    """
+    libraries = list(dict.fromkeys(case.library for case in cases))
+    order = [library for round_ in range(ROUNDS) for library in (libraries if round_ % 2 == 0 else libraries[::-1])]
+    share = budget_s / len(order) if order else 0
+    passes = dict.fromkeys(libraries, 0)
+    for position, library in enumerate(order):
+        passes[library] += run_passes([case for case in cases if case.library == library], share)
+        if position + 1 < len(order) and order[position + 1] != library:
+            time.sleep(SETTLE_S.get(library, SETTLE_DEFAULT_S))  # let this pool stop spinning
+    return passes
+
+
+def summarize(cases):
+    """Best GFLOP/s per device and dtype, and the per-case detail."""
+    peak, best, table = {}, {}, {}
+    for case in cases:
+        row = table.setdefault(case.library, {}).setdefault(case.dtype, {})
+        row[str(case.size)] = {"gflops": case.gflops, "repeats": case.repeats, **({"note": case.note} if case.note else {})}
+        if case.gflops and case.gflops > (peak.get(case.dtype) or 0):
+            peak[case.dtype] = case.gflops
+            best[case.dtype] = {"library": case.library, "size": case.size}
+    return {dtype: peak.get(dtype) for dtype in DTYPES}, {"best": best, "libraries": table}
+
+
+def measure_device(device, libraries, budget_s):
+    return run_device(*build_device(device, libraries), budget_s)
+
+
+def build_device(device, libraries):
+    """The device's cases, built and warmed (untimed): (device, cases, errors, setup_s)."""
+    start = time.perf_counter()
+    cases, errors = build_cases(device, libraries)
+    return device, cases, errors, time.perf_counter() - start
+
+
+def run_device(device, cases, errors, setup_s, budget_s):
+    start = time.perf_counter()
+    passes = run_rounds(cases, budget_s)
+    peak, detail = summarize(cases)
+    detail.update(sizes=list(SIZES[device]), passes=passes, setup_s=setup_s,
+                  elapsed_s=setup_s + time.perf_counter() - start)
+    if errors:
+        detail["errors"] = errors
+    return peak, detail
+
+
+def prepare(threads, tf32, budget_s=None):
+    """Everything before the timing: imports, operands, warmed cases. Returns the state for `finish`."""
+    from sidebyside import fairness
+
+    began = time.perf_counter()
+    fairness.set_environment(threads)  # before any framework is imported
+    frameworks = [name for name in ("torch", "jax") if importlib.util.find_spec(name)]
+    fairness.apply(frameworks, threads, tf32)  # imports torch and jax: seconds, on a slow disk
+    imports_s = time.perf_counter() - began
+    budget = dict(BUDGET_S) if budget_s is None else {"cpu": budget_s, "cuda": budget_s}
+
+    import numpy as np
+
+    versions = {"numpy": np.__version__}
+    for name in frameworks:
+        versions[name] = __import__(name).__version__  # already imported by fairness.apply
+    detail = {"threads": threads, "tf32": tf32, "versions": versions, "budget_s": budget,
+              "max_product_s": MAX_PRODUCT_S, "imports_s": imports_s, "theoretical": theoretical_peak(threads)}
+    state = {"detail": detail, "budget": budget, "jax_x64": None, "devices": []}
+    if "jax" in frameworks:
+        import jax
+
+        # float64 arrays need x64 on; restored afterwards, since in a
+        # pytest-benchmark process the same jax runs the implementations.
+        state["jax_x64"] = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", True)
+    try:
+        state["devices"].append(build_device("cpu", ["numpy"] + frameworks))
+        gpu_libraries = (["torch"] if has_cuda_torch() else []) + (["jax"] if "jax" in frameworks and has_jax_gpu() else [])
+        if gpu_libraries:
+            state["devices"].append(build_device("cuda", gpu_libraries))
+    except BaseException:
+        restore(state)
+        raise
+    state["setup_s"] = time.perf_counter() - began
+    return state
+
+
+def restore(state):
+    if state["jax_x64"] is not None:
+        import jax
+
+        jax.config.update("jax_enable_x64", state["jax_x64"])
+
+
+def finish(state, keep=False):
+    """Time the prepared cases. Returns {"peak_gflops": ..., "peak_detail": ...}.
+
+    With `keep`, the state stays usable for another measurement (JAX's x64
+    mode is left on); otherwise the process is restored as it was.
+    """
+    began = time.perf_counter()
+    detail = state["detail"]
+    peak_gflops = {"cpu": None, "cuda": None}
+    try:
+        for device, cases, errors, setup_s in state["devices"]:
+            for case in cases:
+                case.reset()
+            peak_gflops[device], detail[device] = run_device(device, cases, errors, setup_s, state["budget"][device])
+            if device == "cuda" and any(case.library == "torch" for case in cases):
+                import torch
+
+                torch.cuda.empty_cache()
+    finally:
+        if not keep:
+            restore(state)
+    # Set-up and timing; a process started early (see `wait_and_measure`) idles in between.
+    detail["elapsed_s"] = state["setup_s"] + time.perf_counter() - began
+    return {"peak_gflops": peak_gflops, "peak_detail": detail}
+
+
+def measure(threads, tf32, budget_s=None):
+    """The peak per device and dtype, with the same threads and TF32 as the run.
+
+    budget_s: seconds of timing per device (default BUDGET_S).
+    Returns {"peak_gflops": {"cpu": {"float32", "float64"}, "cuda": ... | None},
+    "peak_detail": {...}}; every value JSON-serializable.
+    """
+    return finish(prepare(threads, tf32, budget_s))
+
+
+def wait_and_measure(threads, tf32, budget_s):
+    """Prepare, say {"ready": true}, then measure and print the result for each line on stdin.
+
+    The runner starts this process together with its workers, so the imports
+    and the set-up overlap theirs; each measurement starts only when the
+    runner asks (at the start of the run and at its end), with every other
+    process of the run idle. Each one forgets the previous timings.
+    """
+    from sidebyside.worker import die_with_parent
+
+    die_with_parent()
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever a library prints goes to the log, not into the answer
+    state = prepare(threads, tf32, budget_s)
+    answer.write(json.dumps({"ready": True}) + "\n")
+    answer.flush()
+    while sys.stdin.readline():
+        answer.write(json.dumps(finish(state, keep=True)) + "\n")
+        answer.flush()
+    os._exit(0)  # the runner hung up
+
+
+def cpu_peaks():
+    """Best float32 CPU GFLOP/s per library, in this process as it is set up."""
+    frameworks = [name for name in ("torch", "jax") if importlib.util.find_spec(name)]
+    cases, _ = build_cases("cpu", ["numpy"] + frameworks, dtypes=("float32",))
+    run_rounds(cases, BUDGET_S["cpu"] / 2)
+    best = {}
+    for case in cases:
+        if case.gflops:
+            best[case.library] = max(best.get(case.library, 0), case.gflops)
+    return best
+
+
+def _per_dtype(value):
+    """A device's peak as {dtype: value}; older results held one float32 number."""
+    if isinstance(value, dict):
+        return {dtype: value.get(dtype) for dtype in DTYPES}
+    return {"float32": value, "float64": None}
+
+
+def combine(start, end):
+    """The peak a run records from its measurements at the start and the end.
+
+    Per device and dtype the higher of the two counts; `peak_detail` keeps
+    both, their relative spread |start - end| / max, the theoretical peak and
+    the detail of the measurement with the higher float32 CPU peak.
+    """
+    peak, spread = {}, {}
+    for device in ("cpu", "cuda"):
+        first = start["peak_gflops"].get(device)
+        last = end["peak_gflops"].get(device)
+        if first is None and last is None:
+            peak[device] = spread[device] = None
+            continue
+        first, last = _per_dtype(first), _per_dtype(last)
+        peak[device], spread[device] = {}, {}
+        for dtype in DTYPES:
+            values = [v for v in (first[dtype], last[dtype]) if v]
+            peak[device][dtype] = max(values) if values else None
+            spread[device][dtype] = abs(first[dtype] - last[dtype]) / max(values) if len(values) == 2 else None
+    start_cpu = _per_dtype(start["peak_gflops"].get("cpu"))["float32"] or 0
+    end_cpu = _per_dtype(end["peak_gflops"].get("cpu"))["float32"] or 0
+    chosen, label = (end, "end") if end_cpu > start_cpu else (start, "start")
+    detail = dict(chosen.get("peak_detail") or {})
+    detail.update(start=start["peak_gflops"], end=end["peak_gflops"], spread=spread, detail_from=label,
+                  theoretical=detail.get("theoretical") or (start.get("peak_detail") or {}).get("theoretical"))
+    return {"peak_gflops": peak, "peak_detail": detail}
+
+
+# --- the theoretical CPU peak ---------------------------------------------
+
+# float32 FLOPs per cycle and core: vector lanes × 2 (a fused multiply-add is
+# two FLOPs) × FMA units. The unit count is not readable from the system; two
+# is assumed, as on server x86 parts (Skylake-SP Gold/Platinum, Zen) and most
+# ARM cores. float64 has half the lanes.
+ISA_FLOPS = (
+    ("avx512f", 64, "AVX-512: 16 float32 lanes × 2 (FMA) × 2 FMA units (assumed)"),
+    ("avx2+fma", 32, "AVX2 + FMA: 8 float32 lanes × 2 (FMA) × 2 FMA units (assumed)"),
+    ("avx", 16, "AVX: 8 float32 lanes × (1 multiply + 1 add) per cycle"),
+    ("asimd", 16, "NEON: 4 float32 lanes × 2 (FMA) × 2 FMA units (assumed)"),
+    ("sse2", 8, "SSE2: 4 float32 lanes × (1 multiply + 1 add) per cycle"),
+)
+
+
+def cpu_flags():
+    """The first processor's flags (x86 "flags", ARM "Features") and "cpu MHz"."""
+    flags, mhz = set(), None
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return flags, mhz
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+        elif key == "cpu MHz" and mhz is None:
+            mhz = float(value)
+    return flags, mhz
+
+
+def clock_mhz():
+    """(MHz, where it was read): the maximum clock where exposed, else the current one."""
+    try:
+        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1000, "cpuinfo_max_freq"
+    except (OSError, ValueError):
+        pass
+    try:
+        import psutil
+
+        frequency = psutil.cpu_freq()
+        if frequency and frequency.max:
+            return frequency.max, "psutil.cpu_freq().max"
+    except (ImportError, NotImplementedError, RuntimeError):
+        pass
+    mhz = cpu_flags()[1]
+    # Under a hypervisor this is the nominal clock; turbo can run above it.
+    return (mhz, "/proc/cpuinfo cpu MHz (current or nominal; boost may exceed it)") if mhz else (None, None)
+
+
+def physical_cores(cpus):
+    """Distinct physical cores among these logical CPUs (SMT siblings share FMA units)."""
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topology.joinpath("physical_package_id").read_text().strip(), topology.joinpath("core_id").read_text().strip()))
+        except OSError:
+            return len(cpus)
+    return len(cores)
+
+
+def theoretical_peak(threads):
+    """cores × clock × FLOPs/cycle in GFLOP/s, with its inputs; None where unreadable."""
+    flags, _ = cpu_flags()
+    names = {"avx2+fma"} if {"avx2", "fma"} <= flags else set()
+    isa = next(((name, flops, how) for name, flops, how in ISA_FLOPS if name in flags | names), None)
+    mhz, source = clock_mhz()
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = list(range(os.cpu_count() or 1))
+    if isa is None or mhz is None:
+        return None
+    cores = min(threads, physical_cores(cpus))
+    per_cycle = isa[1]
+    float32 = cores * mhz / 1000 * per_cycle
+    return {"float32": float32, "float64": float32 / 2, "cores": cores, "cpus_in_mask": len(cpus),
+            "mhz": mhz, "clock_source": source, "isa": isa[0], "flops_per_cycle": {"float32": per_cycle, "float64": per_cycle // 2},
+            "how": isa[2], "fma_units": 2 if "assumed" in isa[2] else None, "fma_units_assumed": "assumed" in isa[2]}
+
+
+if __name__ == "__main__":
+    arguments = [argument for argument in sys.argv[1:] if argument != "--wait"]
+    try:
+        threads, tf32 = int(arguments[0]), arguments[1] == "1"
+        budget = float(arguments[2]) if len(arguments) > 2 else None
+    except (IndexError, ValueError):
+        sys.exit("usage: python -m sidebyside.peak THREADS TF32(0|1) [BUDGET_S] [--wait]")
+    if "--wait" in sys.argv[1:]:
+        wait_and_measure(threads, tf32, budget)
+    print(json.dumps(measure(threads, tf32, budget)))

@@ -1,0 +1,239 @@
+"""Build the comparison report: DIR/index.html, DIR/report.md and a CSV per table.
+
+    build_report(["results.json", "other-machine.json"], "report/")
+
+With the Markdown format, the charts are also drawn as PNG files in
+DIR/figures/, which report.md links. The output folder is checked first (it may not exist yet, but its parent
+must, and it must be writable), then every result file is loaded and
+validated, and only then is anything drawn. Files are written atomically:
+a temporary file in the folder, then a rename.
+"""
+
+import datetime
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sidebyside.report import FORMATS, tables
+from sidebyside.report.code import code_section, stylesheet as code_stylesheet
+from sidebyside.report.chartdata import all_panels
+from sidebyside.report.figures import digits_charts, png_charts
+from sidebyside.report.findings import choice_table, findings, measurement_warnings
+from sidebyside.report.html import render_html, stylesheet
+from sidebyside.report.interactive import interactive_charts
+from sidebyside.report.markdown import render_markdown
+from sidebyside.report.merge import merge
+from sidebyside.report.schema import load_results, one_line
+
+CODE_WORKLOADS = ("two_layer", "digits")
+FIGURES = "figures"  # the folder of report.md's PNG figures
+
+
+class OutputError(Exception):
+    """The output folder cannot be used; the message is one line."""
+
+
+@dataclass
+class Source:
+    name: str
+    format: str
+    machine: str
+
+
+@dataclass
+class Report:
+    built: str
+    sources: list
+    machine_names: list
+    findings: list
+    tables: dict  # name -> tables.Table or None
+    charts: dict  # "loss" | "timing" | "sweep" -> [interactive.InteractiveChart]; "digits" -> [figures.Chart]
+    panels: dict  # "loss" | "timing" | "sweep" -> [chartdata panels]: what both kinds of chart draw
+    code: dict  # workload -> code.CodeSection or None
+    css: str
+    commit: str | None = None
+    has_digits: bool = False
+    csv_tables: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # [(machine label, [line])]: measurement faults, shown first
+    notices: list = field(default_factory=list)  # [(machine label, [line])]: devices and slow starters that did not run
+
+
+def prepare_output(out_dir):
+    """Check (and create) the output folder before any long work; OutputError if unusable."""
+    path = Path(out_dir)
+    shown = one_line(os.fspath(out_dir))
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{shown}: exists and is not a folder")
+    if not path.exists():
+        parent = path.absolute().parent
+        if not parent.is_dir():
+            raise OutputError(f"{shown}: cannot create the output folder: {one_line(parent)} does not exist")
+        try:
+            path.mkdir()
+        except OSError as error:
+            raise OutputError(f"{shown}: cannot create the output folder: {error.strerror or error}") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise OutputError(f"{shown}: cannot write to the output folder: {error.strerror or error}") from None
+    return path
+
+
+def check_formats(formats):
+    formats = tuple(dict.fromkeys(formats or ("html",)))
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown report format {unknown[0]!r}; valid formats: {', '.join(FORMATS)}")
+    return formats
+
+
+def local_commit():
+    """This checkout's commit, read from .git without running git (the code shown is this one)."""
+    root = Path(__file__).resolve().parents[2] / ".git"
+    try:
+        head = (root / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            reference = root / head[5:]
+            if reference.is_file():
+                return reference.read_text().strip()[:12]
+            packed = (root / "packed-refs").read_text().splitlines()
+            return next((line.split()[0][:12] for line in packed if line.endswith(head[5:])), None)
+        return head[:12]
+    except OSError:
+        return None
+
+
+def assemble(documents):
+    """Everything the page and the Markdown show, from normalized documents."""
+    everything = merge(documents)
+    collection, notices = everything.without_idle_rows()  # what the page shows
+    code = {}
+    for workload in CODE_WORKLOADS:
+        section = code_section(workload)
+        code[workload] = section if section.columns or section.problems else None
+    lines_of_code = {workload: section.lines_of_code for workload, section in code.items() if section}
+    panels, crossings, palette = all_panels(collection)
+    charts = interactive_charts(panels)
+    charts["digits"] = digits_charts(collection, palette)
+    has_digits = bool((collection.frame["workload"] == tables.DIGITS).any())
+
+    def all_tables(collection):
+        return {
+            "choice": choice_table(collection),
+            "summary": tables.summary_table(collection, lines_of_code),
+            "tuned": tables.tuned_table(collection),
+            "machines": tables.machines_table(collection) if len(collection.labels) > 1 else None,
+            "environment": tables.environment_table(collection),
+            "agreement": tables.agreement_table(collection),
+            "timing": tables.timing_table(collection),
+            "digits": tables.digits_table(collection, lines_of_code),
+            "not_ok": tables.status_table(collection),
+            "lines_of_code": tables.code_table([section for section in code.values() if section]),
+        }
+
+    report_tables = all_tables(collection)
+    # The CSVs keep every run, the idle devices' included.
+    csv_tables = report_tables if collection is everything else all_tables(everything)
+    return Report(
+        built=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        sources=[Source(os.path.basename(doc["source"]) or doc["source"], doc["tool"] or doc["format"], label)
+                 for label, doc in zip(collection.labels, documents)],
+        machine_names=collection.labels,
+        findings=findings(collection, crossings),
+        warnings=[(label, lines) for label, lines in measurement_warnings(collection) if lines],
+        notices=notices,
+        tables=report_tables,
+        charts=charts,
+        panels=panels,
+        code=code,
+        css=stylesheet(code_stylesheet()),
+        commit=local_commit(),
+        has_digits=has_digits,
+        csv_tables=[table for table in csv_tables.values() if table is not None],
+    )
+
+
+def current_umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path, text):
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it private; a report is not
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def csv_safe(cell):
+    """Defuse spreadsheet formulas: a cell from a foreign file must not start with = + - @."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r") and cell != "—":
+        return "'" + cell
+    return cell
+
+
+def write_bytes(path, data):
+    """Write atomically, like write_text."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_figures(report, out_dir):
+    """The charts as PNG files in out_dir/figures/ for report.md; returns [(path relative to out_dir, title)]."""
+    charts = png_charts(report.panels)
+    charts["digits"] = report.charts["digits"]
+    folder = out_dir / FIGURES
+    folder.mkdir(exist_ok=True)
+    written = []
+    for kind in ("loss", "timing", "sweep", "digits"):
+        for chart in charts[kind]:
+            write_bytes(folder / f"{chart.id}.png", chart.png)
+            written.append((f"{FIGURES}/{chart.id}.png", chart.title))
+    return written
+
+
+def write_report(report, out_dir, formats=("html",)):
+    """Write the report's files into an existing folder; returns the main file's path."""
+    out_dir = Path(out_dir)
+    main = None
+    try:
+        for table in report.csv_tables:
+            write_text(out_dir / f"{table.name}.csv", table.data.map(csv_safe).to_csv(index=False))
+        if "markdown" in formats:
+            main = out_dir / "report.md"
+            write_text(main, render_markdown(report, write_figures(report, out_dir)))
+        if "html" in formats:
+            main = out_dir / "index.html"
+            write_text(main, render_html(report))
+    except OSError as error:
+        raise OutputError(f"{one_line(out_dir)}: cannot write the report: {error.strerror or error}") from None
+    return main
+
+
+def build_report(paths, out_dir, formats=("html",)):
+    """Build the report of result files `paths` in `out_dir`.
+
+    Returns the path of index.html (or report.md when only Markdown was asked
+    for). Raises OutputError for an unusable folder and ResultsError for a bad
+    result file, each with a one-line message, before drawing anything.
+    """
+    formats = check_formats(formats)
+    out_dir = prepare_output(out_dir)
+    documents = [load_results(path) for path in paths]
+    return write_report(assemble(documents), out_dir, formats)

@@ -1,0 +1,135 @@
+"""The installed layout: one import namespace, `sidebyside`, and nothing else.
+
+The repository keeps its top-level folders (benchmarks/ the pytest-benchmark
+suite, implementations/, reports/ for run output, tests/), but a wheel holds
+only the package `sidebyside`, with implementations/ mapped into it as
+`sidebyside.implementations`; no test file ships. Seen from outside the
+checkout, the names `benchmarks`, `reports` and `implementations` are not
+this project's. And no module of the project imports itself in a circle.
+"""
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGES = ("sidebyside",)
+
+
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wheel")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(folder)],
+        capture_output=True, text=True, timeout=300,
+    )
+    if result.returncode != 0 and "No module named" in result.stderr:
+        pytest.skip(f"n/a: cannot build a wheel here: {result.stderr.strip().splitlines()[-1]}")
+    assert result.returncode == 0, result.stderr
+    (wheel,) = folder.glob("sidebyside-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+def test_the_wheel_holds_one_namespace_and_no_tests(wheel_names):
+    tops = {name.split("/")[0] for name in wheel_names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"sidebyside"}, tops
+    files = [Path(name).name for name in wheel_names]
+    assert not [name for name in files if name.startswith("test_") or name == "conftest.py"]
+    for expected in ("sidebyside/cli.py", "sidebyside/implementations/__init__.py",
+                     "sidebyside/implementations/two_layer/torch_autograd.py",
+                     "sidebyside/implementations/digits/torch_nn.py",
+                     "sidebyside/report/templates/report.html.j2"):
+        assert expected in wheel_names
+
+
+def test_outside_the_checkout_only_sidebyside_is_ours(tmp_path):
+    code = (
+        "import importlib.util, json, sidebyside, sidebyside.implementations.two_layer.numpy_manual as m\n"
+        "found = {}\n"
+        "for name in ('benchmarks', 'reports', 'implementations'):\n"
+        "    spec = importlib.util.find_spec(name)\n"
+        "    found[name] = spec.origin if spec else None\n"
+        "print(json.dumps([sidebyside.__file__, m.__file__, found]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    harness, module, found = __import__("json").loads(result.stdout)
+    assert Path(harness).is_relative_to(ROOT / "sidebyside")
+    assert Path(module) == ROOT / "implementations" / "two_layer" / "numpy_manual.py"
+    for name, origin in found.items():
+        assert origin is None or not Path(origin).is_relative_to(ROOT), (name, origin)
+
+
+def test_an_implementation_runs_as_a_module_from_anywhere(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sidebyside.implementations.two_layer.numpy_manual"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    printed = [line.split()[0] for line in result.stdout.splitlines()]
+    assert printed == ["99", "199", "299", "399", "499"]  # the loss every 100 steps, as the tutorial prints
+
+
+def project_modules():
+    """{dotted name: file} for every module of the installed namespace, as the wheel maps them."""
+    modules = {}
+    for folder, package in ((ROOT / "sidebyside", "sidebyside"), (ROOT / "implementations", "sidebyside.implementations")):
+        for path in folder.rglob("*.py"):
+            if package == "sidebyside" and "implementations" in path.relative_to(folder).parts:
+                continue
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join([package, *parts])] = path
+    return modules
+
+
+def imported(path, name, modules):
+    """The project modules `path` (module `name`) imports, at module level or inside functions."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def test_no_module_imports_itself_in_a_circle():
+    modules = project_modules()
+    graph = {name: imported(path, name, modules) for name, path in modules.items()}
+    # A package's __init__ is imported by its submodules' import; an edge to
+    # a parent package is how Python works, not a circle of ours: skip those.
+    graph = {name: {target for target in targets if not name.startswith(target + ".")} for name, targets in graph.items()}
+    cycles, state = [], {}
+
+    def visit(name, trail):
+        state[name] = "open"
+        for target in sorted(graph.get(name, ())):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join(trail[trail.index(target):] + [target]))
+            elif target not in state:
+                visit(target, trail + [target])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "\n".join(cycles)
