@@ -21,10 +21,9 @@ import pytest
 from sidebyside import implementations
 from sidebyside import cases, fairness, timing
 from sidebyside.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig, sweep_learning_rate
-from sidebyside.machine import kernels
 from sidebyside.runner import loop_steps
-from sidebyside.frameworks import TUNED_FRAMEWORKS
-from sidebyside.implementations.devices import cuda_available
+from sidebyside.frameworks import compute_framework, computing, kernels
+from sidebyside.frameworks import cuda_available
 from sidebyside.implementations.two_layer.problem import DeviceUnavailable, DtypeUnsupported
 
 RUN = RunConfig()  # the defaults of `sidebyside run`: steps, burn-in, loop length
@@ -70,7 +69,7 @@ def load_or_skip(name):
 def build_case(request, case):
     name, device, size = case
     spec, Net = load_or_skip(name)
-    frameworks = [framework for framework in spec.requires if framework in TUNED_FRAMEWORKS]
+    frameworks = [framework for framework in computing(spec.requires) if framework != "numpy"]
     threads = request.getfixturevalue("threads")
     settings = fairness.apply(frameworks, threads, request.config.getoption("--tf32"))
     dtype = request.config.getoption("--dtype")
@@ -87,7 +86,7 @@ def build_case(request, case):
         "implementation": name, "framework": spec.framework, "backend": spec.backend, "device": device,
         "dtype": dtype, "threads": threads, "N": size[0], "D_in": size[1], "H": size[2], "D_out": size[3],
         "first_step_s": first_step_s, "flops_per_step": problem.flops_per_step(),
-        "kernels": kernels(frameworks[0] if frameworks else "numpy"),
+        "kernels": kernels(compute_framework(spec)),
         "tf32": request.config.getoption("--tf32"),
         **{f"threads_{key}": value for key, value in settings.items() if key not in ("requested", "tf32")},
     }

@@ -60,6 +60,9 @@ class Implementation:
     # in-process interface (tests, pytest-benchmark).
     launcher: str = ""
     in_process: bool = True  # False: only ever runs as a job of several processes (no Net to drive in one)
+    # Why its first step is slow, as the report's findings say it ("" for
+    # one-time set-up alone: allocation, caches, thread pools).
+    first_step: str = ""
 
     @property
     def backend(self):
@@ -80,6 +83,12 @@ TORCH_OPTIM = ("torch._dynamo",)
 
 BOTH = ("two_layer", "digits")  # the variants written for both workloads
 
+# What the first call of a compiled or traced variant pays, per way of writing it.
+KERAS_FIRST = "Keras compiles train_on_batch with its backend on the first call"
+JIT_FIRST = "jax.jit traces and compiles on the first call"
+TF_FIRST = "tf.function traces the step into a graph on the first call"
+COMPILE_FIRST = "torch.compile traces and compiles the step on the first call"
+
 REGISTRY = {
     spec.name: spec
     for spec in (
@@ -89,38 +98,41 @@ REGISTRY = {
         Implementation("torch_nn", "torch_nn", "torch", ("torch",), "torch", workloads=BOTH, preload=TORCH_OPTIM),
         Implementation(
             "keras_tensorflow", "keras_sequential", "keras", ("keras", "tensorflow"),
-            "keras,tensorflow", {"backend": "tensorflow"}, workloads=BOTH, adam="keras",
+            "keras,tensorflow", {"backend": "tensorflow"}, workloads=BOTH, adam="keras", first_step=KERAS_FIRST,
         ),
         Implementation(
             "keras_torch", "keras_sequential", "keras", ("keras", "torch"),
-            "keras,torch", {"backend": "torch"}, workloads=BOTH, adam="keras",
+            "keras,torch", {"backend": "torch"}, workloads=BOTH, adam="keras", first_step=KERAS_FIRST,
         ),
         Implementation(
             "keras_jax", "keras_sequential", "keras", ("keras", "jax"),
-            "keras,jax", {"backend": "jax"}, workloads=BOTH, adam="keras",
+            "keras,jax", {"backend": "jax"}, workloads=BOTH, adam="keras", first_step=KERAS_FIRST,
         ),
-        Implementation("jax_jit", "jax_jit", "jax", ("jax",), "jax"),
+        Implementation("jax_jit", "jax_jit", "jax", ("jax",), "jax", first_step=JIT_FIRST),
         Implementation("torch_compile", "torch_compile", "torch", ("torch",), "torch", slow_start=True,
-                       preload=TORCH_COMPILER),
+                       preload=TORCH_COMPILER, first_step=COMPILE_FIRST),
         Implementation(
             "tf_function", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": False},
+            first_step=TF_FIRST,
         ),
         Implementation(
             "tf_function_xla", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": True},
+            first_step=TF_FIRST,
         ),
         Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}, slow_start=True,
                        launcher="torchrun"),
         Implementation(
             "keras_tensorflow_xla", "keras_sequential", "keras", ("keras", "tensorflow"),
-            "keras,tensorflow", {"backend": "tensorflow", "jit_compile": True},
+            "keras,tensorflow", {"backend": "tensorflow", "jit_compile": True}, first_step=KERAS_FIRST,
         ),
         Implementation(
             "keras_torch_compile", "keras_sequential", "keras", ("keras", "torch"),
             "keras,torch", {"backend": "torch", "jit_compile": True}, slow_start=True, preload=TORCH_COMPILER,
+            first_step=KERAS_FIRST,
         ),
         Implementation(
             "keras_jax_eager", "keras_sequential", "keras", ("keras", "jax"),
-            "keras,jax", {"backend": "jax", "jit_compile": False}, slow_start=True,
+            "keras,jax", {"backend": "jax", "jit_compile": False}, slow_start=True, first_step=KERAS_FIRST,
         ),
         Implementation(
             "numpy_tuned", "numpy_tuned", "numpy", ("numpy",), "numpy", tuned_from="numpy_manual",
@@ -137,20 +149,20 @@ REGISTRY = {
             "jax_tuned", "jax_tuned", "jax", ("jax",), "jax", tuned_from="jax_jit",
             tuning="the backward pass is written by hand inside one jitted step with donated weights, the "
                    "loss is read with np.asarray instead of float(), and train() runs its steps in one compiled "
-                   "lax.fori_loop, compiled once for any length",
+                   "lax.fori_loop, compiled once for any length", first_step=JIT_FIRST,
         ),
         Implementation(
             "tensorflow_tuned", "tensorflow_tuned", "tensorflow", ("tensorflow",), "tensorflow",
             tuned_from="tf_function",
             tuning="the step is compiled by XLA (jit_compile=True) with the backward pass by hand instead "
-                   "of a GradientTape, called as its concrete function, and train() is one graph loop",
+                   "of a GradientTape, called as its concrete function, and train() is one graph loop", first_step=TF_FIRST,
         ),
         # Data-parallel over processes, launched as a job of several processes
         # (sidebyside/multiworker.py); no in-process Net.
         Implementation("tf_multiworker", "tf_multiworker", "tensorflow", ("tensorflow",), "tensorflow",
-                       {"ranks": 2}, slow_start=True, launcher="tf_config", in_process=False),
+                       {"ranks": 2}, slow_start=True, launcher="tf_config", in_process=False, first_step=TF_FIRST),
         Implementation("jax_distributed", "jax_distributed", "jax", ("jax",), "jax",
-                       {"ranks": 2}, slow_start=True, launcher="jax_coordinator", in_process=False),
+                       {"ranks": 2}, slow_start=True, launcher="jax_coordinator", in_process=False, first_step=JIT_FIRST),
     )
 }
 

@@ -82,19 +82,3 @@ def jax_cuda_plugin():
 
     names = {dist.metadata["Name"].lower() for dist in metadata.distributions() if dist.metadata["Name"]}
     return any(name.startswith("jax-cuda") and name.endswith("plugin") for name in names)
-
-
-def cuda_available(framework):
-    """Whether `framework` ("torch", "tensorflow", "jax", "keras") sees a GPU here."""
-    try:
-        if framework == "torch":
-            torch_device("cuda")
-        elif framework == "tensorflow":
-            tensorflow_device("cuda")
-        elif framework == "jax":
-            jax_device("cuda")
-        else:
-            return False
-    except (DeviceUnavailable, ImportError):
-        return False
-    return True

@@ -100,7 +100,7 @@ def run(args):
 
 
 def fail(rank, error):
-    from sidebyside.worker import one_line
+    from sidebyside.implementations import one_line
 
     print(f"sidebyside: error: torch_ddp rank {rank}: {one_line(error)}", file=sys.stderr, flush=True)
     return 1

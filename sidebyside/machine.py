@@ -2,8 +2,8 @@
 
 `describe()` imports no framework (versions come from package metadata), so
 the runner can call it without loading TensorFlow into its own process.
-`kernels(framework)` runs inside a worker, after the framework is imported,
-and says which matrix-multiply library it really uses.
+Which matrix-multiply library a framework really uses is its adapter's
+`kernels()` (sidebyside/frameworks/), asked inside a worker.
 """
 
 import os
@@ -12,14 +12,12 @@ import shutil
 import subprocess
 from importlib import metadata
 
-# Packages whose versions decide the numbers; first installed name wins.
+from sidebyside import frameworks
+
+# Packages whose versions decide the numbers (each framework adapter's,
+# and the harness's own timing and thread control); first installed name wins.
 FRAMEWORK_PACKAGES = {
-    "numpy": ("numpy",),
-    "torch": ("torch",),
-    "tensorflow": ("tensorflow", "tensorflow-cpu"),
-    "keras": ("keras",),
-    "jax": ("jax",),
-    "jaxlib": ("jaxlib",),
+    **{name: packages for framework in frameworks.NAMES for name, packages in frameworks.adapter(framework).PACKAGES.items()},
     "pytest-benchmark": ("pytest-benchmark",),
     "threadpoolctl": ("threadpoolctl",),
 }
@@ -122,25 +120,3 @@ def describe(name=None):
         "gpu": gpu(),
         "commit": commit(),
     }
-
-
-def kernels(framework):
-    """Which matrix-multiply library `framework` uses in this process."""
-    if framework == "numpy":
-        libraries = [info for info in blas_libraries() if info["user_api"] == "blas"]
-        return ", ".join(
-            f"{info['internal_api']} {info['version'] or ''} ({info['architecture'] or 'unknown'} kernel)".replace("  ", " ")
-            for info in libraries
-        ) or "unknown BLAS"
-    if framework == "torch":
-        import torch
-
-        settings = torch.__config__.show().replace(",", " ").split()
-        blas = next((item.split("=", 1)[1] for item in settings if item.startswith("BLAS_INFO=")), "unknown")
-        return f"{blas} BLAS, oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}"
-    if framework == "tensorflow":
-        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-        return f"Eigen, oneDNN {'on' if onednn else 'off'}"
-    if framework == "jax":
-        return "XLA CPU (Eigen)"
-    return "unknown"

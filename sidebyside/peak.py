@@ -45,7 +45,10 @@ import sys
 import time
 from pathlib import Path
 
+from sidebyside import frameworks
+
 DTYPES = ("float32", "float64")
+PEAK_LIBRARIES = ("numpy", "torch", "jax")  # whose adapters' products are tried (TensorFlow's start-up costs seconds)
 SIZES = {"cpu": (256, 512, 1024, 2048), "cuda": (4096, 8192)}
 # Seconds of timing per device, after set-up and warm-up, shared by the
 # libraries and the two rounds (each block runs at least one pass).
@@ -131,72 +134,6 @@ class Case:
             self.note = None
 
 
-def numpy_cases(dtype, operands):
-    import numpy as np
-
-    cases = []
-    for size, (a, b) in operands.items():
-        out = np.ones((size, size), dtype)  # written in place: no fresh pages to fault in per product
-        cases.append(Case("numpy", "cpu", dtype, size, lambda a=a, b=b, out=out: np.matmul(a, b, out=out)))
-    return cases
-
-
-def torch_cases(device, dtype, operands):
-    import torch
-
-    cases = []
-    for size in SIZES[device]:
-        if device == "cpu":  # the same memory as numpy's operands: no copy
-            a, b = (torch.from_numpy(m) for m in operands[size])
-        else:
-            generator = torch.Generator(device="cuda").manual_seed(0)
-            a, b = (torch.randn(size, size, dtype=getattr(torch, dtype), device="cuda", generator=generator) for _ in range(2))
-        out = torch.empty_like(a)
-
-        def multiply(a=a, b=b, out=out, on_gpu=device != "cpu"):
-            torch.matmul(a, b, out=out)
-            if on_gpu:
-                torch.cuda.synchronize()  # a GPU product is only queued until the device says it is done
-
-        cases.append(Case("torch", device, dtype, size, multiply))
-    return cases
-
-
-def jax_cases(device, dtype, operands):
-    import jax
-    import jax.numpy as jnp
-
-    target = jax.devices("cpu" if device == "cpu" else "gpu")[0]
-    cases = []
-    for size in SIZES[device]:
-        if device == "cpu":
-            a, b = (jax.device_put(m, target) for m in operands[size])
-        else:
-            keys = jax.random.split(jax.random.key(0))
-            a, b = (jax.device_put(jax.random.normal(key, (size, size), dtype=dtype), target) for key in keys)
-        # Compiled ahead of time, so XLA's compilation is never timed.
-        compiled = jax.jit(jnp.matmul).lower(a, b).compile()
-        cases.append(Case("jax", device, dtype, size, lambda a=a, b=b, f=compiled: f(a, b).block_until_ready()))
-    return cases
-
-
-def has_cuda_torch():
-    if not importlib.util.find_spec("torch"):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def has_jax_gpu():
-    import jax
-
-    try:
-        return bool(jax.devices("gpu"))
-    except RuntimeError:  # no GPU backend in this jaxlib, or no device
-        return False
-
-
 def build_cases(device, libraries, dtypes=DTYPES):
     """Every (library, dtype, size) case for one device, smallest size first."""
     import numpy as np
@@ -208,13 +145,9 @@ def build_cases(device, libraries, dtypes=DTYPES):
             generator = np.random.default_rng(0)
             operands = {size: tuple(generator.standard_normal((size, size)).astype(dtype) for _ in range(2)) for size in SIZES["cpu"]}
         for library in libraries:
-            try:
-                if library == "numpy":
-                    made = numpy_cases(dtype, operands)
-                elif library == "torch":
-                    made = torch_cases(device, dtype, operands)
-                else:
-                    made = jax_cases(device, dtype, operands)
+            try:  # each framework's products, from its adapter
+                products = frameworks.adapter(library).matmul(device, dtype, SIZES[device], operands) or []
+                made = [Case(library, device, dtype, size, multiply) for size, multiply in products]
             except Exception as error:  # e.g. out of memory for the operands
                 errors[f"{library} {dtype}"] = describe(error)
                 continue
@@ -297,20 +230,20 @@ def prepare(threads, tf32, budget_s=None):
 
     began = time.perf_counter()
     fairness.set_environment(threads)  # before any framework is imported
-    frameworks = [name for name in ("torch", "jax") if importlib.util.find_spec(name)]
-    fairness.apply(frameworks, threads, tf32)  # imports torch and jax: seconds, on a slow disk
+    libraries = [name for name in PEAK_LIBRARIES if name != "numpy" and importlib.util.find_spec(name)]
+    fairness.apply(libraries, threads, tf32)  # imports torch and jax: seconds, on a slow disk
     imports_s = time.perf_counter() - began
     budget = dict(BUDGET_S) if budget_s is None else {"cpu": budget_s, "cuda": budget_s}
 
     import numpy as np
 
     versions = {"numpy": np.__version__}
-    for name in frameworks:
+    for name in libraries:
         versions[name] = __import__(name).__version__  # already imported by fairness.apply
     detail = {"threads": threads, "tf32": tf32, "versions": versions, "budget_s": budget,
               "max_product_s": MAX_PRODUCT_S, "imports_s": imports_s, "theoretical": theoretical_peak(threads)}
     state = {"detail": detail, "budget": budget, "jax_x64": None, "devices": []}
-    if "jax" in frameworks:
+    if "jax" in libraries:
         import jax
 
         # float64 arrays need x64 on; restored afterwards, since in a
@@ -318,8 +251,8 @@ def prepare(threads, tf32, budget_s=None):
         state["jax_x64"] = jax.config.jax_enable_x64
         jax.config.update("jax_enable_x64", True)
     try:
-        state["devices"].append(build_device("cpu", ["numpy"] + frameworks))
-        gpu_libraries = (["torch"] if has_cuda_torch() else []) + (["jax"] if "jax" in frameworks and has_jax_gpu() else [])
+        state["devices"].append(build_device("cpu", ["numpy"] + libraries))
+        gpu_libraries = [name for name in libraries if frameworks.adapter(name).gpu_present()]
         if gpu_libraries:
             state["devices"].append(build_device("cuda", gpu_libraries))
     except BaseException:
@@ -396,8 +329,8 @@ def wait_and_measure(threads, tf32, budget_s):
 
 def cpu_peaks():
     """Best float32 CPU GFLOP/s per library, in this process as it is set up."""
-    frameworks = [name for name in ("torch", "jax") if importlib.util.find_spec(name)]
-    cases, _ = build_cases("cpu", ["numpy"] + frameworks, dtypes=("float32",))
+    libraries = [name for name in PEAK_LIBRARIES if importlib.util.find_spec(name)]
+    cases, _ = build_cases("cpu", libraries, dtypes=("float32",))
     run_rounds(cases, BUDGET_S["cpu"] / 2)
     best = {}
     for case in cases:

@@ -34,7 +34,6 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import numpy as np
 
 from sidebyside import agreement, machine, noise, ranking, timing
 from sidebyside.config import RunConfig, sweep_learning_rate
+from sidebyside.files import atomic_write, probe_writable
 
 SCHEMA = 1
 KEY_FIELDS = ("workload", "implementation", "device", "dtype")
@@ -173,25 +173,6 @@ def compact(durations):
     return [float(f"{duration:.4g}") for duration in durations]
 
 
-def atomic_write(path, text):
-    """Write `text` to `path` through a temporary file and a rename.
-
-    A failed write (a full disk, say) leaves the previous file whole.
-    """
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 class Zygote:
     """One framework group's zygote process, and the line protocol to it."""
 
@@ -314,8 +295,7 @@ class Run:
             raise RunError(f"cannot write to {self.out_dir}: its parent folder {self.out_dir.parent} does not exist")
         try:
             self.out_dir.mkdir(parents=create_parents, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.out_dir, prefix=".write-test-"):
-                pass
+            probe_writable(self.out_dir)
         except OSError as error:
             raise RunError(f"cannot write to {self.out_dir}: {error.strerror or error}") from None
 

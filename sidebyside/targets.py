@@ -82,7 +82,7 @@ def measure(threads, rounds=ROUNDS, report=print):
 
     names = [name for name in implementations.names() if runnable(name)]
     frameworks = {framework for name in names for framework in implementations.spec(name).requires}
-    fairness.apply([f for f in ("torch", "tensorflow", "jax") if f in frameworks], threads)
+    fairness.apply(sorted(frameworks), threads)
     peak = max(cpu_peaks().values())
     results = {"peak_gflops": peak, "threads": threads, "baselines": {}, "compiled": {}, "medians": {}}
     problem = Problem()

@@ -33,7 +33,8 @@ import time
 import traceback
 
 from sidebyside import fairness
-from sidebyside.frameworks import TUNED_FRAMEWORKS, compute_framework, forget_compiled, gpu_peak_bytes, reset_gpu_peak
+from sidebyside.implementations import one_line
+from sidebyside.frameworks import compute_framework, forget_compiled, gpu_peak_bytes, kernels, reset_gpu_peak
 
 PR_SET_PDEATHSIG = 1
 
@@ -76,11 +77,6 @@ def base_entry(spec, task, threads):
         "agrees": None,
         "extra": {},
     }
-
-
-def one_line(error):
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def finite_or_none(value):
@@ -243,7 +239,6 @@ def registry_for(workload):
 
 def run_job(job, emit, log):
     """Every task of one implementation, each result emitted as soon as it exists."""
-    from sidebyside.machine import kernels
     from sidebyside.implementations import FrameworkBroken, FrameworkMissing
     from sidebyside.implementations.two_layer.problem import DeviceUnavailable, DtypeUnsupported
 
@@ -262,7 +257,7 @@ def run_job(job, emit, log):
                          reason=str(error).split(": ", 1)[-1])
             emit(entry)
         return
-    settings = fairness.apply([name for name in spec.requires if name in TUNED_FRAMEWORKS], threads, job["tf32"])
+    settings = fairness.apply(spec.requires, threads, job["tf32"])
     kernel = kernels(compute_framework(spec))
     # A timing round needs no process warm-up: each of its cases runs its
     # burn-in steps before the clock starts, and records no memory.

@@ -2,6 +2,7 @@
 
 import pytest
 
+from sidebyside.frameworks import cuda_available
 from sidebyside.implementations import devices
 from sidebyside.implementations.two_layer.problem import DeviceUnavailable
 
@@ -12,7 +13,7 @@ FRAMEWORKS = [("torch", devices.torch_device, "torch"), ("tensorflow", devices.t
 @pytest.mark.parametrize("module, resolve, label", FRAMEWORKS)
 def test_without_a_gpu_the_reason_is_no_cuda_device(module, resolve, label, monkeypatch):
     framework = pytest.importorskip(module)
-    if devices.cuda_available(module):
+    if cuda_available(module):
         pytest.skip("n/a: this machine has a GPU the framework can use")
     monkeypatch.setattr(devices, "gpu_present", lambda: False)
     with pytest.raises(DeviceUnavailable, match="^no CUDA device$"):

@@ -21,7 +21,7 @@ import pytest
 
 from sidebyside import implementations
 from sidebyside.implementations import FrameworkBroken, FrameworkMissing
-from sidebyside.implementations.devices import cuda_available
+from sidebyside.frameworks import cuda_available
 from sidebyside.implementations.two_layer.problem import Problem, make_data
 from tests.conftest import keras_auto_jit, oracle_run, run_python, skip_if_missing, train
 

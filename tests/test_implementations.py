@@ -66,7 +66,7 @@ def test_interface(name):
 @pytest.mark.parametrize("name", in_process_names())
 def test_cuda_without_gpu_is_a_clear_error(name):
     skip_if_missing(name)
-    from sidebyside.implementations.devices import cuda_available
+    from sidebyside.frameworks import cuda_available
 
     spec = implementations.spec(name)
     if cuda_available(spec.framework):
@@ -110,7 +110,7 @@ TUNED = [name for name in implementations.names() if implementations.spec(name).
 def test_tuned_on_cuda_where_present(name):
     """The GPU paths of the tuned variants (torch_tuned's CUDA graph) against the oracle, where a GPU is."""
     skip_if_missing(name)
-    from sidebyside.implementations.devices import cuda_available
+    from sidebyside.frameworks import cuda_available
 
     if not cuda_available(implementations.spec(name).framework):
         pytest.skip("n/a: no CUDA device")

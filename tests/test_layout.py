@@ -9,6 +9,7 @@ this project's. And no module of the project imports itself in a circle.
 """
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,9 +24,15 @@ PACKAGES = ("sidebyside",)
 
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("wheel")
+    """The files of a wheel built from a copy of what git tracks (a build leaves build/ where it runs)."""
+    source, folder = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, text=True, cwd=ROOT, check=True)
+    for name in filter(None, tracked.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(folder)],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(folder)],
         capture_output=True, text=True, timeout=300,
     )
     if result.returncode != 0 and "No module named" in result.stderr:

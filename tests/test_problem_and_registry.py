@@ -300,3 +300,16 @@ def test_the_preload_of_torch_nn_covers_what_its_optimizer_imports(workload):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) < 50  # without the preload: about 800 modules
+
+
+def test_the_first_step_reason_is_the_registry_field_not_the_name():
+    """The report's reason for a slow first step is the entry's `first_step`, whatever it is called."""
+    from sidebyside.report.findings import compile_reason
+
+    row = {"implementation": "tf_function_xla", "framework": "tensorflow", "backend": "tensorflow", "device": "cpu"}
+    assert compile_reason(row) == implementations.spec("tf_function_xla").first_step == implementations.TF_FIRST
+    assert compile_reason({**row, "implementation": "keras_jax"}) == implementations.KERAS_FIRST
+    # A name that looks compiled but is not registered as such gets the plain reason.
+    plain = compile_reason({**row, "implementation": "torch_compile_lookalike"})
+    assert plain == "the first step pays one-time set-up (allocation, caches, thread pools)"
+    assert compile_reason({**row, "implementation": "numpy_manual", "device": "cuda"}).startswith("the first step pays CUDA")

@@ -11,10 +11,10 @@ a temporary file in the folder, then a rename.
 
 import datetime
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sidebyside.files import atomic_write, probe_writable
 from sidebyside.report import FORMATS, tables
 from sidebyside.report.code import code_section, stylesheet as code_stylesheet
 from sidebyside.report.chartdata import all_panels
@@ -74,8 +74,7 @@ def prepare_output(out_dir):
         except OSError as error:
             raise OutputError(f"{shown}: cannot create the output folder: {error.strerror or error}") from None
     try:
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
+        probe_writable(path)
     except OSError as error:
         raise OutputError(f"{shown}: cannot write to the output folder: {error.strerror or error}") from None
     return path
@@ -155,43 +154,11 @@ def assemble(documents):
     )
 
 
-def current_umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_text(path, text):
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it private; a report is not
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def csv_safe(cell):
     """Defuse spreadsheet formulas: a cell from a foreign file must not start with = + - @."""
     if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r") and cell != "—":
         return "'" + cell
     return cell
-
-
-def write_bytes(path, data):
-    """Write atomically, like write_text."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o666 & ~current_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_figures(report, out_dir):
@@ -203,7 +170,7 @@ def write_figures(report, out_dir):
     written = []
     for kind in ("loss", "timing", "sweep", "digits"):
         for chart in charts[kind]:
-            write_bytes(folder / f"{chart.id}.png", chart.png)
+            atomic_write(folder / f"{chart.id}.png", chart.png)
             written.append((f"{FIGURES}/{chart.id}.png", chart.title))
     return written
 
@@ -214,13 +181,13 @@ def write_report(report, out_dir, formats=("html",)):
     main = None
     try:
         for table in report.csv_tables:
-            write_text(out_dir / f"{table.name}.csv", table.data.map(csv_safe).to_csv(index=False))
+            atomic_write(out_dir / f"{table.name}.csv", table.data.map(csv_safe).to_csv(index=False))
         if "markdown" in formats:
             main = out_dir / "report.md"
-            write_text(main, render_markdown(report, write_figures(report, out_dir)))
+            atomic_write(main, render_markdown(report, write_figures(report, out_dir)))
         if "html" in formats:
             main = out_dir / "index.html"
-            write_text(main, render_html(report))
+            atomic_write(main, render_html(report))
     except OSError as error:
         raise OutputError(f"{one_line(out_dir)}: cannot write the report: {error.strerror or error}") from None
     return main

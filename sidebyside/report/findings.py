@@ -28,7 +28,7 @@ from sidebyside import noise, ranking
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import value
 from sidebyside.report.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, Table, comparable_median, limit_ratio,
-                            ordered, peak_devices, peak_drift, ranking_entry, speedup, tuned_pairs, tuned_rows,
+                            ordered, peak_devices, peak_drift, ranking_entry, registry, speedup, tuned_pairs, tuned_rows,
                             tuned_step_cell)
 
 SLOW_FIRST_STEP = 20.0  # a first step this many times a steady one is worth explaining
@@ -158,15 +158,10 @@ def tuned_sentences(collection, frame, pairs):
 
 
 def compile_reason(row):
-    names = {str(value(row["framework"]) or ""), str(value(row["backend"]) or ""), str(row["implementation"])}
-    if "keras" in names:
-        return "Keras compiles train_on_batch with its backend on the first call"
-    if any("compile" in name for name in names):
-        return "torch.compile traces and compiles the step on the first call"
-    if "jax" in names:
-        return "jax.jit traces and compiles on the first call"
-    if "tensorflow" in names or any(name.startswith("tf_") for name in names):
-        return "tf.function traces the step into a graph on the first call"
+    """Why the row's first step is slow: its registry entry's `first_step`, else what every first step pays."""
+    entry = registry().get(str(row["implementation"]))
+    if getattr(entry, "first_step", ""):
+        return entry.first_step
     if value(row["device"]) == "cuda":
         return "the first step pays CUDA start-up and memory allocation"
     return "the first step pays one-time set-up (allocation, caches, thread pools)"

@@ -325,21 +325,25 @@ def ratio_cell(ratio, status, rank=None, tied=None):
 NOT_AVAILABLE = "n/a"
 
 
-def tuned_pairs():
-    """{tuned name: (idiomatic sibling, what the tuned one changes)}, from the registry.
+def registry():
+    """This checkout's registry of implementations, or {} where it cannot be read.
 
-    The result files name implementations only, so the pairing is this
-    checkout's registry (implementations.REGISTRY, `tuned_from` and
-    `tuning`); a registry that cannot be read pairs nothing.
+    The result files name implementations only; what the report says of
+    them beyond the file (tuned pairs, why a first step is slow) is this
+    checkout's registry's.
     """
     try:
         from sidebyside import implementations
 
-        registry = implementations.REGISTRY
-    except Exception:  # absent or half-written: no pairs, no table
+        return implementations.REGISTRY
+    except Exception:  # absent or half-written: nothing said from it
         return {}
+
+
+def tuned_pairs():
+    """{tuned name: (idiomatic sibling, what the tuned one changes)}, from the registry's `tuned_from` and `tuning`."""
     return {name: (spec.tuned_from, getattr(spec, "tuning", "") or "")
-            for name, spec in registry.items() if getattr(spec, "tuned_from", None)}
+            for name, spec in registry().items() if getattr(spec, "tuned_from", None)}
 
 
 def comparable_median(row):

@@ -1,0 +1,86 @@
+"""JAX: XLA compiles every step; its threads come from the CPU mask and XLA_FLAGS, its precision from a config flag."""
+
+from sidebyside.frameworks import _xla as xla
+
+PACKAGES = {"jax": ("jax",), "jaxlib": ("jaxlib",)}  # recorded name: the distributions that may provide it
+
+
+def environment(threads):
+    return xla.environment(threads)
+
+
+def configure(threads, tf32=False):
+    import os
+
+    import jax
+
+    jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
+    return {"xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+# How XLA's CPU backend lowered a product, read from the compiled program.
+LOWERINGS = (("ynn", "YNNPACK"), ("xnn", "XNNPACK"), ("onednn", "oneDNN"), ("mkl", "oneDNN"))
+
+
+def kernels():
+    """Which library XLA runs a product with here: compiled at the tutorial's first product and read back.
+
+    XLA's CPU backend hands a dot to a fused library call (YNNPACK or
+    XNNPACK in recent jaxlib, oneDNN where enabled) or emits it through
+    Eigen; the compiled HLO names which.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import jaxlib
+
+    a, b = jnp.ones((64, 1000), jnp.float32), jnp.ones((1000, 100), jnp.float32)
+    text = jax.jit(jnp.matmul).lower(a, b).compile().as_text() or ""
+    roots = [line.lower() for line in text.splitlines() if line.strip().startswith("ROOT")]
+    library = next((label for key, label in LOWERINGS if any(key in line for line in roots)), None)
+    if library is None:
+        library = "Eigen" if any(" dot(" in line for line in roots) else "unknown"
+    return f"XLA {jax.devices()[0].platform.upper()} ({library}), jaxlib {jaxlib.__version__}"
+
+
+def reset_peak(device):
+    pass  # JAX keeps a running peak only
+
+
+def peak_bytes(device):
+    import jax
+
+    return int(jax.devices("gpu")[0].memory_stats()["peak_bytes_in_use"])
+
+
+def forget_compiled():
+    pass  # compiled per net: a new net compiles afresh
+
+
+def gpu_present():
+    """Whether this framework sees a CUDA device here (the implementations' own resolver decides)."""
+    from sidebyside.implementations.devices import DeviceUnavailable, jax_device
+
+    try:
+        jax_device("cuda")
+    except (DeviceUnavailable, ImportError):
+        return False
+    return True
+
+
+def matmul(device, dtype, sizes, operands):
+    """`jax.jit(jnp.matmul)` compiled ahead of time, so XLA's compilation is never timed."""
+    import jax
+    import jax.numpy as jnp
+
+    target = jax.devices("cpu" if device == "cpu" else "gpu")[0]
+    products = []
+    for size in sizes:
+        if device == "cpu":
+            a, b = (jax.device_put(m, target) for m in operands[size])
+        else:
+            keys = jax.random.split(jax.random.key(0))
+            a, b = (jax.device_put(jax.random.normal(key, (size, size), dtype=dtype), target) for key in keys)
+        compiled = jax.jit(jnp.matmul).lower(a, b).compile()
+        products.append((size, lambda a=a, b=b, f=compiled: f(a, b).block_until_ready()))
+    return products

@@ -1,0 +1,53 @@
+"""numpy: its BLAS (OpenBLAS in the wheels) does the products; threadpoolctl sizes and names it."""
+
+PACKAGES = {"numpy": ("numpy",)}  # recorded name: the distributions that may provide it, first installed wins
+
+
+def environment(threads):
+    return {}  # the BLAS variables are every framework's (sidebyside/fairness.py)
+
+
+def configure(threads, tf32=False):
+    return {}  # the BLAS limit is applied for every process (fairness.apply); no precision switch
+
+
+def kernels():
+    """The BLAS numpy loaded, with the kernel it runs (OPENBLAS_CORETYPE can pin an older one)."""
+    import numpy  # noqa: F401  (loads its BLAS, so threadpoolctl can see it)
+    from threadpoolctl import threadpool_info
+
+    libraries = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    return ", ".join(
+        f"{info.get('internal_api')} {info.get('version') or ''} ({info.get('architecture') or 'unknown'} kernel)".replace("  ", " ")
+        for info in libraries
+    ) or "unknown BLAS"
+
+
+def reset_peak(device):
+    pass
+
+
+def peak_bytes(device):
+    return None  # host memory only: the worker measures it for every framework alike
+
+
+def forget_compiled():
+    pass
+
+
+def gpu_present():
+    return False
+
+
+def matmul(device, dtype, sizes, operands):
+    """`np.matmul` into a preallocated output: no fresh pages to fault in per product."""
+    if device != "cpu":
+        return None
+    import numpy as np
+
+    products = []
+    for size in sizes:
+        a, b = operands[size]
+        out = np.ones((size, size), dtype)
+        products.append((size, lambda a=a, b=b, out=out: np.matmul(a, b, out=out)))
+    return products
