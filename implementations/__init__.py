@@ -147,15 +147,17 @@ REGISTRY = {
         ),
         Implementation(
             "jax_tuned", "jax_tuned", "jax", ("jax",), "jax", tuned_from="jax_jit",
-            tuning="the backward pass is written by hand inside one jitted step with donated weights, the "
-                   "loss is read with np.asarray instead of float(), and train() runs its steps in one compiled "
-                   "lax.fori_loop, compiled once for any length", first_step=JIT_FIRST,
+            tuning="w1 is kept transposed so that XLA's faster CPU dot kernels serve both large products, the "
+                   "backward pass is written by hand inside one jitted step with donated weights, the loss is read "
+                   "with np.asarray instead of float(), and train() runs its steps in one compiled lax.fori_loop, "
+                   "compiled once for any length", first_step=JIT_FIRST,
         ),
         Implementation(
             "tensorflow_tuned", "tensorflow_tuned", "tensorflow", ("tensorflow",), "tensorflow",
             tuned_from="tf_function",
-            tuning="the step is compiled by XLA (jit_compile=True) with the backward pass by hand instead "
-                   "of a GradientTape, called as its concrete function, and train() is one graph loop", first_step=TF_FIRST,
+            tuning="the backward pass is written by hand instead of a GradientTape, in a graph that XLA does "
+                   "not compile (slower at this size on the CPU), called by its concrete function's flat call, "
+                   "prepare() passes our own tensors through, and train() is one graph loop", first_step=TF_FIRST,
         ),
         # Data-parallel over processes, launched as a job of several processes
         # (sidebyside/multiworker.py); no in-process Net.

@@ -65,6 +65,7 @@ def torch_autograd_plain(x, y, w1, w2, learning_rate):
     w2 = torch.from_numpy(w2.copy()).requires_grad_()
 
     def step(_x, _y):
+        nonlocal w1, w2  # `w1 -= ...` updates in place but rebinds the name
         relu = MyReLU.apply
         y_pred = relu(x.mm(w1)).mm(w2)
         loss = (y_pred - y).pow(2).sum()

@@ -140,6 +140,6 @@ def test_jax_tuned_donates_its_weights():
     x, y, w1, w2 = make_data(Problem(N=8, D_in=20, H=6, D_out=3))
     net = implementations.create("jax_tuned", w1, w2, 1e-3)
     x, y = net.prepare(x, y)
-    old = net.w1
+    old = net.w1t
     net.step(x, y)
-    assert old.is_deleted() and not net.w1.is_deleted()
+    assert old.is_deleted() and not net.w1t.is_deleted()

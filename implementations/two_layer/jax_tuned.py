@@ -1,34 +1,45 @@
-"""JAX, written for speed: one jitted step with donated weights, and train() as one compiled loop.
+"""JAX, written for speed: w1 kept transposed, one jitted step with donated weights, train() as one compiled loop.
 
 The maths, data and steps are jax_jit's. What changes:
 
+- w1 is kept transposed, as an H×D_in array (`w1t`), the layout
+  `torch.nn.Linear` keeps its weight in; `params()` hands it back as
+  D_in×H. XLA's CPU dot kernels are not equally fast for every
+  arrangement of the same product, and this layout gets the fast ones
+  for both large products: the forward x·w1 becomes x·w1tᵀ, and the
+  weight-gradient product is written as grad_hᵀ·x, which is the new w1t's
+  shape, so no transpose is ever made. Timed alone on one thread
+  (64×1000 by 1000×100, jaxlib 0.10.2, the 2-core machine this was
+  written on): x·w1 about 227 µs against x·w1tᵀ 195 µs, and xᵀ·grad_h
+  235 µs against grad_hᵀ·x 177 µs. That is where this step gains on
+  jax_jit's (see sidebyside/targets.py for the paired measurement).
 - The backward pass is written by hand, as in numpy_manual, instead of by
   `jax.value_and_grad`, so the factor 2 of the squared error's derivative
   and the learning rate are applied once, to the 64×10 error, and the
   products give the weight updates directly (scalars commute with the
   products: the same maths, rounded in another place). XLA compiles the
-  whole step into one program either way, so this saves little: at the
-  tutorial size the step is two large products, and their time is XLA's
-  CPU dot kernels' (about 50 GFLOP/s here, against 80 for numpy's BLAS).
-  Writing the weight-gradient product with x transposed into an array of
-  its own (an `optimization_barrier`) sped that product up alone, but not
-  the whole step, so it is not done.
+  whole step into one program either way: with the weights in jax_jit's
+  layout, the hand-written step was no faster than jax_jit's (3-10 %
+  slower in paired runs), so this alone buys nothing.
 - The weights are donated (`donate_argnums`) and so updated in place, with
   no way to turn it off. On this jaxlib's CPU backend donation is real, not
   a no-op with a warning: the donated arrays are deleted after the call
-  (`is_deleted()`), no "donated buffers were not usable" warning is raised,
-  and a jitted 1000×100 update took 32 µs with donation against 70 µs
-  without on the 2-core machine this was written on (jaxlib 0.10.2).
-  jax_jit donates by default too.
-- `step` copies the loss to the host with `np.asarray`, which reads the
-  array's buffer; `float()` of a JAX array, as jax_jit does, took about
-  30 µs more per call there.
+  (`is_deleted()`). jax_jit donates by default too.
+- `step` copies the loss to the host with `np.asarray(...).item()`, which
+  reads the array's buffer; `float()` of a JAX array, as jax_jit does, took
+  about 20-35 µs more per call there (timed on a jitted program that does
+  nothing else).
 - `train` runs its steps inside one compiled `lax.fori_loop`, one call for
   a chunk of up to CHUNK steps instead of one Python dispatch per step.
   The trip count is an argument, not a constant, so XLA builds one while
   loop that serves every length: a loop of a new length compiles nothing
   (a `lax.scan` would be compiled anew for each length). Each step's loss is
   written into a CHUNK-long buffer, of which the first `steps` are kept.
+
+Tried and not kept: XLA compiler options per program (YNNPACK's fusion of
+the dot with the update, one-threaded Eigen, no YNNPACK) were within the
+noise of paired runs, and materializing grad_hᵀ behind an
+`optimization_barrier` was slower.
 """
 
 import functools
@@ -57,10 +68,11 @@ class Net:
         self.learning_rate = learning_rate
         # device_put copies the shared initial weights to the device once.
         # JAX arrays are immutable, so the caller's arrays are never touched.
-        self.w1 = jax.device_put(np.array(w1, dtype=self.dtype), self.device)
+        # w1 is kept transposed (H×D_in): see the module docstring.
+        self.w1t = jax.device_put(np.ascontiguousarray(np.asarray(w1, dtype=self.dtype).T), self.device)
         self.w2 = jax.device_put(np.array(w2, dtype=self.dtype), self.device)
-        if self.w1.dtype != self.dtype:
-            raise DtypeUnsupported(f"JAX {jax.__version__} made {self.w1.dtype} weights when {dtype} was asked")
+        if self.w1t.dtype != self.dtype:
+            raise DtypeUnsupported(f"JAX {jax.__version__} made {self.w1t.dtype} weights when {dtype} was asked")
         # One compiled program per shape and dtype, made on the first call;
         # the weights (arguments 0 and 1) are donated: updated in place.
         self.compiled_step = jax.jit(
@@ -85,7 +97,7 @@ class Net:
 
         `np.asarray` copies the loss to the host, which waits for the device;
         it takes the array's buffer directly, where `float()` of a JAX array
-        takes a slower path (measured: about 30 µs more per call here).
+        takes a slower path (measured: about 20-35 µs more per call here).
         """
         return np.asarray(self.dispatch_step(*self.prepare(x, y))).item()
 
@@ -100,7 +112,7 @@ class Net:
         for start in range(0, steps, CHUNK):
             count = min(CHUNK, steps - start)
             # The count is a device scalar of one dtype: every length runs the same program.
-            losses, self.w1, self.w2 = self.compiled_loop(self.w1, self.w2, x, y, np.int32(count))
+            losses, self.w1t, self.w2 = self.compiled_loop(self.w1t, self.w2, x, y, np.int32(count))
             chunks.append((losses, count))
         got = jax.device_get([losses for losses, _ in chunks])
         return np.concatenate([np.asarray(g[:count]) for g, (_, count) in zip(got, chunks)] or [np.zeros(0)]).astype(
@@ -108,7 +120,7 @@ class Net:
         )
 
     def params(self):
-        return np.array(self.w1), np.array(self.w2)
+        return np.array(self.w1t).T.copy(), np.array(self.w2)
 
     def info(self):
         # Asked of JAX, not of our flags: the jitted step keeps one compiled
@@ -126,13 +138,13 @@ class Net:
 
     def dispatch_step(self, x, y):
         # The compiled step returns new weights; the old ones were donated.
-        loss, self.w1, self.w2 = self.compiled_step(self.w1, self.w2, x, y)
+        loss, self.w1t, self.w2 = self.compiled_step(self.w1t, self.w2, x, y)
         return loss
 
 
-def train_step(w1, w2, x, y, learning_rate):
-    # Forward pass: compute predicted y
-    h = x.dot(w1)
+def train_step(w1t, w2, x, y, learning_rate):
+    # Forward pass: compute predicted y (x·w1 is x·w1tᵀ)
+    h = x.dot(w1t.T)
     h_relu = jnp.maximum(h, 0)
     y_pred = h_relu.dot(w2)
 
@@ -148,23 +160,24 @@ def train_step(w1, w2, x, y, learning_rate):
     # ReLU passes the gradient where its input was positive and blocks it
     # elsewhere (zero where h < 0, as numpy_manual)
     grad_h = jnp.where(h < 0, 0, grad_h_relu)
-    update_w1 = x.T.dot(grad_h)
+    # The update of w1, transposed: (xᵀ·grad_h)ᵀ = grad_hᵀ·x
+    update_w1t = grad_h.T.dot(x)
 
     # Update weights: new arrays, since JAX arrays are immutable; XLA
     # writes them into the donated buffers of the old weights
-    return loss, w1 - update_w1, w2 - update_w2
+    return loss, w1t - update_w1t, w2 - update_w2
 
 
-def train_loop(w1, w2, x, y, count, learning_rate):
+def train_loop(w1t, w2, x, y, count, learning_rate):
     """`count` steps (a traced scalar, at most CHUNK) in one XLA while loop; every step's loss."""
 
     def body(t, carry):
-        losses, w1, w2 = carry
-        loss, w1, w2 = train_step(w1, w2, x, y, learning_rate)
-        return losses.at[t].set(loss), w1, w2
+        losses, w1t, w2 = carry
+        loss, w1t, w2 = train_step(w1t, w2, x, y, learning_rate)
+        return losses.at[t].set(loss), w1t, w2
 
-    losses = jnp.zeros(CHUNK, dtype=w1.dtype)
-    return lax.fori_loop(0, count, body, (losses, w1, w2))
+    losses = jnp.zeros(CHUNK, dtype=w1t.dtype)
+    return lax.fori_loop(0, count, body, (losses, w1t, w2))
 
 
 if __name__ == "__main__":

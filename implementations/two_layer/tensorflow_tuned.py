@@ -1,25 +1,37 @@
-"""TensorFlow without Keras, written for speed: the step compiled by XLA, gradients by hand.
+"""TensorFlow without Keras, written for speed: a graph with the backward pass by hand, called by its flat path.
 
 The maths, data and steps are tf_function's; the weights are still
 `tf.Variable`s updated in place with `assign_sub`. What changes:
 
-- The step is compiled by XLA (`tf.function(jit_compile=True)`), which
-  fuses it into one program instead of running a graph op by op.
 - There is no `tf.GradientTape`: the backward pass is written by hand, as
   in numpy_manual, so nothing is recorded and played back, and the factor
   2 of the squared error's derivative and the learning rate are applied
   once, to the 64×10 error, so the products are the updates themselves
   (scalars commute with the products: the same maths, rounded in another
   place).
-- `step` calls the traced concrete function for the batch's shape and
-  dtype directly, skipping `tf.function`'s matching of the call's arguments
-  against its traces on every call: on the 2-core machine this was written
-  on, the same compiled step took about a quarter less time per step called
-  this way than through the `tf.function`.
+- The step is a `tf.function` graph, as tf_function's, and NOT compiled by
+  XLA: at the tutorial size on the CPU, XLA's dot kernels are slower than
+  the ones TensorFlow's graph runs (oneDNN's), and in paired runs on the
+  2-core machine this was written on (TensorFlow 2.21) the same
+  hand-written step ran about 10 % faster as a plain graph than with
+  `jit_compile=True`. The fastest way to write this step for TensorFlow
+  at this size is therefore not XLA.
+- Calling the graph costs more than running it: a traced step that only
+  slices its input took about 190 µs per call through its
+  `ConcreteFunction`, about 110 µs through the concrete function's flat
+  call (`_call_flat`, which skips binding the arguments to the function's
+  signature, casting and checking them: the arguments here are already
+  tensors of the traced shape and dtype) and 290 µs through the
+  `tf.function`. `step` therefore calls the traced step for the batch's
+  shape by its flat call, where this TensorFlow has one (`call_path` in
+  info() says which was taken), and otherwise the concrete function.
+- `prepare` returns tensors that already are of our dtype on our device
+  without converting them again (`tf.convert_to_tensor` and two device-spec
+  parses took about 20 µs per step in tf_function's `prepare`).
 - `train` is one graph (`tf.function`) whose loop over `tf.range(steps)`
-  calls the compiled step and writes each loss into a `TensorArray`: one
-  call from Python for the whole loop. `steps` goes in as a tensor, so
-  a loop of a new length is not traced again.
+  calls the step and writes each loss into a `TensorArray`: one call from
+  Python for the whole loop. `steps` goes in as a tensor, so a loop of a
+  new length is not traced again.
 """
 
 import numpy as np
@@ -38,17 +50,23 @@ class Net:
         with tf.device(self.device):
             self.w1 = tf.Variable(np.asarray(w1, dtype=dtype))
             self.w2 = tf.Variable(np.asarray(w2, dtype=dtype))
+            self.zero = tf.constant(0, dtype=self.dtype)
+        # The full name of the device our tensors live on, as a tensor reports it.
+        self.placed = self.w1.device
         # tf.function traces train_step into a graph on its first call, once
-        # for each new shape or dtype of its arguments, and XLA compiles it.
-        self.compiled_step = tf.function(self.train_step, jit_compile=True)
+        # for each new shape or dtype of its arguments; no XLA (see above).
+        self.compiled_step = tf.function(self.train_step)
         self.compiled_loop = tf.function(self.train_loop)
-        self.concrete = {}  # (shape, dtype) of x and y -> the traced step
+        self.calls = {}  # shapes of x and y -> the traced step's fastest call
+        self.call_path = None
 
     def prepare(self, x, y):
         """Tensors of our dtype on our device; no copy if they already are."""
         return self.to_device(x), self.to_device(y)
 
     def to_device(self, array):
+        if isinstance(array, tf.Tensor) and array.dtype == self.dtype and array.device == self.placed:
+            return array
         tensor = tf.convert_to_tensor(array, dtype=self.dtype)
         if tf.DeviceSpec.from_string(tensor.device).device_type == tf.DeviceSpec.from_string(self.device).device_type:
             return tensor
@@ -63,10 +81,20 @@ class Net:
         """
         x, y = self.prepare(x, y)
         key = (tuple(x.shape), tuple(y.shape))
-        step = self.concrete.get(key)
-        if step is None:
-            step = self.concrete[key] = self.compiled_step.get_concrete_function(x, y)
-        return float(step(x, y).numpy())
+        call = self.calls.get(key)
+        if call is None:
+            call = self.calls[key] = self.fastest_call(self.compiled_step.get_concrete_function(x, y))
+        return call(x, y).numpy().item()
+
+    def fastest_call(self, concrete):
+        """The concrete function's flat call where it has one, else the concrete function itself."""
+        flat = getattr(concrete, "_call_flat", None)
+        if flat is None:
+            self.call_path = "ConcreteFunction"
+            return concrete
+        captured = concrete.captured_inputs  # the variables' handles, passed on every call
+        self.call_path = "_call_flat"
+        return lambda x, y: flat([x, y], captured)
 
     def train(self, x, y, steps):
         """Run `steps` steps in one graph loop; the losses stay on the device until the end."""
@@ -88,11 +116,12 @@ class Net:
             "jit_compile": bool(self.compiled_step.function_spec.jit_compile),
             "graph_traces": traces, "compiled": traces > 0,
             "loop_traces": self.compiled_loop.experimental_get_tracing_count(),
+            "call_path": self.call_path,
         }
 
     def train_loop(self, x, y, steps):
         # AutoGraph makes this a graph while loop; each iteration calls the
-        # XLA-compiled step, in order, since each reads what the last wrote.
+        # step, in order, since each reads what the last wrote.
         losses = tf.TensorArray(self.dtype, size=steps)
         for t in tf.range(steps):
             losses = losses.write(t, self.compiled_step(x, y))
@@ -116,8 +145,9 @@ class Net:
         update_w2 = tf.matmul(h_relu, scaled, transpose_a=True)
         grad_h_relu = tf.matmul(scaled, w2, transpose_b=True)
         # ReLU passes the gradient where its input was positive and blocks it
-        # elsewhere (zero where h < 0, as numpy_manual)
-        grad_h = tf.where(h < 0, tf.zeros_like(grad_h_relu), grad_h_relu)
+        # elsewhere (zero where h < 0, as numpy_manual; the zero is a scalar
+        # that tf.where broadcasts, not a zeros tensor made every step)
+        grad_h = tf.where(h < 0, self.zero, grad_h_relu)
         update_w1 = tf.matmul(x, grad_h, transpose_a=True)
 
         # Update weights: assign_sub writes into the variables in place
