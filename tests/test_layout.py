@@ -53,6 +53,11 @@ def test_the_wheel_holds_one_namespace_and_no_tests(wheel_names):
                      "sidebyside/implementations/digits/torch_nn.py",
                      "sidebyside/report/templates/report.html.j2"):
         assert expected in wheel_names
+    # Every module of the checkout's namespace is in the wheel, none left out.
+    shipped = {f"sidebyside/{path.relative_to(ROOT / 'sidebyside').as_posix()}" for path in (ROOT / "sidebyside").rglob("*.py")}
+    shipped |= {f"sidebyside/implementations/{path.relative_to(ROOT / 'implementations').as_posix()}"
+                for path in (ROOT / "implementations").rglob("*.py")}
+    assert sorted(shipped - set(wheel_names)) == []
 
 
 def test_outside_the_checkout_only_sidebyside_is_ours(tmp_path):
