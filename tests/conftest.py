@@ -70,7 +70,7 @@ def keras_auto_jit(backend):
     eager on torch, and on TensorFlow XLA wherever TensorFlow sees a GPU
     (Keras asks the machine, not the device the model is placed on)."""
     if backend == "tensorflow":
-        from sidebyside.implementations.devices import cuda_available
+        from sidebyside.frameworks import cuda_available
 
         return cuda_available("tensorflow")
     return {"jax": True, "torch": False}[backend]

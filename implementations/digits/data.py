@@ -241,9 +241,9 @@ def read_csv(path):
     try:
         table = pd.read_csv(path, header=None if headerless else 0, skip_blank_lines=True)
     except pd.errors.ParserError as error:
-        raise DataError(path, f"ragged rows: {first_line(error)}") from None
+        raise DataError(path, f"ragged rows: {one_line(error)}") from None
     except (pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(path, f"not a CSV of pixels: {first_line(error)}") from None
+        raise DataError(path, f"not a CSV of pixels: {one_line(error)}") from None
     if headerless:
         label_column = table.columns[0]
     else:
@@ -332,7 +332,7 @@ def read_png_folder(csv_path):
     try:
         table = pd.read_csv(csv_path, dtype=str)
     except pd.errors.ParserError as error:
-        raise DataError(csv_path, f"ragged rows: {first_line(error)}") from None
+        raise DataError(csv_path, f"ragged rows: {one_line(error)}") from None
     table.columns = [str(column).strip().lower() for column in table.columns]
     if len(table) == 0:
         raise DataError(csv_path, "lists no images")
@@ -360,7 +360,7 @@ def read_png_folder(csv_path):
                     image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image.convert("RGBA"))
                 gray = np.asarray(image.convert("L"), dtype=np.float64)
         except (UnidentifiedImageError, OSError) as error:
-            raise DataError(image_path, f"not a readable image: {first_line(error)}") from None
+            raise DataError(image_path, f"not a readable image: {one_line(error)}") from None
         if shape is None:
             shape = gray.shape
         elif gray.shape != shape:
@@ -392,7 +392,7 @@ def pixels(values, path):
     return values / 255.0 if high > 1 else values
 
 
-def first_line(error):
+def one_line(error):
     """The first line of an exception's message."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
