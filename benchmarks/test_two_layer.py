@@ -21,7 +21,7 @@ import pytest
 from sidebyside import implementations
 from sidebyside import cases, fairness, timing
 from sidebyside.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig, sweep_learning_rate
-from sidebyside.runner import loop_steps
+from sidebyside.workloads.two_layer import loop_steps
 from sidebyside.frameworks import compute_framework, computing, kernels
 from sidebyside.frameworks import cuda_available
 from sidebyside.implementations.two_layer.problem import DeviceUnavailable, DtypeUnsupported

@@ -12,7 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from sidebyside.config import DEVICE_CHOICES, FULL_SWEEP, TUTORIAL_SIZE, WORKLOADS, RunConfig
+from sidebyside import workloads as known_workloads
+from sidebyside.config import DEVICE_CHOICES, FULL_SWEEP, TUTORIAL_SIZE, RunConfig
 
 
 class UsageError(Exception):
@@ -79,7 +80,8 @@ def build_parser():
                      help="an implementation (repeatable; default: all but the slow starters)")
     run.add_argument("--all", action="store_true", dest="slow_starters",
                      help="also the slow starters (torch.compile variants, keras_jax_eager, the data-parallel jobs)")
-    run.add_argument("--workload", action="append", choices=WORKLOADS, help="repeatable; default: all")
+    run.add_argument("--workload", action="append", choices=known_workloads.names(),
+                     help="repeatable; default: all")
     run.add_argument("--device", choices=DEVICE_CHOICES, default="all",
                      help="all (default) means the CPU and, where present, the GPU")
     run.add_argument("--threads", type=positive_int, help="threads for every framework (default: all cores)")
@@ -90,8 +92,8 @@ def build_parser():
     run.add_argument("--no-sweep", action="store_true", help="time only the --size sizes")
     run.add_argument("--learning-rate", type=positive_float, help="SGD step (default 1e-6)")
     run.add_argument("--dtype", choices=("float32", "float64"), help="default: both")
-    run.add_argument("--epochs", type=positive_int, help="digits: epochs (default 5)")
-    run.add_argument("--data", metavar="PATH", help="digits: MNIST IDX, CSV or PNG folder (default: bundled digits)")
+    run.add_argument("--epochs", type=positive_int, help="training epochs, for the workloads that train in epochs (default 5)")
+    run.add_argument("--data", metavar="PATH", help="a data set, for the workloads that read one: MNIST IDX, CSV or PNG folder (default: their bundled data)")
     run.add_argument("--ranks", type=positive_int, help="torch_ddp: processes (default 2), threads // ranks each")
     run.add_argument("--rounds", type=positive_int, help="timing rounds, each in fresh processes (default 3; 1 with --quick)")
     run.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPUs (off by default)")
@@ -129,14 +131,9 @@ def build_parser():
 
 def validate_names(names, workloads):
     """Unknown implementation names, checked against every chosen workload."""
-    from sidebyside.runner import registry_for
-
     known = []
     for workload in workloads:
-        try:
-            known += [name for name in registry_for(workload).names() if name not in known]
-        except ImportError:
-            continue
+        known += [name for name in known_workloads.get(workload).names() if name not in known]
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UsageError(f"unknown implementation {unknown[0]!r}; valid names: {', '.join(known)}")
@@ -147,38 +144,10 @@ def resolve_devices(choice):
     return ("cpu", "cuda") if choice == "all" else (choice,)
 
 
-def check_memory(sizes, dtypes):
-    """Refuse sizes whose arrays cannot fit, before anything is allocated."""
-    import psutil
-
-    from sidebyside.implementations.two_layer.problem import Problem
-
-    available = psutil.virtual_memory().available
-    for N, D_in, H, D_out in sizes:
-        for dtype in dtypes:
-            needed = Problem(N=N, D_in=D_in, H=H, D_out=D_out, dtype=dtype).bytes_needed()
-            if needed > available:
-                raise UsageError(
-                    f"size {N},{D_in},{H},{D_out} in {dtype} needs {needed:,} bytes; "
-                    f"only {available:,} are available"
-                )
-
-
-def check_data(path):
-    """Read the user's digits data once now, so a bad file stops the run before it starts."""
-    from sidebyside.implementations.digits.data import DataError, load_data
-    from sidebyside.implementations.digits.problem import DigitsProblem
-
-    try:
-        load_data(DigitsProblem(), path)
-    except DataError as error:
-        raise UsageError(str(error)) from None
-
-
 def config_from(args):
     from sidebyside.fairness import default_threads
 
-    workloads = tuple(dict.fromkeys(args.workload or WORKLOADS))
+    workloads = tuple(dict.fromkeys(args.workload or known_workloads.names()))
     if args.impl:
         validate_names(args.impl, workloads)
     sizes = tuple(dict.fromkeys(args.size or [TUTORIAL_SIZE]))
@@ -192,9 +161,6 @@ def config_from(args):
     else:
         sweep = RunConfig.sweep
     sweep = tuple(candidate for candidate in sweep if candidate not in sizes)
-    check_memory(sizes + sweep, dtypes)
-    if args.data and "digits" in workloads:
-        check_data(args.data)
     steps = args.steps or (100 if args.quick else RunConfig.steps)
     threads = args.threads or default_threads()
     ranks = args.ranks or RunConfig.ranks
@@ -205,7 +171,7 @@ def config_from(args):
                   and "ranks" in implementations.spec(name).options]
         if ranked:
             raise UsageError(f"{ranked[0]} with {ranks} ranks needs at least {ranks} threads, got --threads {threads}")
-    return RunConfig(
+    config = RunConfig(
         implementations=tuple(dict.fromkeys(args.impl or ())),
         slow_starters=args.slow_starters,
         settings_file=getattr(args, "settings_file", ""),
@@ -219,13 +185,19 @@ def config_from(args):
         threads=threads,
         tf32=args.tf32,
         epochs=args.epochs or RunConfig.epochs,
-        digits_data=args.data or "",
+        data=args.data or "",
         ranks=ranks,
         rounds=args.rounds or (1 if args.quick else RunConfig.rounds),
         peak_budget_s=0.5 if args.quick else RunConfig.peak_budget_s,
         quick=args.quick,
         name=args.name or "",
     )
+    for name in config.workloads:  # each workload refuses what it cannot run (sizes that do not fit, a bad data file)
+        try:
+            known_workloads.get(name).check(config)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    return config
 
 
 def default_out_dir():
@@ -256,25 +228,21 @@ def command_list():
     from rich.table import Table
     from rich.text import Text
 
-    from sidebyside.runner import registry_for
-    from sidebyside.implementations import absent_modules
+    from sidebyside.implementations import absent_modules, missing_entry
 
     table = Table("workload", "implementation", "framework", "available here", "install")
     for column in table.columns[:3]:
         column.no_wrap = True
     for column in table.columns[3:]:
         column.overflow = "fold"  # wrapped, never cut with an ellipsis
-    for workload in WORKLOADS:
-        try:
-            registry = registry_for(workload)
-        except ImportError:
-            continue
-        for name, spec in registry.REGISTRY.items():
+    for workload in known_workloads.every():
+        for name in workload.names():
+            spec = workload.spec(name)
             absent = absent_modules(spec)
-            reason = f"{', '.join(absent)} not installed" if absent else registry.missing(name)
+            reason = f"{', '.join(absent)} not installed" if absent else missing_entry(spec)
             install = f'pip install -e ".[{spec.extra}]"' if absent else ""
             # Text, not markup: the brackets of ".[torch]" are not a style tag.
-            table.add_row(workload, name, spec.backend if spec.framework == "keras" else spec.framework,
+            table.add_row(workload.name, name, spec.backend if spec.framework == "keras" else spec.framework,
                           Text("yes" if reason is None else f"no: {reason}"), Text(install))
     Console().print(table)
     return 0

@@ -9,7 +9,6 @@ TUTORIAL_SIZE = (64, 1000, 100, 10)
 SHORT_SWEEP = ((1024, 1000, 1000, 10),)
 # --sweep: batch × hidden width, the full grid.
 FULL_SWEEP = tuple((n, 1000, h, 10) for n in (64, 256, 1024, 4096) for h in (100, 400, 1600))
-WORKLOADS = ("two_layer", "digits")
 DEVICE_CHOICES = ("cpu", "cuda", "all")
 
 
@@ -17,7 +16,7 @@ DEVICE_CHOICES = ("cpu", "cuda", "all")
 class RunConfig:
     implementations: tuple = ()  # registry names; empty means every registered one but the slow starters
     slow_starters: bool = False  # also run the slow starters (registry `slow_start`) not named: --all
-    workloads: tuple = WORKLOADS  # which problems to run
+    workloads: tuple = ()  # which problems to run (sidebyside.workloads names); empty means every one
     devices: tuple = ("cpu",)  # resolved devices: "cpu" and/or "cuda"
     dtypes: tuple = ("float32", "float64")  # agreement runs in each; the sweep in the first
     sizes: tuple = (TUTORIAL_SIZE,)  # (N, D_in, H, D_out) run for the full number of steps
@@ -35,9 +34,9 @@ class RunConfig:
     min_timed_steps: int = 5  # ... and in the sweep: at least this many timed steps, whatever the budget
     loop_flops: float = 1.3e9  # the loop view's work per case: 50 steps at the tutorial size
     loop_min_steps: int = 5  # ... but never fewer steps than this
-    epochs: int = 5  # digits: training epochs
-    digits_data: str = ""  # digits: a dataset path; empty means scikit-learn's bundled digits
-    ranks: int = 2  # torch_ddp: processes
+    epochs: int = 5  # training epochs, for the workloads that train in epochs
+    data: str = ""  # a data set, for the workloads that read one; empty means their bundled data
+    ranks: int = 2  # the data-parallel implementations: processes
     quick: bool = False  # a smoke run: few steps, no sweep, one epoch
     name: str = ""  # the machine's label in reports; empty means the host name
     settings_file: str = ""  # sidebyside.toml or pyproject.toml the settings came from, besides the flags

@@ -17,18 +17,19 @@ import statistics
 
 def configuration(name, size, steps, dtype, learning_rate, device, threads, label=""):
     from sidebyside.config import RunConfig
+    from sidebyside.workloads import two_layer
 
     return RunConfig(
-        implementations=(name,), workloads=("two_layer",), devices=(device,), dtypes=(dtype,),
+        implementations=(name,), workloads=(two_layer.WORKLOAD.name,), devices=(device,), dtypes=(dtype,),
         sizes=(tuple(size),), sweep=(), steps=steps, learning_rate=learning_rate,
         threads=threads, rounds=1, name=label,
     )
 
 
 def task_for(config):
-    from sidebyside import runner
+    from sidebyside.workloads import two_layer
 
-    return runner.two_layer_task(config, config.devices[0], config.dtypes[0], config.sizes[0], full=True)
+    return two_layer.task(config, config.devices[0], config.dtypes[0], config.sizes[0], full=True)
 
 
 def problem_for(task):
@@ -101,20 +102,16 @@ def write(out_dir, config, task, problem, measured, everyone, extra, label=None)
     """Rank 0: the entry, judged against the reference, in OUT/results.json. Returns the entry."""
     from sidebyside import implementations
     from sidebyside import machine, runner, timing
-    from sidebyside.worker import base_entry, finite_or_none
+    from sidebyside.worker import base_entry
+    from sidebyside.workloads.two_layer import finite_or_none
 
     run = runner.Run(config, out_dir)
     run.check_writable()
     entry = base_entry(implementations.spec(config.implementations[0]), task, config.threads)
     losses, durations, diverged_at = measured["losses"], measured["durations"], measured["diverged_at"]
     entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
-    entry["step_time"] = timing.summarize(durations)
-    entry["samples"] = durations
-    entry["unstable"] = timing.is_unstable(entry["step_time"])
+    timing.record_steps(entry, durations, problem.flops_per_step())
     entry["first_step_s"] = measured["first_step_s"]
-    entry["flops_per_step"] = problem.flops_per_step()
-    if entry["step_time"]:
-        entry["gflops"] = problem.flops_per_step() / entry["step_time"]["median"] / 1e9
     if diverged_at is not None:
         entry.update(status="diverged", diverged_at=diverged_at,
                      reason=f"loss became {losses[-1]} at step {diverged_at}")
@@ -126,7 +123,7 @@ def write(out_dir, config, task, problem, measured, everyone, extra, label=None)
     entry["extra"].update(extra)
     run.start_document(machine.describe(label or None))
     run.document["machine"]["threads"] = {"requested": config.threads}
-    run.document["rounds"] = [[f"two_layer:{config.implementations[0]}"]]
+    run.document["rounds"] = [[f"{task['workload']}:{config.implementations[0]}"]]
     run.document["results"].append(run.finish_entry(entry, task))
     run.save()
     return entry

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sidebyside import agreement, machine, noise, ranking, timing
-from sidebyside.config import RunConfig, sweep_learning_rate
+from sidebyside import machine, noise, ranking, timing, workloads
+
 from sidebyside.files import atomic_write, probe_writable
 
 SCHEMA = 1
@@ -53,18 +53,15 @@ class RunError(Exception):
 
 
 def entry_key(entry):
-    size = entry["size"]
-    return tuple(entry[field] for field in KEY_FIELDS) + (size["N"], size["D_in"], size["H"], size["D_out"])
-
-
-def size_dict(size):
-    return dict(zip(("N", "D_in", "H", "D_out"), size))
+    return tuple(entry[field] for field in KEY_FIELDS) + tuple(sorted(entry["size"].items()))
 
 
 def registry_for(workload):
-    from sidebyside.worker import registry_for as lookup
+    return workloads.get(workload).registry()
 
-    return lookup(workload)
+
+def spec_of(run):
+    return workloads.get(run["workload"]).spec(run["implementation"])
 
 
 def process_group(spec):
@@ -78,37 +75,18 @@ def process_group(spec):
 
 
 def plan(config):
-    """One run per workload and implementation, with its tasks."""
+    """One run per workload and implementation, with its tasks (the workload's `tasks`)."""
     runs = []
-    for workload in config.workloads:
-        registry = registry_for(workload)
-        names = config.implementations or tuple(registry.names())
+    for workload in [workloads.get(name) for name in config.workloads or workloads.names()]:
+        names = config.implementations or tuple(workload.names())
+        missing = workload.missing()
         for name in names:
-            if name not in registry.REGISTRY:
+            if name not in workload.names():
                 continue  # e.g. an implementation that exists for one workload only
-            spec = registry.spec(name)
-            tasks = []
-            for device in config.devices:
-                if workload == "digits":
-                    from sidebyside.digits import size_for
-
-                    for dtype in config.dtypes:
-                        tasks.append({
-                            "workload": workload, "device": device, "dtype": dtype,
-                            "size": size_for(config.digits_data or None),
-                            "epochs": 1 if config.quick else config.epochs,
-                            "data": config.digits_data or None, "quick": config.quick,
-                        })
-                    continue
-                # Smallest first: a process that held a larger case's
-                # arrays would report a smaller one's growth as too little.
-                for size in sorted(config.sizes, key=problem_bytes):
-                    for dtype in config.dtypes:
-                        tasks.append(two_layer_task(config, device, dtype, size, full=True))
-                for size in sorted(config.sweep, key=problem_bytes):
-                    tasks.append(two_layer_task(config, device, config.dtypes[0], size, full=False))
-            run = {"implementation": name, "workload": workload, "tasks": tasks}
-            if workload == "digits" and (missing := digits_missing()):
+            spec = workload.spec(name)
+            tasks = [task for device in config.devices for task in workload.tasks(config, spec, device)]
+            run = {"implementation": name, "workload": workload.name, "tasks": tasks}
+            if missing:
                 run["skip"] = missing
             elif config.quick and spec.slow_start:
                 run["skip"] = "n/a: skipped by --quick (it needs several seconds to compile or start before its first step)"
@@ -122,50 +100,25 @@ def plan(config):
     return runs
 
 
-def digits_missing():
-    """The reason every digits case is "n/a" where its libraries are not installed, or None."""
-    from sidebyside.digits import EXTRA, missing_libraries
-
-    missing = missing_libraries()
-    return f"n/a: {', '.join(missing)} not installed ({EXTRA})" if missing else None
-
-
-def problem_bytes(size):
-    from sidebyside.implementations.two_layer.problem import Problem
-
-    return Problem(**size_dict(size)).bytes_needed()
-
-
-def loop_steps(config, size):
-    """The loop view's length: the same for every implementation of a case.
-
-    As many steps as `loop_flops` of work (50 at the tutorial size), at least
-    `loop_min_steps`, at most the run's steps.
-    """
-    from sidebyside.implementations.two_layer.problem import Problem
-
-    flops = Problem(**size_dict(size)).flops_per_step()
-    return max(config.loop_min_steps, min(config.steps, int(config.loop_flops / flops)))
-
-
-def two_layer_task(config, device, dtype, size, full):
-    task = {
-        "workload": "two_layer", "device": device, "dtype": dtype, "size": size_dict(size),
-        "steps": config.steps, "seed": config.seed, "warmup": min(config.warmup, max(config.steps // 10, 1)),
-        "learning_rate": config.learning_rate if full else sweep_learning_rate(config.learning_rate, size),
-        "loop_steps": loop_steps(config, size), "ranks": config.ranks,
-        "round_budget_s": config.round_budget_s, "min_steps": config.min_timed_steps,
-    }
-    if not full:
-        task.update(budget_s=config.sweep_budget_s, warmup=3)
-    return task
-
-
 def task_key(run, task):
     """The same key as entry_key, for a task not yet run."""
-    size = task["size"]
-    return (task["workload"], run["implementation"], task["device"], task["dtype"],
-            size["N"], size["D_in"], size["H"], size["D_out"])
+    return (task["workload"], run["implementation"], task["device"], task["dtype"]) + tuple(sorted(task["size"].items()))
+
+
+class References:
+    """The run's reference trajectories: each computed once per key, and recorded in results.json."""
+
+    def __init__(self, recorded):
+        self.recorded = recorded  # the document's "references" list
+        self.values = {}
+
+    def once(self, key, make):
+        """(value, record) for `key`; `make()` returns them the first time, and the record is kept."""
+        if key not in self.values:
+            value, record = make()
+            self.values[key] = (value, record)
+            self.recorded.append(record)
+        return self.values[key]
 
 
 def compact(durations):
@@ -279,7 +232,7 @@ class Run:
         self.out_dir = Path(out_dir)
         self.results_path = self.out_dir / "results.json"
         self.document = document
-        self.references = {}
+        self.references = None  # References, once the document exists
         self.zygotes = {}
         self.samples = {}  # entry key -> every timed step of every round, for pooling
         self.log = None
@@ -320,43 +273,13 @@ class Run:
 
     # Agreement --------------------------------------------------------------
 
-    def reference(self, task):
-        """The float64 reference trajectory for a full-length two-layer task."""
-        from sidebyside.implementations.two_layer.problem import Problem, make_data
-
-        key = (tuple(task["size"].values()), task["learning_rate"], task["seed"], task["steps"])
-        if key not in self.references:
-            problem = Problem(**task["size"], learning_rate=task["learning_rate"], steps=task["steps"],
-                              seed=task["seed"], dtype="float64")
-            x, y, w1, w2 = make_data(problem)
-            losses = agreement.reference_losses(x, y, w1, w2, problem.learning_rate, problem.steps)
-            self.references[key] = (losses, y)
-            self.document["references"].append(
-                {"workload": "two_layer", "size": task["size"], "dtype": "float64",
-                 "learning_rate": task["learning_rate"],
-                 "losses": [float(v) if np.isfinite(v) else None for v in losses]}
-            )
-        return self.references[key]
-
-    def digits_reference(self, task):
-        """Record the digits' float64 reference trajectory once per data and epochs."""
-        from sidebyside.digits import reference_record
-
-        key = ("digits", task["epochs"], task["data"], task["quick"])
-        if key not in self.references:
-            self.references[key] = True
-            self.document["references"].append(reference_record(task["epochs"], task["data"], task["quick"]))
-
     def finish_entry(self, entry, task):
-        """Add what the worker cannot know: agreement, share of peak, and the verdict."""
+        """Add what the worker cannot know: agreement (the workload's `judge`), share of peak, the verdict."""
         self.samples[entry_key(entry)] = entry.pop("samples", None) or []
-        if entry["workload"] == "digits" and entry["losses"]:
-            self.digits_reference(task)  # the entry carries its own agreement
-        if entry["workload"] == "two_layer" and "budget_s" not in task and entry["losses"]:
-            reference, y = self.reference(task)
-            result = agreement.compare(entry["losses"], reference, entry["dtype"], y)
-            entry["extra"]["agreement_ratio"] = result.pop("agreement_ratio")
-            entry.update(result)
+        if self.references is None:
+            self.references = References(self.document["references"])
+        if entry["losses"]:  # something to judge: not an n/a or a failure before the first step
+            workloads.get(entry["workload"]).judge(entry, task, self.references)
         if entry["status"] == "ok" and entry["agrees"] is False:
             # Finished, but not the same computation: never ranked, never "fastest".
             difference = f"{entry['agreement']:.1e}" if entry.get("agreement") is not None else "inf"
@@ -422,7 +345,7 @@ class Run:
         Their imports overlap (seconds each, much of it waiting on the disk),
         and no clock is running yet, so nothing measured pays for that.
         """
-        specs = [registry_for(run["workload"]).spec(run["implementation"]) for run in runs]
+        specs = [spec_of(run) for run in runs]
         for run, spec in zip(runs, specs):
             group = process_group(spec)
             self.group_requires[group] = tuple(dict.fromkeys(self.group_requires.get(group, ()) + tuple(spec.requires)))
@@ -450,7 +373,7 @@ class Run:
 
         Returns the tasks left without a record, and the child's exit code.
         """
-        spec = registry_for(run["workload"]).spec(run["implementation"])
+        spec = spec_of(run)
         tasks = run["tasks"]
         stem = f"{run['workload']}-{run['implementation']}"
         job_path = self.out_dir / f".job-{stem}.json"
@@ -546,8 +469,7 @@ def measure_peak(process, last=True):
 def empty_entry(run, task, config, status, reason):
     from sidebyside.worker import base_entry
 
-    spec = registry_for(run["workload"]).spec(run["implementation"])
-    entry = base_entry(spec, task, config.threads)
+    entry = base_entry(spec_of(run), task, config.threads)
     entry.update(status=status, reason=reason)
     return entry
 
@@ -604,13 +526,17 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
     orders = run.document.setdefault("rounds", [])
     run.save()
 
+    def retimed(item):
+        """Whether later rounds time this run again: its workload's choice, never a slow starter's."""
+        # Slow starters (seconds of compiling per fresh process) are timed in round 1 only.
+        return workloads.get(item["workload"]).timed_rounds and not item.get("skip") and not spec_of(item).slow_start
+
     def timing_round(number):
-        """The two-layer runs still short of `number` rounds, with just those tasks."""
+        """The runs still short of `number` rounds, with just those tasks."""
         items = []
         for item in runs:
-            if item["workload"] != "two_layer" or item.get("skip") or registry_for("two_layer").spec(
-                    item["implementation"]).slow_start:
-                continue  # slow starters (seconds of compiling per fresh process) are timed in round 1 only
+            if not retimed(item):
+                continue
             tasks = [task for task in item["tasks"] if (entry := entries.get(task_key(item, task))) is not None
                      and entry["status"] in TIMED_STATUSES and entry.get("step_time")
                      and len(entry["step_time"].get("round_medians", [])) < number]
@@ -619,9 +545,7 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
         return items
 
     total = sum(len(item["tasks"]) for item in pending)
-    total += (config.rounds - 1) * sum(len(item["tasks"]) for item in runs
-                                       if item["workload"] == "two_layer" and not item.get("skip")
-                                       and not registry_for("two_layer").spec(item["implementation"]).slow_start)
+    total += (config.rounds - 1) * sum(len(item["tasks"]) for item in runs if retimed(item))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, disable=not show_progress, transient=False) as progress:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sidebyside import ranking
+from sidebyside import ranking, workloads
 
 PEAK_FAULT = 1.0  # a share of the measured peak above 100 % is a measurement fault, never a result
 
@@ -37,8 +37,8 @@ def describe_status(entry):
 
 
 def first_cost(entry):
-    """The first step's time; for digits, the first epoch's (compilation included)."""
-    value = entry.get("first_epoch_s") if entry["workload"] == "digits" else entry.get("first_step_s")
+    """The first step's time, or what the workload shows instead (the first epoch's, compilation included)."""
+    value = entry.get(workloads.reading(entry["workload"]).first_time)
     return f"{value:.3f}" if value is not None else "n/a"
 
 
@@ -50,12 +50,12 @@ def print_summary(document, console=None):
                if entry["device"] not in idle and entry["implementation"] not in skipped]
     groups = {}
     for entry in entries:
-        size = entry["size"]
-        key = (entry["workload"], entry["device"], entry["dtype"], size["N"], size["D_in"], size["H"], size["D_out"])
+        key = (entry["workload"], entry["device"], entry["dtype"], tuple(entry["size"].values()))
         groups.setdefault(key, []).append(entry)
     for key, group in groups.items():
-        workload, device, dtype, *size = key
-        title = f"{workload} · {device} · {dtype}" + ("" if workload == "digits" else f" · size {','.join(map(str, size))}")
+        name, device, dtype, size = key
+        workload = workloads.reading(name)
+        title = f"{name} · {device} · {dtype}" + (f" · size {','.join(map(str, size))}" if workload.size_in_title else "")
         ranked = ranking.rank([entry for entry in group if ranking.rankable(entry)])
         places = {id(item.entry): item for item in ranked}
         fastest = ranking.median(ranked[0].entry) if ranked else None
@@ -64,8 +64,8 @@ def print_summary(document, console=None):
                        "agreement", "status"):
             table.add_column(column, justify="left" if column in ("implementation", "status") else "right",
                              no_wrap=column == "implementation")  # a name is never cut
-        if workload == "digits":
-            table.add_column("accuracy", justify="right")
+        for header, _ in workload.summary_columns:
+            table.add_column(header, justify="right")
         # Ranked rows in rank order, then the unranked: timed ones (disagreeing) by time, then the rest.
         unranked = sorted((e for e in group if id(e) not in places), key=lambda e: ranking.median(e) or float("inf"))
         for entry in [item.entry for item in ranked] + unranked:
@@ -84,9 +84,7 @@ def print_summary(document, console=None):
                 f"{entry['agreement']:.1e}" if entry.get("agreement") is not None else "n/a",
                 describe_status(entry),
             ]
-            if workload == "digits":
-                accuracy = entry.get("test_accuracy")
-                cells.append(f"{accuracy * 100:.1f} %" if accuracy is not None else "n/a")
+            cells += [cell(entry) for _, cell in workload.summary_columns]
             table.add_row(*(Text(cell) for cell in cells))
         console.print(table)
         for line in notes(group, ranked):

@@ -52,6 +52,16 @@ def is_unstable(step_time):
     return bool(step_time and step_time["median"] > 0 and step_time["iqr"] > UNSTABLE_IQR * step_time["median"])
 
 
+def record_steps(entry, durations, flops_per_step):
+    """An entry's figures from its timed steps: the summary, the samples (for the runner), GFLOP/s."""
+    entry["step_time"] = summarize(durations)
+    entry["samples"] = durations  # the runner pools the rounds' samples; not saved as they are
+    entry["unstable"] = is_unstable(entry["step_time"])
+    entry["flops_per_step"] = flops_per_step
+    if entry["step_time"]:
+        entry["gflops"] = flops_per_step / entry["step_time"]["median"] / 1e9
+
+
 def cpu_seconds():
     """CPU time (user + system) of this process and of the children alive now.
 

@@ -25,16 +25,15 @@ Every process here asks the kernel to kill it when its parent dies
 import ctypes
 import gc
 import json
-import math
 import os
 import signal
 import sys
 import time
 import traceback
 
-from sidebyside import fairness
+from sidebyside import fairness, workloads
 from sidebyside.implementations import one_line
-from sidebyside.frameworks import compute_framework, forget_compiled, gpu_peak_bytes, kernels, reset_gpu_peak
+from sidebyside.frameworks import compute_framework, kernels
 
 PR_SET_PDEATHSIG = 1
 
@@ -79,172 +78,15 @@ def base_entry(spec, task, threads):
     }
 
 
-def finite_or_none(value):
-    return value if value is not None and math.isfinite(value) else None
-
-
-def overrides_for(spec, task, threads):
-    """Harness parameters an implementation takes: torch_ddp's ranks and their threads."""
-    if "ranks" not in spec.options:
-        return {}
-    ranks = task.get("ranks") or spec.options["ranks"]
-    return {"ranks": ranks, "threads_per_rank": max(threads // ranks, 1)}
-
-
-def build(spec, task, threads):
-    """(net, x, y, problem) for one two-layer task, as the registry defines the variant."""
-    from sidebyside import cases
-
-    return cases.build(
-        spec.name, task["device"], task["dtype"], task["size"], task["learning_rate"], task["steps"], task["seed"],
-        **overrides_for(spec, task, threads),
-    )
-
-
-LAUNCHERS = {"torchrun": "sidebyside.ddp_launch", "tf_config": "sidebyside.multiworker",
-             "jax_coordinator": "sidebyside.multiworker"}  # implementations started as jobs of several processes
-
-
-def measure_two_layer(spec, task, entry, threads):
-    """Fill `entry` with the losses and timings of one two-layer run."""
-    import importlib
-
-    from sidebyside import timing
-
-    if spec.launcher:
-        return importlib.import_module(LAUNCHERS[spec.launcher]).measure(spec, task, entry, threads)
-
-    framework = compute_framework(spec)
-    memory = timing.PeakMemory()
-    net, x, y, problem = build(spec, task, threads)
-    try:
-        reset_gpu_peak(framework, task["device"])
-        warmup = task["warmup"]
-        losses, entry["first_step_s"], diverged_at = timing.start(net, x, y, warmup)
-        durations = []
-        if diverged_at is None:
-            more, durations, diverged_at, entry["cpu_utilization"] = timing.timed_steps(
-                net, x, y, problem.steps - len(losses), budget_s=task.get("budget_s"),
-                min_rounds=task.get("min_steps", 20), first_index=len(losses),
-            )
-            losses += more
-        entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
-        entry["step_time"] = timing.summarize(durations)
-        entry["samples"] = durations  # for the runner, which pools the rounds; not saved
-        entry["unstable"] = timing.is_unstable(entry["step_time"])
-        entry["flops_per_step"] = problem.flops_per_step()
-        if entry["step_time"]:
-            entry["gflops"] = problem.flops_per_step() / entry["step_time"]["median"] / 1e9
-        if diverged_at is not None:
-            entry["status"] = "diverged"
-            entry["diverged_at"] = diverged_at
-            entry["reason"] = f"loss became {losses[-1]} at step {diverged_at}"
-        else:
-            entry["loop_steps"] = task["loop_steps"]
-            entry["loop_time_s"], loop_losses = timing.time_loop(net, x, y, task["loop_steps"])
-            if not all(math.isfinite(float(value)) for value in loop_losses):
-                entry["extra"]["loop_diverged"] = True
-        if task["device"] == "cuda":
-            entry["peak_memory_bytes"] = gpu_peak_bytes(framework)
-        else:
-            entry["peak_memory_bytes"] = memory.growth()
-            entry["extra"]["memory"] = memory.method
-        if hasattr(net, "info"):
-            entry["extra"].update(net.info())
-        loop_note = getattr(net, "loop_note", None)
-        if loop_note:
-            entry["extra"]["loop_note"] = loop_note
-    finally:
-        if hasattr(net, "close"):
-            net.close()
-
-
-WARM_UP_SIZE = {"N": 4, "D_in": 8, "H": 4, "D_out": 2}
-
-
-def warm_up(spec, task, threads):
-    """A few steps at a tiny size before the first case: the framework's one-time start.
-
-    Frameworks load parts of themselves on first use (torch's optimizers
-    pull in torch._dynamo, about 80 MB, on their first step; a compiler
-    initializes itself on its first compile; allocators and thread pools
-    start). Paid here, that start is not charged to the first case's memory
-    or first step. What the warm-up compiled is then forgotten
-    (`forget_compiled`), so no case inherits its graphs. Returns the seconds
-    it took, or None where it was skipped (torch_ddp: its ranks are fresh
-    processes for every net) or failed (the case itself will then fail and
-    say why).
-    """
-    from sidebyside import timing
-
-    if task["workload"] != "two_layer" or "ranks" in spec.options:
-        return None
-    begin = time.perf_counter()
-    try:
-        net, x, y, _ = build(spec, {**task, "size": WARM_UP_SIZE, "steps": 8}, threads)
-    except Exception:
-        return None
-    try:
-        timing.start(net, x, y, 2)
-        timing.time_loop(net, x, y, 2)
-    except Exception:
-        return None
-    finally:
-        if hasattr(net, "close"):
-            net.close()
-        forget_compiled(compute_framework(spec))
-    return time.perf_counter() - begin
-
-
-def time_round(spec, task, threads):
-    """One timing round of a two-layer task: a fresh net, burn-in, then steps within a budget."""
-    from sidebyside import timing
-
-    net, x, y, problem = build(spec, task, threads)
-    try:
-        losses, first_step_s, diverged_at = timing.start(net, x, y, task["warmup"])
-        if diverged_at is not None:
-            return {"samples": [], "cpu_utilization": None, "first_step_s": first_step_s}
-        _, durations, _, utilization = timing.timed_steps(
-            net, x, y, problem.steps - len(losses), budget_s=task["round_budget_s"],
-            min_rounds=task.get("min_steps", 20), first_index=len(losses),
-        )
-        return {"samples": durations, "cpu_utilization": utilization, "first_step_s": first_step_s}
-    finally:
-        if hasattr(net, "close"):
-            net.close()
-
-
-def measure_digits(spec, task, entry):
-    from sidebyside.digits import measure_digits as measure
-    from sidebyside.digits import size_for
-
-    entry["size"] = size_for(task.get("data"))  # kept if training raises
-    result = measure(
-        spec.name, device=task["device"], dtype=task["dtype"], threads=entry["threads"],
-        epochs=task.get("epochs"), data=task.get("data"), quick=task.get("quick", False),
-    )
-    extra = result.pop("extra", {})
-    entry.update(result)
-    entry["extra"].update(extra)
-
-
-def registry_for(workload):
-    if workload == "digits":
-        from sidebyside.implementations import digits as registry
-    else:
-        from sidebyside import implementations as registry
-    return registry
-
-
 def run_job(job, emit, log):
     """Every task of one implementation, each result emitted as soon as it exists."""
     from sidebyside.implementations import FrameworkBroken, FrameworkMissing
-    from sidebyside.implementations.two_layer.problem import DeviceUnavailable, DtypeUnsupported
+    from sidebyside.implementations.devices import DeviceUnavailable, DtypeUnsupported
 
     run, threads, timing_round = job["run"], job["threads"], job["mode"] == "timing"
-    registry = registry_for(run["workload"])
-    spec = registry.spec(run["implementation"])
+    workload = workloads.get(run["workload"])
+    registry = workload.registry()
+    spec = workload.spec(run["implementation"])
     try:
         registry.load(spec.name)
     except (FrameworkMissing, FrameworkBroken) as error:
@@ -261,11 +103,11 @@ def run_job(job, emit, log):
     kernel = kernels(compute_framework(spec))
     # A timing round needs no process warm-up: each of its cases runs its
     # burn-in steps before the clock starts, and records no memory.
-    process_warm_up_s = warm_up(spec, run["tasks"][0], threads) if run["tasks"] and not timing_round else None
+    process_warm_up_s = workload.warm_up(spec, run["tasks"][0], threads) if run["tasks"] and not timing_round else None
     for task in run["tasks"]:
         if timing_round:
             try:
-                emit(time_round(spec, task, threads))
+                emit(workload.time_round(spec, task, threads))
             except KeyboardInterrupt:
                 raise
             except Exception as error:  # the first round recorded it already
@@ -276,10 +118,7 @@ def run_job(job, emit, log):
                                "process_warm_up_s": process_warm_up_s})
         entry["extra"].update({f"threads_{key}": value for key, value in settings.items() if key not in ("requested", "tf32")})
         try:
-            if run["workload"] == "digits":
-                measure_digits(spec, task, entry)
-            else:
-                measure_two_layer(spec, task, entry, threads)
+            workload.measure(spec, task, entry, threads)
         except (DeviceUnavailable, DtypeUnsupported) as error:
             entry.update(status="n/a", reason=str(error))
         except KeyboardInterrupt:
@@ -318,9 +157,12 @@ def preload(jobs):
     them paid, as it starts with the framework paid. A failing import is left
     for the child, which raises it again and records it.
     """
-    modules = ["sidebyside.cases", "sidebyside.timing", "sidebyside.machine"]
-    if any(job.startswith("digits:") for job in jobs):
-        modules += ["sidebyside.digits", "sklearn.datasets", "sklearn.model_selection"]
+    modules = ["sidebyside.timing", "sidebyside.machine"]
+    for workload in dict.fromkeys(job.split(":", 1)[0] for job in jobs):
+        try:
+            modules += workloads.get(workload).preload()
+        except Exception:
+            pass
     for module in modules:
         try:
             __import__(module)
@@ -329,7 +171,7 @@ def preload(jobs):
     for job in jobs:
         workload, name = job.split(":", 1)
         try:
-            registry = registry_for(workload)
+            registry = workloads.get(workload).registry()
             registry.load(name)
             for module in registry.spec(name).preload:
                 __import__(module)

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from sidebyside import digits as digits_benchmark
-from sidebyside.digits import measure_digits, reference_record, size_for, time_to_target
+from sidebyside.workloads import digits as digits_benchmark
+from sidebyside.workloads.digits import measure_digits, reference_record, size_for, time_to_target
 from sidebyside.implementations.digits import numpy_manual
 from sidebyside.implementations.digits.data import DataError, read_bundled
 from sidebyside.implementations.digits.demo import demo

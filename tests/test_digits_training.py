@@ -279,7 +279,7 @@ from sidebyside.implementations import digits
 name = sys.argv[1]
 Net = digits.load(name)
 import keras
-from sidebyside.digits import measure_digits
+from sidebyside.workloads.digits import measure_digits
 from sidebyside.implementations.digits.data import load_data
 from sidebyside.implementations.digits.problem import DigitsProblem, DtypeUnsupported, batch_order
 

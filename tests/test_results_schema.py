@@ -389,13 +389,14 @@ def test_fuzz_mutated_valid_documents(path, replacement, delete):
         from sidebyside.report.build import tables
         from sidebyside.report.findings import findings, measurement_warnings
         from sidebyside.report.merge import merge
+        from sidebyside.workloads.digits import digits_table
 
         collection = merge([document])
         tables.summary_table(collection, {})
         tables.timing_table(collection)
         tables.agreement_table(collection)
         tables.environment_table(collection)
-        tables.digits_table(collection, {})
+        digits_table(collection, {})
         findings(collection, {})
         measurement_warnings(collection)
         tables.status_table(collection)

@@ -17,16 +17,17 @@ from pathlib import Path
 from sidebyside.files import atomic_write, probe_writable
 from sidebyside.report import FORMATS, tables
 from sidebyside.report.code import code_section, stylesheet as code_stylesheet
-from sidebyside.report.chartdata import all_panels
-from sidebyside.report.figures import digits_charts, png_charts
+from sidebyside import workloads
+from sidebyside.report.chartdata import Palette, all_panels
+from sidebyside.report.figures import png_charts
 from sidebyside.report.findings import choice_table, findings, measurement_warnings
 from sidebyside.report.html import render_html, stylesheet
 from sidebyside.report.interactive import interactive_charts
 from sidebyside.report.markdown import render_markdown
 from sidebyside.report.merge import merge
+from sidebyside.report.sections import entries_section
 from sidebyside.report.schema import load_results, one_line
 
-CODE_WORKLOADS = ("two_layer", "digits")
 FIGURES = "figures"  # the folder of report.md's PNG figures
 
 
@@ -48,12 +49,13 @@ class Report:
     machine_names: list
     findings: list
     tables: dict  # name -> tables.Table or None
-    charts: dict  # "loss" | "timing" | "sweep" -> [interactive.InteractiveChart]; "digits" -> [figures.Chart]
+    charts: dict  # "loss" | "timing" | "sweep" -> [interactive.InteractiveChart]
     panels: dict  # "loss" | "timing" | "sweep" -> [chartdata panels]: what both kinds of chart draw
     code: dict  # workload -> code.CodeSection or None
     css: str
     commit: str | None = None
-    has_digits: bool = False
+    sections: list = field(default_factory=list)  # [sections.Section]: the other workloads' own sections
+    main_code: list = field(default_factory=list)  # the ranked workloads whose code the last section shows
     csv_tables: list = field(default_factory=list)
     warnings: list = field(default_factory=list)  # [(machine label, [line])]: measurement faults, shown first
     notices: list = field(default_factory=list)  # [(machine label, [line])]: devices and slow starters that did not run
@@ -108,33 +110,52 @@ def assemble(documents):
     """Everything the page and the Markdown show, from normalized documents."""
     everything = merge(documents)
     collection, notices = everything.without_idle_rows()  # what the page shows
+    in_files = list(dict.fromkeys(everything.frame["workload"]))
+    # Every installed workload's code is shown; a workload only the files know is shown without code.
+    shown = [workloads.reading(name) for name in dict.fromkeys(workloads.names() + in_files)]
     code = {}
-    for workload in CODE_WORKLOADS:
-        section = code_section(workload)
-        code[workload] = section if section.columns or section.problems else None
+    for workload in shown:
+        bundled = type(workload).__module__.startswith(workloads.__name__ + ".")
+        section = code_section(workload.name, registry=None if bundled else workload.registry(),
+                               pair=workload.code_pair) if not isinstance(workload, workloads.Unknown) else None
+        code[workload.name] = section if section and (section.columns or section.problems) else None
     lines_of_code = {workload: section.lines_of_code for workload, section in code.items() if section}
-    panels, crossings, palette = all_panels(collection)
+    main = workloads.main_names()
+    palette = Palette(collection.frame["implementation"].tolist())  # one colour per implementation on the page
+    panels, crossings, _ = all_panels(collection.only(main), palette)
     charts = interactive_charts(panels)
-    charts["digits"] = digits_charts(collection, palette)
-    has_digits = bool((collection.frame["workload"] == tables.DIGITS).any())
+    sections = []
+    for workload in shown:
+        if workload.main or workload.name not in in_files:
+            continue
+        rows = collection.only([workload.name])
+        section = (workload.section(rows, lines_of_code.get(workload.name, {}), palette)
+                   or entries_section(workload.name, workload.title or workload.name, rows))
+        if section is not None:
+            section.code = code.get(workload.name)
+            sections.append(section)
 
     def all_tables(collection):
+        ranked = collection.only(main)
         return {
             "choice": choice_table(collection),
-            "summary": tables.summary_table(collection, lines_of_code),
-            "tuned": tables.tuned_table(collection),
+            "summary": tables.summary_table(ranked, lines_of_code),
+            "tuned": tables.tuned_table(ranked),
             "machines": tables.machines_table(collection) if len(collection.labels) > 1 else None,
             "environment": tables.environment_table(collection),
-            "agreement": tables.agreement_table(collection),
-            "timing": tables.timing_table(collection),
-            "digits": tables.digits_table(collection, lines_of_code),
+            "agreement": tables.agreement_table(ranked),
+            "timing": tables.timing_table(ranked),
             "not_ok": tables.status_table(collection),
             "lines_of_code": tables.code_table([section for section in code.values() if section]),
         }
 
     report_tables = all_tables(collection)
     # The CSVs keep every run, the idle devices' included.
-    csv_tables = report_tables if collection is everything else all_tables(everything)
+    csv_tables = dict(report_tables if collection is everything else all_tables(everything))
+    for section in sections:
+        for table in section.tables:
+            if table is not None:
+                csv_tables[table.name] = table
     return Report(
         built=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         sources=[Source(os.path.basename(doc["source"]) or doc["source"], doc["tool"] or doc["format"], label)
@@ -149,7 +170,8 @@ def assemble(documents):
         code=code,
         css=stylesheet(code_stylesheet()),
         commit=local_commit(),
-        has_digits=has_digits,
+        sections=sections,
+        main_code=[name for name in main if code.get(name)],
         csv_tables=[table for table in csv_tables.values() if table is not None],
     )
 
@@ -164,14 +186,13 @@ def csv_safe(cell):
 def write_figures(report, out_dir):
     """The charts as PNG files in out_dir/figures/ for report.md; returns [(path relative to out_dir, title)]."""
     charts = png_charts(report.panels)
-    charts["digits"] = report.charts["digits"]
     folder = out_dir / FIGURES
     folder.mkdir(exist_ok=True)
     written = []
-    for kind in ("loss", "timing", "sweep", "digits"):
-        for chart in charts[kind]:
-            atomic_write(folder / f"{chart.id}.png", chart.png)
-            written.append((f"{FIGURES}/{chart.id}.png", chart.title))
+    own = [chart for section in report.sections for chart in section.charts]
+    for chart in [chart for kind in ("loss", "timing", "sweep") for chart in charts[kind]] + own:
+        atomic_write(folder / f"{chart.id}.png", chart.png)
+        written.append((f"{FIGURES}/{chart.id}.png", chart.title))
     return written
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from sidebyside.report.merge import value
 from sidebyside.report.schema import peak_for
-from sidebyside.report.tables import DEVICE_ORDER, DIGITS
+from sidebyside.report.tables import DEVICE_ORDER
 
 PLOT_LIMIT = 1e100  # values beyond this (a diverging loss, an absurd timing) are left out of plots
 EXACT = 1e-17  # identical losses give a relative difference of 0, which a log axis cannot show
@@ -117,7 +117,7 @@ def loss_curve(collection, row, reference, colour):
 
 def loss_panels(collection, palette):
     frame = collection.frame
-    frame = frame[frame["has_losses"] & (frame["workload"] != DIGITS)]
+    frame = frame[frame["has_losses"]]
     panels = []
     groups = frame.groupby(["machine", "workload", "device", "dtype", "size_label"], sort=False)
     for (machine, workload, device, dtype, size), group in sorted_groups(groups, collection):
@@ -191,7 +191,7 @@ def timing_bars(rows, device, palette):
 
 def timing_panels(collection, palette):
     frame = collection.frame
-    frame = frame[(frame["workload"] != DIGITS) & (frame["status"] == "ok") & frame["median"].notna()]
+    frame = frame[(frame["status"] == "ok") & frame["median"].notna()]
     panels = []
     for (machine, dtype), group in frame.groupby(["machine", "dtype"], sort=False):
         size = primary_size(group)
@@ -268,7 +268,7 @@ def crossovers(group):
 def sweep_panels(collection, palette):
     """The sweep panels, and the crossovers found per (machine, dtype)."""
     frame = collection.frame
-    frame = frame[(frame["workload"] != DIGITS) & (frame["status"] == "ok") & frame["median"].notna()
+    frame = frame[(frame["status"] == "ok") & frame["median"].notna()
                   & frame["flops"].notna()]
     panels, found = [], {}
     for (machine, dtype), group in frame.groupby(["machine", "dtype"], sort=False):
@@ -298,9 +298,9 @@ def sweep_panels(collection, palette):
     return panels, found
 
 
-def all_panels(collection):
+def all_panels(collection, palette=None):
     """({"loss": [...], "timing": [...], "sweep": [...]}, crossovers) and the palette they share."""
-    palette = Palette(collection.frame["implementation"].tolist())
+    palette = palette or Palette(collection.frame["implementation"].tolist())
     sweep, crossings = sweep_panels(collection, palette)
     panels = {"loss": loss_panels(collection, palette), "timing": timing_panels(collection, palette),
               "sweep": sweep}

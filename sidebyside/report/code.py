@@ -32,8 +32,6 @@ from pygments.lexers import PythonLexer
 # The registry; each workload's modules live in its package of the workload's name.
 REGISTRY_PACKAGE = "sidebyside.implementations"
 CSS_CLASS = "code"
-# The pair shown first (and without JavaScript), where the workload has both.
-DEFAULT_PAIRS = {"two_layer": ("numpy_manual", "torch_manual")}
 # How an aligned row of two files differs, as report.js reads it.
 SAME, CHANGED, ONLY_LEFT, ONLY_RIGHT = 0, 1, 2, 3
 ROW_CLASSES = {SAME: "same", CHANGED: "changed", ONLY_LEFT: "only-left", ONLY_RIGHT: "only-right"}
@@ -63,6 +61,7 @@ class CodeSection:
     columns: list = field(default_factory=list)
     problems: list = field(default_factory=list)  # modules that could not be shown, with why
     sources: dict = field(default_factory=dict)  # module -> the shown source, for the alignments
+    pair: tuple | None = None  # (left module, right module) shown first, where the workload names one
 
     @property
     def lines_of_code(self):
@@ -76,7 +75,7 @@ class CodeSection:
     def default_pair(self):
         """(left module, right module) shown first; None with fewer than two modules."""
         modules = [column.module for column in self.columns]
-        preferred = DEFAULT_PAIRS.get(self.workload)
+        preferred = self.pair
         if preferred and all(module in modules for module in preferred):
             return preferred
         return tuple(modules[:2]) if len(modules) >= 2 else None
@@ -197,14 +196,18 @@ def changed_lines(base_source, source):
     return changed & code_lines(source)
 
 
-def registry_for(workload):
-    """(registry entries of the workload, package their modules live in), or a reason."""
+def registry_for(workload, registry=None):
+    """(registry entries of the workload, package their modules live in), or a reason.
+
+    `registry`: a workload's own (an object with REGISTRY); by default the one
+    registry of REGISTRY_PACKAGE.
+    """
     package = f"{REGISTRY_PACKAGE}.{workload}"
     try:
-        registry = importlib.import_module(REGISTRY_PACKAGE).REGISTRY
+        entries = (registry or importlib.import_module(REGISTRY_PACKAGE)).REGISTRY
     except Exception as error:  # absent or half-written: the report says so
         return [], package, f"{REGISTRY_PACKAGE} is not available: {type(error).__name__}: {error}"
-    entries = [entry for entry in registry.values() if workload in getattr(entry, "workloads", ())]
+    entries = [entry for entry in entries.values() if workload in getattr(entry, "workloads", ())]
     return entries, package, None
 
 
@@ -235,10 +238,10 @@ def stylesheet():
     return formatter().get_style_defs(f".{CSS_CLASS}")
 
 
-def code_section(workload):
-    """The side-by-side code of every module registered for `workload`."""
-    entries, package, problem = registry_for(workload)
-    section = CodeSection(workload, None)
+def code_section(workload, registry=None, pair=None):
+    """The side-by-side code of every module registered for `workload`; `pair` is shown first."""
+    entries, package, problem = registry_for(workload, registry)
+    section = CodeSection(workload, None, pair=tuple(pair) if pair else None)
     if problem:
         section.problems.append(problem)
     modules = {}

@@ -17,10 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from sidebyside.report.chartdata import series
 from sidebyside.report.formatting import plot_label
 from sidebyside.report.formatting import seconds as seconds_text
-from sidebyside.report.tables import DIGITS
 
 DPI = 96
 STYLE = {
@@ -50,8 +48,8 @@ class Chart:
 
 
 @dataclass
-class DigitsPanel:
-    """What the digits figure is called; its numbers are read from the frame in digits_charts."""
+class FigurePanel:
+    """What a workload's own figure is called (its id, title, caption and alt text)."""
 
     id: str
     title: str
@@ -234,50 +232,6 @@ def sweep_png(panel):
 # ----------------------------------------------------------------------------
 # Digits
 # ----------------------------------------------------------------------------
-
-
-def digits_charts(collection, palette):
-    frame = collection.frame
-    frame = frame[(frame["workload"] == DIGITS) & (frame["status"] == "ok")]
-    frame = frame[frame["row"].map(lambda row: bool(collection.epochs[row])).astype(bool)]
-    charts = []
-    for machine, group in frame.groupby("machine", sort=False):
-        several = group[["device", "dtype"]].drop_duplicates().shape[0] > 1
-        with matplotlib.rc_context(STYLE):
-            figure = new_figure(11, 4.2)
-            accuracy_axes, epoch_axes = figure.subplots(1, 2)
-            names = []
-            for index, (_, row) in enumerate(group.iterrows()):
-                epochs = collection.epochs[row["row"]]
-                times = np.cumsum(np.nan_to_num(series([epoch["time_s"] for epoch in epochs])))
-                accuracy = series([epoch["test_accuracy"] for epoch in epochs]) * 100
-                name = row["implementation"] + (f" ({row['device']}, {row['dtype']})" if several else "")
-                names.append(plot_label(name))
-                colour = palette(row["implementation"])
-                accuracy_axes.plot(times, accuracy, LINE_STYLES.get(row["device"], ":"),
-                                   marker=MARKERS[index % len(MARKERS)], markersize=4, color=colour,
-                                   label=plot_label(name))
-                durations = series([epoch["time_s"] for epoch in epochs])
-                width = 0.8 / max(len(durations), 1)
-                for number, duration in enumerate(durations):
-                    epoch_axes.bar(index - 0.4 + width * (number + 0.5), duration, width, color=colour,
-                                   hatch="//" if number == 0 else None, edgecolor="white")
-            accuracy_axes.set_xlabel("wall time, seconds (cumulative over epochs)")
-            accuracy_axes.set_ylabel("test accuracy, %")
-            accuracy_axes.set_title("Accuracy against wall time")
-            epoch_axes.set_xticks(range(len(names)), names, rotation=20, ha="right")
-            epoch_axes.set_ylabel("seconds")
-            epoch_axes.set_title("Time of each epoch (first hatched)")
-            legend_outside(accuracy_axes, figure)
-            title = f"{machine} · digits"
-            figure.suptitle(plot_label(title, 120))
-            charts.append(render(figure, DigitsPanel(
-                f"digits-{len(charts)}", title,
-                "Left: test accuracy after each epoch against the time spent training. Right: each epoch's "
-                "time, one bar per epoch in order; the first (hatched) includes tracing and compilation.",
-                f"Digits accuracy and epoch times for {title}",
-            )))
-    return charts
 
 
 def png_charts(panels):

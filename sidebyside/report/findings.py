@@ -27,7 +27,7 @@ import pandas as pd
 from sidebyside import noise, ranking
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import value
-from sidebyside.report.tables import (DEVICE_ORDER, DIGITS, PEAK_FAULT, PEAK_SPREAD_WARNING, Table, comparable_median, limit_ratio,
+from sidebyside.report.tables import (DEVICE_ORDER, PEAK_FAULT, PEAK_SPREAD_WARNING, Table, comparable_median, limit_ratio,
                             ordered, peak_devices, peak_drift, ranking_entry, registry, speedup, tuned_pairs, tuned_rows,
                             tuned_step_cell)
 
@@ -306,25 +306,6 @@ def crossover_sentence(machine, dtype, crossing):
     return f"GPU against CPU ({dtype}): the CPU is faster at every size measured, up to {crossing['size']}."
 
 
-def digits_sentence(frame):
-    ok = frame[(frame["workload"] == DIGITS) & (frame["status"] == "ok")]
-    ok = ok[ok["time_to_target_s"].notna()].sort_values("time_to_target_s")
-    if ok.empty:
-        return None
-    several = ok[["device", "dtype"]].drop_duplicates().shape[0] > 1
-
-    def described(row):
-        where = f" ({row.device}, {row.dtype})" if several else ""
-        final = f" (final {fmt.percent(row.test_accuracy)})" if value(row.test_accuracy) is not None else ""
-        return f"{row.implementation}{where} {fmt.seconds(row.time_to_target_s)}{final}"
-
-    rows = list(ok.itertuples())
-    # One target is shared by every implementation of a run (DigitsProblem.target_accuracy).
-    targets = ", ".join(fmt.percent(t) for t in sorted(ok["target_accuracy"].dropna().unique())) or "the target"
-    return (f"Digits, time to reach {targets} test accuracy (epoch time only): "
-            + "; ".join(described(row) for row in rows) + ".")
-
-
 def threads_sentence(document, frame=None):
     """The thread count every framework was given and, where measured, how many cores they kept busy."""
     config = document["config"]
@@ -400,25 +381,34 @@ def measurement_warnings(collection):
 
 
 def findings(collection, crossings):
-    """[(machine label, [sentence, ...])] for the top of the report."""
+    """[(machine label, [sentence, ...])] for the top of the report.
+
+    The speed, peak, tuned, first-step and loop sentences read the ranked
+    workloads' rows (sidebyside.workloads, `main`); every other workload adds
+    its own sentences; the rest read every row.
+    """
+    from sidebyside import workloads
+
     frame = ordered(collection.frame, collection.labels)
     result = []
     for label, machine, document in collection.machines:
         part = frame[frame["machine"] == label]
+        main = part[part["workload"].isin(workloads.main_names())]
         sentences = []
-        for _, workload, device, dtype, size, group in primary_groups(part[part["workload"] != DIGITS]):
+        for _, workload, device, dtype, size, group in primary_groups(main):
             sentence = speed_sentence(label, device, dtype, size, group)
             if sentence:
                 sentences.append(sentence)
-        sentences += peak_sentence(part[part["workload"] != DIGITS])
-        sentences += tuned_sentences(collection, part[part["workload"] != DIGITS], tuned_pairs())
+        sentences += peak_sentence(main)
+        sentences += tuned_sentences(collection, main, tuned_pairs())
         for (machine_label, dtype), crossing in crossings.items():
             if machine_label == label:
                 sentences.append(crossover_sentence(label, dtype, crossing))
-        sentences += first_step_sentences(part[part["workload"] != DIGITS])
-        sentences += loop_sentences(part[part["workload"] != DIGITS])
-        for sentence in (agreement_sentence(part),
-                         digits_sentence(part), kernel_sentence(part, machine), threads_sentence(document, part),
+        sentences += first_step_sentences(main)
+        sentences += loop_sentences(main)
+        for name, rows in part[~part["workload"].isin(workloads.main_names())].groupby("workload", sort=False):
+            sentences += workloads.reading(name).findings(rows)
+        for sentence in (agreement_sentence(part), kernel_sentence(part, machine), threads_sentence(document, part),
                          unstable_sentence(part), status_sentence(part)):
             if sentence:
                 sentences.append(sentence)

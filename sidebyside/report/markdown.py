@@ -1,4 +1,4 @@
-"""The summary, idiom-vs-ceiling and timing tables as GitHub-flavoured Markdown, to paste into an issue.
+"""The summary, idiom-vs-ceiling and timing tables, and each other workload's own, as GitHub-flavoured Markdown, to paste into an issue.
 
 The charts follow as links to the PNG files build.py writes beside report.md.
 
@@ -60,6 +60,11 @@ def render_markdown(report, figures=()):
         block = render_table(report.tables.get(name))
         if block:
             blocks.append(block)
+    for section in report.sections:  # the other workloads' own tables
+        for own in section.tables:
+            block = render_table(own)
+            if block:
+                blocks.append(block)
     if figures:
         blocks.append("### Figures")
         blocks.append("\n\n".join(f"![{escape(title)}]({path})" for path, title in figures))

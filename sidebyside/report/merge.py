@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from sidebyside import workloads
 from sidebyside.report.schema import one_line, peak_for
 
-TWO_LAYER_SIZE = ("N", "D_in", "H", "D_out")
+SIZE_KEYS = ("N", "D_in", "H", "D_out")
 
 COLUMNS = (
     "row", "machine", "source", "workload", "implementation", "framework", "backend", "device",
@@ -78,6 +79,10 @@ class Collection:
             return self, notices
         return replace(self, frame=frame[~drop]), notices
 
+    def only(self, names):
+        """The same collection with the rows of these workloads only."""
+        return replace(self, frame=self.frame[self.frame["workload"].isin(list(names))])
+
 
 def path_suffix(source, depth):
     """The last `depth` parts of a file's path: results.json, run1/results.json, ..."""
@@ -111,22 +116,12 @@ def machine_labels(documents):
 
 
 def size_label(size):
-    """64×1000×100×10 for the two-layer sizes, else k=v pairs."""
-    if tuple(size) == TWO_LAYER_SIZE:
-        return "×".join(str(size[key]) for key in TWO_LAYER_SIZE)
+    """64×1000×100×10 for sizes of the four dimensions N, D_in, H, D_out, else k=v pairs."""
+    if tuple(size) == SIZE_KEYS:
+        return "×".join(str(size[key]) for key in SIZE_KEYS)
     if not size:
         return "?"
     return " ".join(f"{key}={value}" for key, value in size.items())
-
-
-def two_layer_flops(size):
-    """FLOPs of one training step, as sidebyside.implementations.two_layer.problem.Problem counts them."""
-    if not all(key in size for key in TWO_LAYER_SIZE):
-        return None
-    N, D_in, H, D_out = (size[key] for key in TWO_LAYER_SIZE)
-    forward = 2 * N * D_in * H + 2 * N * H * D_out
-    backward = 2 * (2 * N * H * D_out) + 2 * N * D_in * H
-    return forward + backward
 
 
 def ratio(numerator, denominator):
@@ -161,8 +156,8 @@ def merge(documents):
             timing = entry["step_time"] or {}
             size = entry["size"]
             flops = entry["flops_per_step"]
-            if flops is None and entry["workload"] == "two_layer":
-                flops = two_layer_flops(size)
+            if flops is None:  # pytest-benchmark JSON may not say: the workload knows
+                flops = workloads.reading(entry["workload"]).flops(size)
             flops = float(flops) if flops else None
             median = timing.get("median")
             gflops = entry["gflops"]

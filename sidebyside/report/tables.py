@@ -17,7 +17,6 @@ from sidebyside.report import compare
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import value
 
-DIGITS = "digits"
 DEVICE_ORDER = {"cpu": 0, "cuda": 1}
 PEAK_FAULT = 1.0  # a share of the measured peak above this is impossible: the peak or the FLOP count is wrong
 
@@ -205,7 +204,7 @@ def multi(collection, column):
 
 
 # ----------------------------------------------------------------------------
-# Two-layer (and any non-digits) tables
+# The ranked workloads' tables (build.py passes their rows only)
 # ----------------------------------------------------------------------------
 
 
@@ -261,8 +260,7 @@ def collapse_unavailable(frame):
 
 def summary_table(collection, lines_of_code):
     """The top table. Its CSV keeps every run; the page folds groups that are all n/a for one reason."""
-    frame = collection.frame[collection.frame["workload"] != DIGITS]
-    frame = with_group_ratios(ordered(frame, collection.labels))
+    frame = with_group_ratios(ordered(collection.frame, collection.labels))
     data = summary_data(frame, lines_of_code)
     frame = collapse_unavailable(frame)
     display = pd.DataFrame(
@@ -373,7 +371,7 @@ def tuned_step_cell(row):
 
 def tuned_rows(collection, pairs):
     """One record per tuned row in the files: the row, its sibling's row in the same group (or None)."""
-    frame = ordered(collection.frame[collection.frame["workload"] != DIGITS], collection.labels)
+    frame = ordered(collection.frame, collection.labels)
     order = {name: index for index, name in enumerate(pairs)}
     records = []
     for _, group in frame.groupby(GROUP, sort=False):
@@ -453,7 +451,7 @@ def tuned_table(collection, pairs=None):
 
 
 def timing_table(collection):
-    frame = ordered(collection.frame[collection.frame["workload"] != DIGITS], collection.labels)
+    frame = ordered(collection.frame, collection.labels)
     columns = ["machine", "workload", "device", "size_label", "dtype", "implementation", "status", "median",
                "iqr", "min", "max", "mean", "stddev", "rounds", "unstable", "first_step_s", "loop_time_s",
                "loop_steps", "loop_per_step", "flops", "gflops", "peak_gflops", "peak_fraction",
@@ -644,59 +642,6 @@ def status_table(collection):
         data, display, classes,
         facet="Machine",
     )
-
-
-# ----------------------------------------------------------------------------
-# Digits
-# ----------------------------------------------------------------------------
-
-
-def digits_table(collection, lines_of_code):
-    frame = collection.frame[collection.frame["workload"] == DIGITS]
-    if frame.empty:
-        return None
-    frame = ordered(frame.assign(median=frame["time_to_target_s"]).assign(step_median=frame["median"]),
-                    collection.labels)
-    later = [later_epochs_median(collection.epochs[row]) for row in frame["row"]]
-    loc = [lines_of_code.get(DIGITS, {}).get(name) for name in frame["implementation"]]
-    data = pd.DataFrame(
-        {
-            "machine": frame["machine"], "device": frame["device"], "dtype": frame["dtype"],
-            "implementation": frame["implementation"], "framework": frame["framework"],
-            "backend": frame["backend"], "status": frame["status"], "reason": frame["reason"],
-            "test_accuracy": frame["test_accuracy"], "target_accuracy": frame["target_accuracy"],
-            "time_to_target_s": frame["time_to_target_s"],
-            "first_epoch_s": frame["first_epoch_s"], "later_epoch_median_s": later,
-            "epochs": [len(collection.epochs[row]) for row in frame["row"]],
-            "step_median_s": frame["step_median"], "lines_of_code": loc,
-        }
-    )
-    display = pd.DataFrame(
-        {
-            "Machine": frame["machine"], "Device": frame["device"], "Dtype": frame["dtype"],
-            "Implementation": frame["implementation"],
-            "Test accuracy": [fmt.percent(x) if s == "ok" else fmt.status_text(s, r, d) for x, s, r, d in
-                              zip(frame["test_accuracy"], frame["status"], frame["reason"], frame["diverged_at"])],
-            "Time to target": [fmt.seconds(x) for x in frame["time_to_target_s"]],
-            "First epoch": [fmt.seconds(x) for x in frame["first_epoch_s"]],
-            "Later epochs (median)": [fmt.seconds(x) for x in later],
-            "Epochs": [fmt.general(x) for x in data["epochs"]],
-            "Step (median)": [step_cell(m, u) for m, u in zip(frame["step_median"], frame["unstable"])],
-            "LOC": [fmt.general(x) for x in loc],
-        }
-    )
-    classes = ["" if s == "ok" else "status-" + {"n/a": "na"}.get(s, s) for s in frame["status"]]
-    return Table(
-        "digits", "Digits: accuracy and time", data, display, classes, facet="Machine",
-        note=("Rows run fastest first by time to target: the epoch time until the first epoch whose test "
-              "accuracy reached the target shared by every implementation (none where no epoch did). "
-              "The first epoch includes tracing and compilation."),
-    )
-
-
-def later_epochs_median(epochs):
-    times = [epoch["time_s"] for epoch in epochs[1:] if epoch["time_s"] is not None]
-    return float(pd.Series(times).median()) if times else None
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,271 @@
+"""The two-layer ReLU net: the tutorial's problem, timed step by step.
+
+Its tasks are the configuration's sizes in full (every dtype, the full number
+of steps: the loss trajectory agreement is judged on) and the sweep's sizes
+(the first dtype, a time budget: timing only). Its entries are the ones the
+report ranks: they fill the summary, agreement and timing sections.
+A case is measured in the worker (`measure`: burn-in, timed steps, the loop
+view, memory), timed again in later rounds (`time_round`), and judged in the
+runner against the float64 reference of sidebyside/agreement.py.
+
+The tools that only this problem has live beside this module: the cases
+shared by the pytest-benchmark suite (cases.py), the speed targets
+(targets.py, baselines.py) and the data-parallel jobs (ddp_launch.py,
+ddp_train.py, multiworker.py, job_results.py).
+"""
+
+import math
+import time
+
+import numpy as np
+
+from sidebyside.config import sweep_learning_rate
+from sidebyside.workloads import Workload
+
+SIZE_KEYS = ("N", "D_in", "H", "D_out")
+# Implementations started as jobs of several processes, and the module that launches each kind.
+LAUNCHERS = {"torchrun": "sidebyside.ddp_launch", "tf_config": "sidebyside.multiworker",
+             "jax_coordinator": "sidebyside.multiworker"}
+WARM_UP_SIZE = {"N": 4, "D_in": 8, "H": 4, "D_out": 2}
+
+
+def size_dict(size):
+    return dict(zip(SIZE_KEYS, size))
+
+
+def problem_bytes(size):
+    from sidebyside.implementations.two_layer.problem import Problem
+
+    return Problem(**size_dict(size)).bytes_needed()
+
+
+def loop_steps(config, size):
+    """The loop view's length: the same for every implementation of a case.
+
+    As many steps as `loop_flops` of work (50 at the tutorial size), at least
+    `loop_min_steps`, at most the run's steps.
+    """
+    from sidebyside.implementations.two_layer.problem import Problem
+
+    flops = Problem(**size_dict(size)).flops_per_step()
+    return max(config.loop_min_steps, min(config.steps, int(config.loop_flops / flops)))
+
+
+def task(config, device, dtype, size, full):
+    """One task: a size in full (agreement, every timing view) or a sweep size (timed within a budget)."""
+    planned = {
+        "workload": WORKLOAD.name, "device": device, "dtype": dtype, "size": size_dict(size),
+        "steps": config.steps, "seed": config.seed, "warmup": min(config.warmup, max(config.steps // 10, 1)),
+        "learning_rate": config.learning_rate if full else sweep_learning_rate(config.learning_rate, size),
+        "loop_steps": loop_steps(config, size), "ranks": config.ranks,
+        "round_budget_s": config.round_budget_s, "min_steps": config.min_timed_steps,
+    }
+    if not full:
+        planned.update(budget_s=config.sweep_budget_s, warmup=3)
+    return planned
+
+
+def overrides_for(spec, task, threads):
+    """Harness parameters an implementation takes: torch_ddp's ranks and their threads."""
+    if "ranks" not in spec.options:
+        return {}
+    ranks = task.get("ranks") or spec.options["ranks"]
+    return {"ranks": ranks, "threads_per_rank": max(threads // ranks, 1)}
+
+
+def build(spec, task, threads):
+    """(net, x, y, problem) for one task, as the registry defines the variant."""
+    from sidebyside import cases
+
+    return cases.build(
+        spec.name, task["device"], task["dtype"], task["size"], task["learning_rate"], task["steps"], task["seed"],
+        **overrides_for(spec, task, threads),
+    )
+
+
+def finite_or_none(value):
+    return value if value is not None and math.isfinite(value) else None
+
+
+class TwoLayer(Workload):
+    name = "two_layer"
+    title = "Two-layer net"
+    main = True
+    order = 0
+    timed_rounds = True
+    code_pair = ("numpy_manual", "torch_manual")  # the tutorial's own first comparison
+
+    def registry(self):
+        from sidebyside import implementations
+
+        return implementations
+
+    def names(self):
+        return self.registry().names(self.name)
+
+    def preload(self):
+        return ("sidebyside.cases",)
+
+    def check(self, config):
+        """Refuse sizes whose arrays cannot fit, before anything is allocated."""
+        import psutil
+
+        from sidebyside.implementations.two_layer.problem import Problem
+
+        available = psutil.virtual_memory().available
+        for N, D_in, H, D_out in tuple(config.sizes) + tuple(config.sweep):
+            for dtype in config.dtypes:
+                needed = Problem(N=N, D_in=D_in, H=H, D_out=D_out, dtype=dtype).bytes_needed()
+                if needed > available:
+                    raise ValueError(f"size {N},{D_in},{H},{D_out} in {dtype} needs {needed:,} bytes; "
+                                     f"only {available:,} are available")
+
+    def tasks(self, config, spec, device):
+        # Smallest first: a process that held a larger case's arrays
+        # would report a smaller one's growth as too little.
+        planned = [task(config, device, dtype, size, full=True)
+                   for size in sorted(config.sizes, key=problem_bytes) for dtype in config.dtypes]
+        planned += [task(config, device, config.dtypes[0], size, full=False)
+                    for size in sorted(config.sweep, key=problem_bytes)]
+        return planned
+
+    def measure(self, spec, task, entry, threads):
+        """Fill `entry` with the losses and timings of one run."""
+        import importlib
+
+        from sidebyside import timing
+        from sidebyside.frameworks import compute_framework, gpu_peak_bytes, reset_gpu_peak
+
+        if spec.launcher:
+            return importlib.import_module(LAUNCHERS[spec.launcher]).measure(spec, task, entry, threads)
+
+        framework = compute_framework(spec)
+        memory = timing.PeakMemory()
+        net, x, y, problem = build(spec, task, threads)
+        try:
+            reset_gpu_peak(framework, task["device"])
+            losses, entry["first_step_s"], diverged_at = timing.start(net, x, y, task["warmup"])
+            durations = []
+            if diverged_at is None:
+                more, durations, diverged_at, entry["cpu_utilization"] = timing.timed_steps(
+                    net, x, y, problem.steps - len(losses), budget_s=task.get("budget_s"),
+                    min_rounds=task.get("min_steps", 20), first_index=len(losses),
+                )
+                losses += more
+            entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
+            timing.record_steps(entry, durations, problem.flops_per_step())
+            if diverged_at is not None:
+                entry["status"] = "diverged"
+                entry["diverged_at"] = diverged_at
+                entry["reason"] = f"loss became {losses[-1]} at step {diverged_at}"
+            else:
+                entry["loop_steps"] = task["loop_steps"]
+                entry["loop_time_s"], loop_losses = timing.time_loop(net, x, y, task["loop_steps"])
+                if not all(math.isfinite(float(value)) for value in loop_losses):
+                    entry["extra"]["loop_diverged"] = True
+            if task["device"] == "cuda":
+                entry["peak_memory_bytes"] = gpu_peak_bytes(framework)
+            else:
+                entry["peak_memory_bytes"] = memory.growth()
+                entry["extra"]["memory"] = memory.method
+            if hasattr(net, "info"):
+                entry["extra"].update(net.info())
+            loop_note = getattr(net, "loop_note", None)
+            if loop_note:
+                entry["extra"]["loop_note"] = loop_note
+        finally:
+            if hasattr(net, "close"):
+                net.close()
+
+    def warm_up(self, spec, task, threads):
+        """A few steps at a tiny size before the first case: the framework's one-time start.
+
+        Frameworks load parts of themselves on first use (torch's optimizers
+        pull in torch._dynamo, about 80 MB, on their first step; a compiler
+        initializes itself on its first compile; allocators and thread pools
+        start). Paid here, that start is not charged to the first case's memory
+        or first step. What the warm-up compiled is then forgotten
+        (`forget_compiled`), so no case inherits its graphs. Returns the seconds
+        it took, or None where it was skipped (torch_ddp: its ranks are fresh
+        processes for every net) or failed (the case itself will then fail and
+        say why).
+        """
+        from sidebyside import timing
+        from sidebyside.frameworks import compute_framework, forget_compiled
+
+        if "ranks" in spec.options:
+            return None
+        begin = time.perf_counter()
+        try:
+            net, x, y, _ = build(spec, {**task, "size": WARM_UP_SIZE, "steps": 8}, threads)
+        except Exception:
+            return None
+        try:
+            timing.start(net, x, y, 2)
+            timing.time_loop(net, x, y, 2)
+        except Exception:
+            return None
+        finally:
+            if hasattr(net, "close"):
+                net.close()
+            forget_compiled(compute_framework(spec))
+        return time.perf_counter() - begin
+
+    def time_round(self, spec, task, threads):
+        """One timing round: a fresh net, burn-in, then steps within a budget."""
+        from sidebyside import timing
+
+        net, x, y, problem = build(spec, task, threads)
+        try:
+            losses, first_step_s, diverged_at = timing.start(net, x, y, task["warmup"])
+            if diverged_at is not None:
+                return {"samples": [], "cpu_utilization": None, "first_step_s": first_step_s}
+            _, durations, _, utilization = timing.timed_steps(
+                net, x, y, problem.steps - len(losses), budget_s=task["round_budget_s"],
+                min_rounds=task.get("min_steps", 20), first_index=len(losses),
+            )
+            return {"samples": durations, "cpu_utilization": utilization, "first_step_s": first_step_s}
+        finally:
+            if hasattr(net, "close"):
+                net.close()
+
+    def judge(self, entry, task, references):
+        """Compare a full-length run's losses with the float64 reference (sweep sizes are timing only)."""
+        from sidebyside import agreement
+
+        if "budget_s" in task or not entry["losses"]:
+            return
+        key = (self.name, tuple(task["size"].values()), task["learning_rate"], task["seed"], task["steps"])
+        (losses, y), _ = references.once(key, lambda: self.reference(task))
+        result = agreement.compare(entry["losses"], losses, entry["dtype"], y)
+        entry["extra"]["agreement_ratio"] = result.pop("agreement_ratio")
+        entry.update(result)
+
+    def reference(self, task):
+        """((float64 losses, y), the record results.json keeps) for one task's problem."""
+        from sidebyside import agreement
+        from sidebyside.implementations.two_layer.problem import Problem, make_data
+
+        problem = Problem(**task["size"], learning_rate=task["learning_rate"], steps=task["steps"],
+                          seed=task["seed"], dtype="float64")
+        x, y, w1, w2 = make_data(problem)
+        losses = agreement.reference_losses(x, y, w1, w2, problem.learning_rate, problem.steps)
+        record = {"workload": self.name, "size": task["size"], "dtype": "float64",
+                  "learning_rate": task["learning_rate"],
+                  "losses": [float(v) if np.isfinite(v) else None for v in losses]}
+        return (losses, y), record
+
+    def flops(self, size):
+        """FLOPs of one training step, as the problem (implementations/two_layer/problem.py) counts them."""
+        if not all(key in size for key in SIZE_KEYS):
+            return None
+        N, D_in, H, D_out = (size[key] for key in SIZE_KEYS)
+        forward = 2 * N * D_in * H + 2 * N * H * D_out
+        backward = 2 * (2 * N * H * D_out) + 2 * N * D_in * H
+        return forward + backward
+
+    def findings(self, frame):
+        return []  # the main sections' sentences are the report's own
+
+
+WORKLOAD = TwoLayer()
