@@ -8,7 +8,7 @@ The tutorial-size ratio to the compute limit is confirmed by a second,
 independent timer: pytest-benchmark's own timing of the fastest net's step.
 """
 
-from sidebyside import targets
+from sidebyside.workloads.two_layer import targets
 
 
 def test_targets(benchmark, threads):

@@ -1,7 +1,7 @@
 """One training step of every implementation, per device and size.
 
 The same protocol as `sidebyside run` (sidebyside/timing.py), through the
-same code: the case is built by `sidebyside.cases.build` (data converted
+same code: the case is built by `sidebyside.workloads.two_layer.cases.build` (data converted
 outside every clock), `timing.start` times the first step (with any tracing
 or compilation) alone and runs the burn-in steps; then pytest-benchmark
 times single steps, each ending with the loss copied to the host, for
@@ -19,7 +19,8 @@ import os
 import pytest
 
 from sidebyside import implementations
-from sidebyside import cases, fairness, timing
+from sidebyside import fairness, timing
+from sidebyside.workloads.two_layer import cases
 from sidebyside.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig, sweep_learning_rate
 from sidebyside.workloads.two_layer import loop_steps
 from sidebyside.frameworks import compute_framework, computing, kernels
@@ -56,7 +57,7 @@ def load_or_skip(name):
         pytest.skip(f"n/a: {reason}")
     spec = implementations.spec(name)
     if not spec.in_process:
-        pytest.skip(f"n/a: {name} runs only as a job of several processes (sidebyside run; sidebyside/multiworker.py)")
+        pytest.skip(f"n/a: {name} runs only as a job of several processes (sidebyside run; sidebyside/workloads/two_layer/multiworker.py)")
     if "keras" in spec.requires and spec.backend != os.environ.get("KERAS_BACKEND"):
         pytest.skip(f"n/a: this process runs Keras on {os.environ.get('KERAS_BACKEND')}; "
                     f"run KERAS_BACKEND={spec.backend} pytest benchmarks/ -k {name}")

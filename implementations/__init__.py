@@ -56,7 +56,7 @@ class Implementation:
     tuning: str = ""
     # How `sidebyside run` starts it: "" in a process of its own forked from
     # its framework's zygote; "torchrun" (torch_ddp) through torchrun, as a
-    # cluster job is started (sidebyside/ddp_launch.py). The Net stays the
+    # cluster job is started (sidebyside/workloads/two_layer/ddp_launch.py). The Net stays the
     # in-process interface (tests, pytest-benchmark).
     launcher: str = ""
     in_process: bool = True  # False: only ever runs as a job of several processes (no Net to drive in one)
@@ -160,7 +160,7 @@ REGISTRY = {
                    "prepare() passes our own tensors through, and train() is one graph loop", first_step=TF_FIRST,
         ),
         # Data-parallel over processes, launched as a job of several processes
-        # (sidebyside/multiworker.py); no in-process Net.
+        # (sidebyside/workloads/two_layer/multiworker.py); no in-process Net.
         Implementation("tf_multiworker", "tf_multiworker", "tensorflow", ("tensorflow",), "tensorflow",
                        {"ranks": 2}, slow_start=True, launcher="tf_config", in_process=False, first_step=TF_FIRST),
         Implementation("jax_distributed", "jax_distributed", "jax", ("jax",), "jax",

@@ -106,10 +106,12 @@ def build_parser():
                      help="exit 1 if any case failed, diverged or disagrees (after writing everything)")
 
     parser.run_parser = run  # sidebyside/settings.py reads its options
-    ddp = commands.add_parser("ddp", help="one torch_ddp rank, started by torchrun (rank 0 writes results.json)")
-    from sidebyside.ddp_train import add_arguments as add_ddp_arguments
-
-    add_ddp_arguments(ddp, positive_int, positive_float, size)
+    # Commands a workload brings (the two-layer net's `ddp`, one rank under torchrun).
+    parser.workload_commands = {}
+    for workload in known_workloads.every():
+        for name, (text, add_arguments, run_command) in workload.commands().items():
+            add_arguments(commands.add_parser(name, help=text), positive_int, positive_float, size)
+            parser.workload_commands[name] = run_command
 
     report = commands.add_parser("report", help="build the HTML report from result files")
     try:
@@ -375,12 +377,10 @@ def main(argv=None):
             return command_list()
         if args.command == "run":
             return command_run(args)
-        if args.command == "ddp":
-            from sidebyside.ddp_train import NotUnderTorchrun, run
-
+        if args.command in parser.workload_commands:
             try:
-                return run(args)
-            except NotUnderTorchrun as error:
+                return parser.workload_commands[args.command](args)
+            except known_workloads.CommandError as error:
                 raise UsageError(str(error)) from None
         if report_missing():
             raise UsageError(f"sidebyside {args.command} needs the report's libraries: {report_missing()}")

@@ -2,7 +2,7 @@
 
 float64: every step's loss within 1e-8 relative, final weights within 1e-10.
 float32: the loss within the derived per-step tolerance of
-sidebyside/agreement.py while it is far above float32 round-off, and the
+sidebyside/workloads/two_layer/agreement.py while it is far above float32 round-off, and the
 run reaches the float32 floor (see that module's docstring for the
 derivation).
 """
@@ -10,7 +10,7 @@ derivation).
 import numpy as np
 import pytest
 
-from sidebyside import agreement
+from sidebyside.workloads.two_layer import agreement
 from sidebyside.implementations.two_layer.problem import Problem, make_data
 from tests.conftest import in_process_names, keras_names, keras_runs, oracle_run, skip_if_missing, train
 
@@ -84,7 +84,7 @@ def test_oracle_matches_the_tutorial():
 
 
 def test_harness_reference_matches_oracle():
-    """sidebyside.agreement's reference (used by `sidebyside run`) agrees with the oracle."""
+    """sidebyside.workloads.two_layer.agreement's reference (used by `sidebyside run`) agrees with the oracle."""
     x, y, w1, w2 = make_data(Problem(dtype="float64"))
     reference = agreement.reference_losses(x, y, w1, w2, 1e-6, 500)
     assert relative(reference, oracle_run()[0]) < 1e-12

@@ -268,7 +268,7 @@ def rank_processes(parent):
 def test_killing_a_rank_mid_run_ends_the_job_with_one_line(Net, tmp_path):
     import psutil
 
-    from sidebyside.ddp_launch import TIMEOUT_S
+    from sidebyside.workloads.two_layer.ddp_launch import TIMEOUT_S
 
     out = tmp_path / "killed-rank"
     process = start_long_run(out, ["torch_ddp"], ("--steps", "200000"))
@@ -421,7 +421,7 @@ Root Cause (first observed failure):
 
 
 def test_a_rank_killed_from_outside_is_named_even_when_its_peer_failed_first():
-    from sidebyside.ddp_launch import failure
+    from sidebyside.workloads.two_layer.ddp_launch import failure
 
     reason = failure(KILLED_AFTER_PEER.replace("exitcode  : -9 (pid: 4243)", "exitcode  : -9 (pid: 4243) (SIGKILL)"), 1)
     assert reason.startswith("torchrun: rank 1 was killed by SIGKILL") and "Connection reset by peer" in reason

@@ -145,3 +145,49 @@ def test_no_module_imports_itself_in_a_circle():
         if name not in state:
             visit(name, [name])
     assert not cycles, "\n".join(cycles)
+
+
+def workload_mentions(path, names):
+    """(line, text) of every identifier or string literal (docstrings aside) that names a workload."""
+    import io
+    import re
+    import tokenize
+
+    source = path.read_text(encoding="utf-8")
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                docstrings.add(first.lineno)
+    pattern = "|".join(re.escape(name) for name in names)
+    identifier = re.compile(rf"(^|_)({pattern})(_|$)", re.IGNORECASE)
+    literal = re.compile(rf"\b({pattern})\b", re.IGNORECASE)
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.NAME and identifier.search(token.string):
+            found.append((token.start[0], token.string))
+        elif token.type == tokenize.STRING and token.start[0] not in docstrings and literal.search(token.string):
+            found.append((token.start[0], token.string[:60]))
+    return found
+
+
+def test_no_harness_module_outside_a_workload_names_one():
+    """Workloads are plug-ins: only sidebyside/workloads/ may name one, in code (prose may give examples)."""
+    from sidebyside import workloads
+
+    names = workloads.names()
+    assert {"two_layer", "digits"} <= set(names)
+    harness = ROOT / "sidebyside"
+    offenders = []
+    for path in sorted(harness.rglob("*.py")):
+        if (harness / "workloads") in path.parents:
+            continue
+        offenders += [f"{path.relative_to(ROOT)}:{line}: {text}" for line, text in workload_mentions(path, names)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_mention_check_finds_a_planted_mention(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text('"""Docstrings may say two_layer."""\nDIGITS = 1\nif kind == "two_layer":\n    pass\n')
+    assert [line for line, _ in workload_mentions(planted, ["two_layer", "digits"])] == [2, 3]

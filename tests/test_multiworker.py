@@ -65,7 +65,7 @@ def test_two_processes_on_cpus_of_their_own_and_the_exchange_measured(entries, n
 ])
 def test_a_process_without_its_job_is_refused_in_one_line(arguments, expected, tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
-    result = subprocess.run([sys.executable, "-m", "sidebyside.multiworker", *arguments, "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "sidebyside.workloads.two_layer.multiworker", *arguments, "--out", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT, env={**environment, "PYTHONPATH": str(ROOT)},
                             timeout=120)
     assert result.returncode == 2
@@ -74,14 +74,14 @@ def test_a_process_without_its_job_is_refused_in_one_line(arguments, expected, t
 
 
 def free_ports(count):
-    from sidebyside.multiworker import free_ports as pick
+    from sidebyside.workloads.two_layer.multiworker import free_ports as pick
 
     return pick(count)
 
 
 def node_commands(name, out):
     """Two processes as two machines start them (README, "Running on several machines"), on 127.0.0.1."""
-    common = [sys.executable, "-m", "sidebyside.multiworker", name, "--dtype", "float64", "--steps", "100",
+    common = [sys.executable, "-m", "sidebyside.workloads.two_layer.multiworker", name, "--dtype", "float64", "--steps", "100",
               "--threads-per-process", "1"]
     if name == "tf_multiworker":
         workers = [f"127.0.0.1:{port}" for port in free_ports(2)]

@@ -189,7 +189,7 @@ def test_create_builds_the_registered_net():
 
 def test_cases_build_goes_through_create(monkeypatch):
     """sidebyside/cases.build builds with create (name and overrides passed on), in both call forms."""
-    from sidebyside import cases
+    from sidebyside.workloads.two_layer import cases
 
     calls = []
     real_create = implementations.create

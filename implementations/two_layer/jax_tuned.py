@@ -12,7 +12,7 @@ The maths, data and steps are jax_jit's. What changes:
   (64×1000 by 1000×100, jaxlib 0.10.2, the 2-core machine this was
   written on): x·w1 about 227 µs against x·w1tᵀ 195 µs, and xᵀ·grad_h
   235 µs against grad_hᵀ·x 177 µs. That is where this step gains on
-  jax_jit's (see sidebyside/targets.py for the paired measurement).
+  jax_jit's (see sidebyside/workloads/two_layer/targets.py for the paired measurement).
 - The backward pass is written by hand, as in numpy_manual, instead of by
   `jax.value_and_grad`, so the factor 2 of the squared error's derivative
   and the learning rate are applied once, to the 64×10 error, and the

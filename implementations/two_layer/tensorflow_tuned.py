@@ -11,7 +11,8 @@ The maths, data and steps are tf_function's; the weights are still
   place).
 - The step is a `tf.function` graph, as tf_function's, and NOT compiled by
   XLA: at the tutorial size on the CPU, XLA's dot kernels are slower than
-  the ones TensorFlow's graph runs (oneDNN's), and in paired runs on the
+  the ones TensorFlow's graph runs (Eigen's `MatMul`, the op
+  sidebyside/frameworks/tensorflow.py finds in a traced graph here), and in paired runs on the
   2-core machine this was written on (TensorFlow 2.21) the same
   hand-written step ran about 10 % faster as a plain graph than with
   `jit_compile=True`. The fastest way to write this step for TensorFlow

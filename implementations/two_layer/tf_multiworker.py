@@ -9,7 +9,7 @@ gradients are summed over the workers by the replica context's all-reduce
 worker applies the same update. The loss of the whole batch is the sum of
 the workers' losses (`strategy.reduce`).
 
-Started by sidebyside/multiworker.py, which sets TF_CONFIG for each worker
+Started by sidebyside/workloads/two_layer/multiworker.py, which sets TF_CONFIG for each worker
 of `sidebyside run`, or by you on several machines with TF_CONFIG of your
 own. There is no in-process Net: a strategy spans processes.
 """

@@ -8,7 +8,7 @@ replicas never drift apart. `torch.distributed` does the exchange: with the
 gloo backend over TCP between CPU processes, with NCCL between GPUs.
 
 `sidebyside run` launches torch_ddp the way users do, through torchrun
-(`sidebyside/ddp_launch.py` starts `sidebyside ddp`, sidebyside/ddp_train.py,
+(`sidebyside/workloads/two_layer/ddp_launch.py` starts `sidebyside ddp`, sidebyside/workloads/two_layer/ddp_train.py,
 once per rank), and that is what its results measure, on one machine or
 several. This Net is the in-process interface to the same ranks, for the
 tests and the pytest-benchmark suite, which drive a net step by step: it is

@@ -2,7 +2,7 @@
 
 The loss, timing and sweep figures draw the panels of chartdata.py (the
 numbers the page's interactive charts show too) as PNG files for the
-Markdown export; the digits figure is embedded in the page as a base64 data
+Markdown export; a workload's own figures (sidebyside/workloads/) are embedded in the page as a base64 data
 URI. Every implementation keeps one colour in every figure; devices are told
 apart by line style. Labels pass through `plot_label`, so a name from a
 foreign file cannot switch on matplotlib's mathtext.
@@ -227,11 +227,6 @@ def sweep_png(panel):
         legend_outside(time_axes, figure)
         figure.suptitle(plot_label(panel.title, 120))
         return render(figure, panel)
-
-
-# ----------------------------------------------------------------------------
-# Digits
-# ----------------------------------------------------------------------------
 
 
 def png_charts(panels):

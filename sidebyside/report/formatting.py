@@ -47,7 +47,7 @@ def times(x):
     return f"{x:.2f}×" if x < 10 else f"{x:.3g}×" if x < 1000 else f"{x:,.0f}×"
 
 
-def general(x, digits=3):
+def general(x, significant=3):
     x = value(x)
     if x is None:
         return MISSING
@@ -58,7 +58,7 @@ def general(x, digits=3):
     if isinstance(x, float) and math.isfinite(x):
         if x.is_integer() and 1000 <= abs(x) < 1e15:
             return f"{x:,.0f}"
-        return f"{x:.{digits}g}"
+        return f"{x:.{significant}g}"
     return one_line(x, 300)
 
 

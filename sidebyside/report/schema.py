@@ -20,6 +20,8 @@ import math
 import os
 import stat
 
+from sidebyside.workloads import UNNAMED
+
 SCHEMA_VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024  # result files are a few MB at most; refuse anything absurd
 # "disagrees": the run finished but its losses disagree with the float64 reference (its reason says by
@@ -336,7 +338,7 @@ def check_references(value, path):
         check_object(item, here)
         references.append(
             {
-                "workload": check_text(item.get("workload", "two_layer"), f"{here}.workload"),
+                "workload": check_text(item.get("workload", UNNAMED), f"{here}.workload"),
                 "size": check_size(item.get("size", {}), f"{here}.size"),
                 "dtype": check_text(item.get("dtype", "float64"), f"{here}.dtype"),
                 "losses": check_losses(item.get("losses", []), f"{here}.losses"),
@@ -723,7 +725,7 @@ def benchmark_entry(benchmark, index, machine):
         if isinstance(benchmark.get(key), str):
             leftovers.setdefault(f"pytest_{key}", benchmark[key])
     raw["extra"] = leftovers
-    defaults = {"workload": "two_layer", "device": "unknown", "dtype": "unknown", "status": "ok"}
+    defaults = {"workload": UNNAMED, "device": "unknown", "dtype": "unknown", "status": "ok"}
     entry = check_entry(raw, prefixed(f"{here}.extra_info", overrides), defaults)
     # Derive what pytest-benchmark's stats and the machine's peaks imply.
     median = entry["step_time"]["median"]

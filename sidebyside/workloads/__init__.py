@@ -21,6 +21,13 @@ import os
 import pkgutil
 
 PLUGINS = "SIDEBYSIDE_WORKLOADS"
+# The workload of an entry or reference that names none: result files written
+# before entries named theirs, and pytest-benchmark JSON without extra_info.
+UNNAMED = "two_layer"
+
+
+class CommandError(ValueError):
+    """Bad use of a workload's own command: the CLI prints it in one line, exit status 2."""
 
 
 class Workload:
@@ -53,6 +60,14 @@ class Workload:
     def preload(self):
         """Modules the worker's zygote imports before forking, when it serves this workload."""
         return ()
+
+    def commands(self):
+        """Subcommands of `sidebyside` this workload brings.
+
+        {name: (help, add_arguments(parser, positive_int, positive_float, size), run(args) -> exit code)};
+        run raises CommandError for bad use.
+        """
+        return {}
 
     # Planning ----------------------------------------------------------------
 

@@ -6,7 +6,7 @@ of steps: the loss trajectory agreement is judged on) and the sweep's sizes
 report ranks: they fill the summary, agreement and timing sections.
 A case is measured in the worker (`measure`: burn-in, timed steps, the loop
 view, memory), timed again in later rounds (`time_round`), and judged in the
-runner against the float64 reference of sidebyside/agreement.py.
+runner against the float64 reference of sidebyside/workloads/two_layer/agreement.py.
 
 The tools that only this problem has live beside this module: the cases
 shared by the pytest-benchmark suite (cases.py), the speed targets
@@ -20,12 +20,12 @@ import time
 import numpy as np
 
 from sidebyside.config import sweep_learning_rate
-from sidebyside.workloads import Workload
+from sidebyside.workloads import CommandError, Workload
 
 SIZE_KEYS = ("N", "D_in", "H", "D_out")
 # Implementations started as jobs of several processes, and the module that launches each kind.
-LAUNCHERS = {"torchrun": "sidebyside.ddp_launch", "tf_config": "sidebyside.multiworker",
-             "jax_coordinator": "sidebyside.multiworker"}
+LAUNCHERS = {"torchrun": "sidebyside.workloads.two_layer.ddp_launch", "tf_config": "sidebyside.workloads.two_layer.multiworker",
+             "jax_coordinator": "sidebyside.workloads.two_layer.multiworker"}
 WARM_UP_SIZE = {"N": 4, "D_in": 8, "H": 4, "D_out": 2}
 
 
@@ -75,7 +75,7 @@ def overrides_for(spec, task, threads):
 
 def build(spec, task, threads):
     """(net, x, y, problem) for one task, as the registry defines the variant."""
-    from sidebyside import cases
+    from sidebyside.workloads.two_layer import cases
 
     return cases.build(
         spec.name, task["device"], task["dtype"], task["size"], task["learning_rate"], task["steps"], task["seed"],
@@ -104,7 +104,19 @@ class TwoLayer(Workload):
         return self.registry().names(self.name)
 
     def preload(self):
-        return ("sidebyside.cases",)
+        return ("sidebyside.workloads.two_layer.cases",)
+
+    def commands(self):
+        from sidebyside.workloads.two_layer import ddp_train
+
+        def run_rank(args):
+            try:
+                return ddp_train.run(args)
+            except ddp_train.NotUnderTorchrun as error:
+                raise CommandError(str(error)) from None
+
+        return {"ddp": ("one torch_ddp rank, started by torchrun (rank 0 writes results.json)",
+                        ddp_train.add_arguments, run_rank)}
 
     def check(self, config):
         """Refuse sizes whose arrays cannot fit, before anything is allocated."""
@@ -231,7 +243,7 @@ class TwoLayer(Workload):
 
     def judge(self, entry, task, references):
         """Compare a full-length run's losses with the float64 reference (sweep sizes are timing only)."""
-        from sidebyside import agreement
+        from sidebyside.workloads.two_layer import agreement
 
         if "budget_s" in task or not entry["losses"]:
             return
@@ -243,7 +255,7 @@ class TwoLayer(Workload):
 
     def reference(self, task):
         """((float64 losses, y), the record results.json keeps) for one task's problem."""
-        from sidebyside import agreement
+        from sidebyside.workloads.two_layer import agreement
         from sidebyside.implementations.two_layer.problem import Problem, make_data
 
         problem = Problem(**task["size"], learning_rate=task["learning_rate"], steps=task["steps"],

@@ -6,7 +6,7 @@ It starts
     python -m torch.distributed.run --standalone --nproc-per-node R \\
         -m sidebyside.cli ddp --out TMP --size ... --steps ... --dtype ...
 
-(`sidebyside ddp`, sidebyside/ddp_train.py), waits for it, and takes the
+(`sidebyside ddp`, sidebyside/workloads/two_layer/ddp_train.py), waits for it, and takes the
 measured fields of the one entry rank 0 wrote into TMP/results.json. The
 runner then judges agreement and pools it like any other entry, so the
 single-machine comparison and a cluster run are the same code.

@@ -163,7 +163,7 @@ def train(args, rank):
     import torch
     import torch.distributed as dist
 
-    from sidebyside import job_results
+    from sidebyside.workloads.two_layer import job_results
     from sidebyside.implementations.two_layer.ddp_rank import Replica
     from sidebyside.implementations.two_layer.problem import make_data
 

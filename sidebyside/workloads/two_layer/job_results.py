@@ -1,7 +1,7 @@
 """What every process of a data-parallel job measures, and the one entry its rank 0 writes.
 
-Shared by `sidebyside ddp` (torchrun, sidebyside/ddp_train.py) and the
-TensorFlow and JAX multi-process jobs (sidebyside/multiworker.py). Every
+Shared by `sidebyside ddp` (torchrun, sidebyside/workloads/two_layer/ddp_train.py) and the
+TensorFlow and JAX multi-process jobs (sidebyside/workloads/two_layer/multiworker.py). Every
 process runs the harness's timing protocol (sidebyside/timing.py) on a net
 whose step returns the loss of the whole batch (summed over the processes
 and fetched to the host, so rank 0's clock covers every process's step);

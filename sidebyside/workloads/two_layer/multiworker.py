@@ -3,15 +3,15 @@
 One process of a job:
 
     TF_CONFIG='{"cluster": {"worker": ["HOST0:PORT", "HOST1:PORT"]}, "task": {"type": "worker", "index": I}}' \\
-        python -m sidebyside.multiworker tf_multiworker --out DIR [--size ...] [--steps ...] [--dtype ...]
-    python -m sidebyside.multiworker jax_distributed --coordinator HOST0:PORT --processes 2 --process-id I \\
+        python -m sidebyside.workloads.two_layer.multiworker tf_multiworker --out DIR [--size ...] [--steps ...] [--dtype ...]
+    python -m sidebyside.workloads.two_layer.multiworker jax_distributed --coordinator HOST0:PORT --processes 2 --process-id I \\
         --out DIR [--size ...] [--steps ...] [--dtype ...]
 
 Each process pins itself to its share of this machine's CPUs (by
 `--local-index` of `--local-processes`, by default the only process on its
 machine; the harness, which starts them all on one, passes both), sizes its thread pools (sidebyside/fairness.py), keeps its
 rows of the shared batch, runs the timing protocol and reports to process 0,
-which writes DIR/results.json (sidebyside/job_results.py). Communication per
+which writes DIR/results.json (sidebyside/workloads/two_layer/job_results.py). Communication per
 step is an all-reduce of gradient-sized buffers timed apart, after training
 (median of 50): neither framework exposes the step's own exchange to a clock.
 
@@ -41,7 +41,7 @@ def parser():
     from sidebyside.cli import Parser, positive_float, positive_int, size
     from sidebyside.config import TUTORIAL_SIZE
 
-    arguments = Parser(prog="python -m sidebyside.multiworker")
+    arguments = Parser(prog="python -m sidebyside.workloads.two_layer.multiworker")
     arguments.add_argument("name", choices=JOBS)
     arguments.add_argument("--out", required=True, metavar="DIR")
     arguments.add_argument("--size", type=size, default=TUTORIAL_SIZE, metavar="N,D_in,H,D_out")
@@ -121,7 +121,8 @@ def train(args, index, processes):
 
     import numpy as np
 
-    from sidebyside import fairness, job_results
+    from sidebyside import fairness
+    from sidebyside.workloads.two_layer import job_results
     from sidebyside.implementations.two_layer.problem import make_data
 
     threads, local = settle_in(index, processes, args, args.threads_per_process)
@@ -202,7 +203,7 @@ def free_ports(count):
 def commands(name, task, processes, threads_per_process, out):
     """(command, extra environment) for each process of a job on this machine."""
     size = ",".join(str(task["size"][key]) for key in ("N", "D_in", "H", "D_out"))
-    common = [sys.executable, "-m", "sidebyside.multiworker", name, "--out", str(out), "--size", size,
+    common = [sys.executable, "-m", "sidebyside.workloads.two_layer.multiworker", name, "--out", str(out), "--size", size,
               "--steps", str(task["steps"]), "--dtype", task["dtype"], "--learning-rate", repr(task["learning_rate"]),
               "--threads-per-process", str(threads_per_process), "--local-processes", str(processes)]
     if name == "tf_multiworker":
@@ -285,7 +286,7 @@ def failure(index, running, outputs):
 
 def measure(spec, task, entry, threads):
     """The worker's launcher for tf_multiworker and jax_distributed: fill its entry with process 0's."""
-    from sidebyside.ddp_launch import MEASURED
+    from sidebyside.workloads.two_layer.ddp_launch import MEASURED
 
     processes = task.get("ranks") or spec.options["ranks"]
     measured = launch(spec.name, task, processes, max(threads // processes, 1))

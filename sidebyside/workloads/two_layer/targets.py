@@ -1,10 +1,10 @@
 """The speed targets, measured as ratios in one run on this machine.
 
-    python -m sidebyside.targets [--threads N]
+    python -m sidebyside.workloads.two_layer.targets [--threads N]
     pytest benchmarks/test_targets.py --benchmark-only --targets -s
 
 1. No strawmen: each implementation against the plain tutorial version of
-   the same code (sidebyside/baselines.py); compiled variants against their
+   the same code (sidebyside/workloads/two_layer/baselines.py); compiled variants against their
    eager code (reported, not required).
 2. At the tutorial size, the fastest implementation within 2.0x of the
    compute limit, FLOPs per step / measured peak.
@@ -95,12 +95,14 @@ def runnable(name):
     spec = implementations.spec(name)
     if not spec.in_process:  # a job of several processes: no net to time step by step here
         return False
+    if "ranks" in spec.options:  # data-parallel: its ranks split the threads apart, not one process's steps
+        return False
     return "keras" not in spec.requires or spec.backend == os.environ.get("KERAS_BACKEND")
 
 
 def build(name, size, learning_rate=1e-6):
     from sidebyside import implementations
-    from sidebyside import cases
+    from sidebyside.workloads.two_layer import cases
 
     spec = implementations.spec(name)
     Net = implementations.load(name)
@@ -109,7 +111,7 @@ def build(name, size, learning_rate=1e-6):
 
 def measure(threads, rounds=ROUNDS, report=print):
     from sidebyside import fairness
-    from sidebyside.baselines import BASELINES, EAGER_COUNTERPARTS
+    from sidebyside.workloads.two_layer.baselines import BASELINES, EAGER_COUNTERPARTS
     from sidebyside.config import SHORT_SWEEP, TUTORIAL_SIZE, sweep_learning_rate
     from sidebyside.peak import cpu_peaks
     from sidebyside.implementations.two_layer.problem import Problem, make_data
@@ -193,7 +195,7 @@ def measure(threads, rounds=ROUNDS, report=print):
 def main(argv=None):
     from sidebyside import fairness
 
-    parser = argparse.ArgumentParser(prog="python -m sidebyside.targets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sidebyside.workloads.two_layer.targets", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=fairness.default_threads())
     args = parser.parse_args(argv)
     fairness.set_environment(args.threads)
