@@ -313,7 +313,7 @@ def command_run(args):
               f"`sidebyside report {run.results_path} --out DIR` builds it once they are", file=sys.stderr)
     elif not args.no_report:
         from sidebyside.report.build import OutputError, build_report
-        from sidebyside.report.schema import ResultsError
+        from sidebyside.results import ResultsError
 
         try:
             index = build_report([run.results_path], out_dir)
@@ -377,7 +377,7 @@ def load_resume(out_dir):
     from sidebyside.runner import SCHEMA
 
     try:
-        from sidebyside.report.schema import ResultsError, load_results
+        from sidebyside.results import ResultsError, load_results
     except ImportError:
         raise UsageError("the report package is needed to resume a run") from None
     path = out_dir / "results.json"

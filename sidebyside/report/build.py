@@ -24,7 +24,7 @@ from sidebyside.report.html import render_html, stylesheet
 from sidebyside.report.interactive import interactive_charts
 from sidebyside.report.markdown import render_markdown
 from sidebyside.report.merge import merge
-from sidebyside.report.schema import load_results, one_line
+from sidebyside.results import load_results, one_line
 
 CODE_WORKLOADS = ("two_layer", "digits")
 FIGURES = "figures"  # the folder of report.md's PNG figures

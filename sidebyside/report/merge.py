@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from sidebyside.report.schema import one_line, peak_for
+from sidebyside.results import one_line, peak_for
 
 TWO_LAYER_SIZE = ("N", "D_in", "H", "D_out")
 
