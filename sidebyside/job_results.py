@@ -101,6 +101,7 @@ def write(out_dir, config, task, problem, measured, everyone, extra, label=None)
     """Rank 0: the entry, judged against the reference, in OUT/results.json. Returns the entry."""
     from sidebyside import implementations
     from sidebyside import machine, runner, timing
+    from sidebyside.results import gflops
     from sidebyside.worker import base_entry, finite_or_none
 
     run = runner.Run(config, out_dir)
@@ -114,7 +115,7 @@ def write(out_dir, config, task, problem, measured, everyone, extra, label=None)
     entry["first_step_s"] = measured["first_step_s"]
     entry["flops_per_step"] = problem.flops_per_step()
     if entry["step_time"]:
-        entry["gflops"] = problem.flops_per_step() / entry["step_time"]["median"] / 1e9
+        entry["gflops"] = gflops(problem.flops_per_step(), entry["step_time"]["median"])
     if diverged_at is not None:
         entry.update(status="diverged", diverged_at=diverged_at,
                      reason=f"loss became {losses[-1]} at step {diverged_at}")

@@ -30,8 +30,9 @@ import time
 import psutil
 from pytest_benchmark.stats import Stats
 
+from sidebyside.results import UNSTABLE_IQR, is_unstable  # noqa: F401  (one definition, in results.py)
+
 STAT_FIELDS = ("median", "iqr", "min", "max", "mean", "stddev", "rounds")
-UNSTABLE_IQR = 0.10  # IQR above 10 % of the median flags the timing, as pyperf does
 
 
 def summarize(durations):
@@ -46,10 +47,6 @@ def summarize(durations):
     if summary["rounds"] < 2:
         summary["stddev"] = 0.0
     return summary
-
-
-def is_unstable(step_time):
-    return bool(step_time and step_time["median"] > 0 and step_time["iqr"] > UNSTABLE_IQR * step_time["median"])
 
 
 def cpu_seconds():

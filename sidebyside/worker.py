@@ -33,6 +33,7 @@ import time
 import traceback
 
 from sidebyside import fairness
+from sidebyside.results import gflops, new_entry
 from sidebyside.implementations import one_line
 from sidebyside.frameworks import compute_framework, forget_compiled, gpu_peak_bytes, kernels, reset_gpu_peak
 
@@ -49,34 +50,12 @@ def die_with_parent():
 
 
 def base_entry(spec, task, threads):
-    return {
-        "workload": task["workload"],
-        "implementation": spec.name,
-        "framework": spec.framework,
-        "backend": spec.backend,
-        "device": task["device"],
-        "dtype": task["dtype"],
-        "threads": threads,
-        "size": task["size"],
-        "status": "ok",
-        "reason": None,
-        "diverged_at": None,
-        "losses": [],
-        "step_time": None,
-        "unstable": False,
-        "cpu_utilization": None,
-        "first_step_s": None,
-        "loop_time_s": None,
-        "loop_steps": None,
-        "flops_per_step": None,
-        "gflops": None,
-        "peak_fraction": None,
-        "peak_memory_bytes": None,
-        "agreement": None,
-        "agreement_tolerance": None,
-        "agrees": None,
-        "extra": {},
-    }
+    """A new entry of this implementation and task: every key of the model (sidebyside.results.Entry)."""
+    return new_entry(
+        workload=task["workload"], implementation=spec.name, framework=spec.framework, backend=spec.backend,
+        device=task["device"], dtype=task["dtype"], threads=threads, size=task["size"], status="ok",
+        unstable=False,
+    )
 
 
 def finite_or_none(value):
@@ -134,7 +113,7 @@ def measure_two_layer(spec, task, entry, threads):
         entry["unstable"] = timing.is_unstable(entry["step_time"])
         entry["flops_per_step"] = problem.flops_per_step()
         if entry["step_time"]:
-            entry["gflops"] = problem.flops_per_step() / entry["step_time"]["median"] / 1e9
+            entry["gflops"] = gflops(problem.flops_per_step(), entry["step_time"]["median"])
         if diverged_at is not None:
             entry["status"] = "diverged"
             entry["diverged_at"] = diverged_at
