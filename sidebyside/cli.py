@@ -1,4 +1,4 @@
-"""The `sidebyside` command: list, run, ddp (a torchrun rank), report, compare.
+"""The `sidebyside` command: list, run, ddp (a torchrun rank), report, compare, schema.
 
 Every user error ends in one line on stderr and exit status 2; Ctrl-C during
 a run saves what was measured and exits 130, SIGTERM the same with 143.
@@ -124,6 +124,7 @@ def build_parser():
         compare.add_argument("files", nargs=2)
     else:
         add_compare_arguments(compare)
+    commands.add_parser("schema", help="print the JSON Schema of results.json (sidebyside/results.schema.json)")
     return parser
 
 
@@ -405,6 +406,11 @@ def main(argv=None):
             args = with_settings(args, argv, parser.run_parser)
         if args.command == "list":
             return command_list()
+        if args.command == "schema":
+            from sidebyside.results import json_schema_text
+
+            sys.stdout.write(json_schema_text())
+            return 0
         if args.command == "run":
             return command_run(args)
         if args.command == "ddp":
