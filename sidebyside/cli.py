@@ -375,12 +375,8 @@ def with_settings(args, argv, run_parser):
 
 
 def load_resume(out_dir):
-    from sidebyside.runner import SCHEMA
+    from sidebyside.results import SCHEMA_VERSION, ResultsError, load_results
 
-    try:
-        from sidebyside.results import ResultsError, load_results
-    except ImportError:
-        raise UsageError("the report package is needed to resume a run") from None
     path = out_dir / "results.json"
     try:
         load_results(path)  # validates: untrusted until proven otherwise
@@ -389,7 +385,7 @@ def load_resume(out_dir):
     import json
 
     document = json.loads(path.read_text())
-    if document.get("schema") != SCHEMA or "config" not in document:
+    if document.get("schema") != SCHEMA_VERSION or "config" not in document:
         raise UsageError(f"{path}: not a results file from sidebyside run")
     return RunConfig.from_dict(document["config"]), document
 

@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 
 from sidebyside import agreement, machine, noise, ranking, timing
-from sidebyside.results import gflops, peak_for, peak_fraction, validate_document
+from sidebyside.results import SCHEMA_VERSION, gflops, peak_for, peak_fraction, validate_document
 from sidebyside.config import RunConfig, sweep_learning_rate
 from sidebyside.files import atomic_write, probe_writable
 
-SCHEMA = 1
+SCHEMA = SCHEMA_VERSION  # the results.json layout this runner writes (sidebyside/results.py)
 KEY_FIELDS = ("workload", "implementation", "device", "dtype")
 TIMED_STATUSES = ("ok", "disagrees")  # entries whose step time later rounds refine
 
