@@ -20,6 +20,7 @@ import pytest
 
 from sidebyside import implementations
 from sidebyside import fairness, timing
+from sidebyside.results import gflops
 from sidebyside.workloads.two_layer import cases
 from sidebyside.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig, sweep_learning_rate
 from sidebyside.workloads.two_layer import loop_steps
@@ -105,8 +106,9 @@ def built(request, case):
 def record(benchmark, info, flops, steps_per_round=1):
     benchmark.extra_info.update(info)
     stats = benchmark.stats.stats if benchmark.stats else None
-    if stats and stats.median > 0:
-        benchmark.extra_info["gflops"] = flops * steps_per_round / stats.median / 1e9
+    rate = gflops(flops * steps_per_round, stats.median) if stats else None
+    if rate is not None:
+        benchmark.extra_info["gflops"] = rate
 
 
 def test_step(benchmark, built, case):

@@ -1,4 +1,4 @@
-"""The `sidebyside` command: list, run, ddp (a torchrun rank), report, compare.
+"""The `sidebyside` command: list, run, ddp (a torchrun rank), report, compare, schema.
 
 Every user error ends in one line on stderr and exit status 2; Ctrl-C during
 a run saves what was measured and exits 130, SIGTERM the same with 143.
@@ -128,6 +128,7 @@ def build_parser():
         compare.add_argument("files", nargs=2)
     else:
         add_compare_arguments(compare)
+    commands.add_parser("schema", help="print the JSON Schema of results.json (sidebyside/results.schema.json)")
     return parser
 
 
@@ -283,7 +284,7 @@ def command_run(args):
               f"`sidebyside report {run.results_path} --out DIR` builds it once they are", file=sys.stderr)
     elif not args.no_report:
         from sidebyside.report.build import OutputError, build_report
-        from sidebyside.report.schema import ResultsError
+        from sidebyside.results import ResultsError
 
         try:
             index = build_report([run.results_path], out_dir)
@@ -344,12 +345,8 @@ def with_settings(args, argv, run_parser):
 
 
 def load_resume(out_dir):
-    from sidebyside.runner import SCHEMA
+    from sidebyside.results import SCHEMA_VERSION, ResultsError, load_results
 
-    try:
-        from sidebyside.report.schema import ResultsError, load_results
-    except ImportError:
-        raise UsageError("the report package is needed to resume a run") from None
     path = out_dir / "results.json"
     try:
         load_results(path)  # validates: untrusted until proven otherwise
@@ -358,7 +355,7 @@ def load_resume(out_dir):
     import json
 
     document = json.loads(path.read_text())
-    if document.get("schema") != SCHEMA or "config" not in document:
+    if document.get("schema") != SCHEMA_VERSION or "config" not in document:
         raise UsageError(f"{path}: not a results file from sidebyside run")
     return RunConfig.from_dict(document["config"]), document
 
@@ -375,6 +372,11 @@ def main(argv=None):
             args = with_settings(args, argv, parser.run_parser)
         if args.command == "list":
             return command_list()
+        if args.command == "schema":
+            from sidebyside.results import json_schema_text
+
+            sys.stdout.write(json_schema_text())
+            return 0
         if args.command == "run":
             return command_run(args)
         if args.command in parser.workload_commands:

@@ -125,7 +125,9 @@ class Case:
 
     @property
     def gflops(self):
-        return self.flops / self.best / 1e9 if self.best else None
+        from sidebyside.results import gflops
+
+        return gflops(self.flops, self.best)
 
     def reset(self):
         """Forget the timings (not a failure): the same case, measured afresh."""

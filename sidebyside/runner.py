@@ -40,10 +40,11 @@ from pathlib import Path
 import numpy as np
 
 from sidebyside import machine, noise, ranking, timing, workloads
+from sidebyside.results import SCHEMA_VERSION, gflops, peak_for, peak_fraction, validate_document
 
 from sidebyside.files import atomic_write, probe_writable
 
-SCHEMA = 1
+SCHEMA = SCHEMA_VERSION  # the results.json layout this runner writes (sidebyside/results.py)
 KEY_FIELDS = ("workload", "implementation", "device", "dtype")
 TIMED_STATUSES = ("ok", "disagrees")  # entries whose step time later rounds refine
 
@@ -253,7 +254,11 @@ class Run:
             raise RunError(f"cannot write to {self.out_dir}: {error.strerror or error}") from None
 
     def save(self):
-        """Write results.json atomically."""
+        """Write results.json atomically, once the model (sidebyside/results.py) has checked it.
+
+        A document the model rejects is a bug of the writer: ResultsError, and nothing written.
+        """
+        validate_document(self.document, str(self.results_path))
         text = json.dumps(self.document, indent=1, allow_nan=False)
         try:
             atomic_write(self.results_path, text)
@@ -293,9 +298,8 @@ class Run:
         return entry
 
     def set_peak_fraction(self, entry):
-        peaks = (self.document["machine"].get("peak_gflops") or {}).get(entry["device"]) or {}
-        peak = peaks.get(entry["dtype"]) if isinstance(peaks, dict) else None
-        entry["peak_fraction"] = entry["gflops"] / peak if entry.get("gflops") and peak else None
+        peak = peak_for(self.document["machine"].get("peak_gflops"), entry["device"], entry["dtype"])
+        entry["peak_fraction"] = peak_fraction(entry.get("gflops"), peak)
 
     def add_round(self, entry, record):
         """Pool one later round's timed steps into an entry."""
@@ -317,7 +321,7 @@ class Run:
         entry["step_time"]["samples"] = compact(pooled)
         entry["unstable"] = timing.is_unstable(entry["step_time"])
         if entry.get("flops_per_step"):
-            entry["gflops"] = entry["flops_per_step"] / entry["step_time"]["median"] / 1e9
+            entry["gflops"] = gflops(entry["flops_per_step"], entry["step_time"]["median"])
         self.set_peak_fraction(entry)
 
     # Processes --------------------------------------------------------------

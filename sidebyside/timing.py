@@ -30,8 +30,9 @@ import time
 import psutil
 from pytest_benchmark.stats import Stats
 
+from sidebyside.results import UNSTABLE_IQR, gflops, is_unstable  # noqa: F401  (UNSTABLE_IQR re-exported: one definition, in results.py)
+
 STAT_FIELDS = ("median", "iqr", "min", "max", "mean", "stddev", "rounds")
-UNSTABLE_IQR = 0.10  # IQR above 10 % of the median flags the timing, as pyperf does
 
 
 def summarize(durations):
@@ -48,10 +49,6 @@ def summarize(durations):
     return summary
 
 
-def is_unstable(step_time):
-    return bool(step_time and step_time["median"] > 0 and step_time["iqr"] > UNSTABLE_IQR * step_time["median"])
-
-
 def record_steps(entry, durations, flops_per_step):
     """An entry's figures from its timed steps: the summary, the samples (for the runner), GFLOP/s."""
     entry["step_time"] = summarize(durations)
@@ -59,7 +56,7 @@ def record_steps(entry, durations, flops_per_step):
     entry["unstable"] = is_unstable(entry["step_time"])
     entry["flops_per_step"] = flops_per_step
     if entry["step_time"]:
-        entry["gflops"] = flops_per_step / entry["step_time"]["median"] / 1e9
+        entry["gflops"] = gflops(flops_per_step, entry["step_time"]["median"])
 
 
 def cpu_seconds():

@@ -32,6 +32,7 @@ import time
 import traceback
 
 from sidebyside import fairness, workloads
+from sidebyside.results import new_entry
 from sidebyside.implementations import one_line
 from sidebyside.frameworks import compute_framework, kernels
 
@@ -48,34 +49,12 @@ def die_with_parent():
 
 
 def base_entry(spec, task, threads):
-    return {
-        "workload": task["workload"],
-        "implementation": spec.name,
-        "framework": spec.framework,
-        "backend": spec.backend,
-        "device": task["device"],
-        "dtype": task["dtype"],
-        "threads": threads,
-        "size": task["size"],
-        "status": "ok",
-        "reason": None,
-        "diverged_at": None,
-        "losses": [],
-        "step_time": None,
-        "unstable": False,
-        "cpu_utilization": None,
-        "first_step_s": None,
-        "loop_time_s": None,
-        "loop_steps": None,
-        "flops_per_step": None,
-        "gflops": None,
-        "peak_fraction": None,
-        "peak_memory_bytes": None,
-        "agreement": None,
-        "agreement_tolerance": None,
-        "agrees": None,
-        "extra": {},
-    }
+    """A new entry of this implementation and task: every key of the model (sidebyside.results.Entry)."""
+    return new_entry(
+        workload=task["workload"], implementation=spec.name, framework=spec.framework, backend=spec.backend,
+        device=task["device"], dtype=task["dtype"], threads=threads, size=task["size"], status="ok",
+        unstable=False,
+    )
 
 
 def run_job(job, emit, log):

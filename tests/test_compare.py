@@ -21,7 +21,7 @@ import pytest
 
 from sidebyside.report import compare
 from sidebyside.report.compare import Change, significance, timed_change
-from sidebyside.report.schema import parse_results
+from sidebyside.results import parse_results
 from tests.conftest import ROOT
 from tests.test_cli import one_line_error, sidebyside
 from tests.test_report_data import make_benchmark_json

@@ -186,7 +186,7 @@ def test_the_ranks_end_with_their_parent(Net, signal_number):
 # file rank 0 writes (validated as any result file), the losses against the
 # oracle, the processes that exist and the ones left afterwards.
 
-from sidebyside.report.schema import load_results  # noqa: E402
+from sidebyside.results import load_results  # noqa: E402
 from tests.test_cli import one_line_error, sidebyside  # noqa: E402
 from tests.test_run_processes import descendants, start_long_run, still_running  # noqa: E402
 

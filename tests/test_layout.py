@@ -51,7 +51,8 @@ def test_the_wheel_holds_one_namespace_and_no_tests(wheel_names):
     for expected in ("sidebyside/cli.py", "sidebyside/implementations/__init__.py",
                      "sidebyside/implementations/two_layer/torch_autograd.py",
                      "sidebyside/implementations/digits/torch_nn.py",
-                     "sidebyside/report/templates/report.html.j2"):
+                     "sidebyside/report/templates/report.html.j2",
+                     "sidebyside/results.schema.json"):  # the JSON Schema of results.json, for other tools
         assert expected in wheel_names
     # Every module of the checkout's namespace is in the wheel, none left out.
     shipped = {f"sidebyside/{path.relative_to(ROOT / 'sidebyside').as_posix()}" for path in (ROOT / "sidebyside").rglob("*.py")}

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from sidebyside.report.schema import load_results
+from sidebyside.results import load_results
 from tests.conftest import ROOT, oracle_run, skip_if_missing
 from tests.test_cli import sidebyside
 

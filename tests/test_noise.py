@@ -10,7 +10,7 @@ import time
 import pytest
 
 from sidebyside import noise
-from sidebyside.report.schema import ResultsError, parse_results
+from sidebyside.results import ResultsError, parse_results
 from tests.test_cli import QUICK, load, one_line_error, sidebyside
 
 QUIET = {"load_average": [0.1, 0.1, 0.1], "other_cpu_cores": 0.02, "busy_processes": [], "cpu_mhz": 2600.0,

@@ -21,7 +21,7 @@ from sidebyside.report import build, code, markdown
 from sidebyside.report.build import OutputError, build_report
 from sidebyside.report.cli import main
 from sidebyside.report.merge import machine_labels, merge
-from sidebyside.report.schema import load_results, parse_results
+from sidebyside.results import load_results, parse_results
 from tests.test_report_data import (PEAKS, TUTORIAL, entry, flops, make_benchmark_json, make_document,
                                     reference_losses, write)
 

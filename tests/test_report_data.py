@@ -12,7 +12,7 @@ The other report tests import these builders.
 import json
 import math
 
-from sidebyside.report.schema import load_results
+from sidebyside.results import load_results
 
 TUTORIAL = {"N": 64, "D_in": 1000, "H": 100, "D_out": 10}
 SWEEP = [{"N": 256, "D_in": 1000, "H": 400, "D_out": 10}, {"N": 1024, "D_in": 1000, "H": 1000, "D_out": 10}]

@@ -18,7 +18,7 @@ from sidebyside.report import tables
 from sidebyside.report.build import build_report
 from sidebyside.report.findings import tuned_sentences
 from sidebyside.report.merge import merge
-from sidebyside.report.schema import parse_results
+from sidebyside.results import parse_results
 from sidebyside.report.tables import tuned_pairs
 from tests.test_report_data import PEAKS, TUTORIAL, entry, flops, make_document, reference_losses, write
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidebyside.report import schema
-from sidebyside.report.schema import ResultsError, load_results, parse_results
+from sidebyside import results as schema
+from sidebyside.results import ResultsError, load_results, parse_results
 from tests.test_report_data import make_benchmark_json, make_document, write
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
-from sidebyside.report.schema import load_results
+from sidebyside.results import load_results
 from tests.conftest import ROOT
 from tests.test_cli import available, sidebyside
 

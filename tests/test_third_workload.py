@@ -135,7 +135,9 @@ def test_registered_in_process_it_is_planned():
 
 
 def test_a_third_workload_runs_end_to_end_without_a_harness_change(tmp_path):
-    from sidebyside.report.schema import load_results
+    import jsonschema
+
+    from sidebyside.results import json_schema, load_results
     from tests.test_cli import sidebyside
 
     listed = sidebyside("list", env={**PLUGIN, "COLUMNS": "200"})
@@ -150,7 +152,8 @@ def test_a_third_workload_runs_end_to_end_without_a_harness_change(tmp_path):
     assert f"{NAME} · cpu · float64" in result.stdout
 
     raw = json.loads((out / "results.json").read_text())
-    document = load_results(out / "results.json")  # the loader validates every field
+    jsonschema.validate(raw, json_schema(), cls=jsonschema.Draft202012Validator)  # the published schema
+    document = load_results(out / "results.json")  # and the loader, which validates every field
     entries = {(entry["implementation"], entry["device"]): entry for entry in document["results"]}
     assert set(entries) == {(name, device) for name in NETS for device in ("cpu", "cuda")}
     for name in NETS:

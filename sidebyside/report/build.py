@@ -26,7 +26,7 @@ from sidebyside.report.interactive import interactive_charts
 from sidebyside.report.markdown import render_markdown
 from sidebyside.report.merge import merge
 from sidebyside.report.sections import entries_section
-from sidebyside.report.schema import load_results, one_line
+from sidebyside.results import load_results, one_line
 
 FIGURES = "figures"  # the folder of report.md's PNG figures
 

@@ -16,7 +16,7 @@ import matplotlib
 import numpy as np
 
 from sidebyside.report.merge import value
-from sidebyside.report.schema import peak_for
+from sidebyside.results import peak_for
 from sidebyside.report.tables import DEVICE_ORDER
 
 PLOT_LIMIT = 1e100  # values beyond this (a diverging loss, an absurd timing) are left out of plots

@@ -33,7 +33,7 @@ def add_arguments(parser):
 def run(args):
     """Build the report; returns the exit status."""
     from sidebyside.report.build import OutputError, build_report
-    from sidebyside.report.schema import ResultsError
+    from sidebyside.results import ResultsError
 
     formats = tuple(dict.fromkeys(args.formats or ["html"]))
     try:

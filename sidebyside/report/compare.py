@@ -22,7 +22,7 @@ import pandas as pd
 
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import merge, value
-from sidebyside.report.schema import ResultsError, load_results, one_line
+from sidebyside.results import ResultsError, load_results, one_line
 
 ALPHA = 0.05
 # Below 4 steps a side, no arrangement of the samples gives a two-sided p under 0.05
@@ -172,7 +172,7 @@ def agreement(row):
 
 
 def compare_documents(before, after):
-    """The Comparison of two normalized documents (sidebyside.report.schema.load_results)."""
+    """The Comparison of two normalized documents (sidebyside.results.load_results)."""
     collection = merge([before, after])
     label_before, label_after = collection.labels
     frame = collection.frame

@@ -52,7 +52,7 @@ def run(args):
     """Print the comparison; returns the exit status."""
     from sidebyside.report import compare_output
     from sidebyside.report.compare import compare_files
-    from sidebyside.report.schema import ResultsError
+    from sidebyside.results import ResultsError
 
     try:
         comparison = compare_files(args.base, args.new)

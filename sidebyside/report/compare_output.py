@@ -14,7 +14,7 @@ from sidebyside.report import formatting as fmt
 from sidebyside.report import markdown
 from sidebyside.report.build import csv_safe
 from sidebyside.report.compare import ALPHA, CASE, NOT_SIGNIFICANT, case_name, change_text, p_text
-from sidebyside.report.schema import one_line
+from sidebyside.results import one_line
 
 CASE_HEADINGS = {"workload": "Workload", "implementation": "Implementation", "device": "Device",
                  "dtype": "Dtype", "size_label": "Size"}

@@ -3,7 +3,7 @@
 import math
 
 from sidebyside.report.merge import value
-from sidebyside.report.schema import one_line
+from sidebyside.results import one_line
 
 MISSING = "—"
 

@@ -21,7 +21,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from sidebyside.report.chartdata import DEVICE_DASH
-from sidebyside.report.schema import one_line
+from sidebyside.results import one_line
 
 FONT = dict(family="system-ui, -apple-system, Segoe UI, Roboto, DejaVu Sans, sans-serif", size=12)
 AXIS = dict(showgrid=True, gridcolor="#e5e9ee", zeroline=False, linecolor="#aab4bf", showline=True, automargin=True)

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from sidebyside import workloads
-from sidebyside.report.schema import one_line, peak_for
+from sidebyside.results import gflops as gflops_of
+from sidebyside.results import one_line, peak_for
+from sidebyside.results import peak_fraction as share_of_peak
 
 SIZE_KEYS = ("N", "D_in", "H", "D_out")
 
@@ -162,14 +164,14 @@ def merge(documents):
             median = timing.get("median")
             gflops = entry["gflops"]
             if gflops is None and flops and median and entry["status"] == "ok":
-                gflops = ratio(flops, median * 1e9)
+                gflops = gflops_of(flops, median)
             # The share of peak is always against the entry's own device AND dtype: a float64 run
             # against the float32 peak would look twice as far from the hardware as it is.
             peak = peak_for(peaks, entry["device"], entry["dtype"])
             if peak is not None or peaks.get(entry["device"]) is not None:
                 # Recomputed where the file gives this device's peaks: an older file's float64
                 # entries were shared against the float32 peak, and get none here instead.
-                peak_fraction = ratio(gflops, peak)
+                peak_fraction = share_of_peak(gflops, peak)
             else:
                 peak_fraction = entry["peak_fraction"]  # no peak in the file: the writer's figure or none
             rows.append(

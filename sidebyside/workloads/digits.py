@@ -41,7 +41,8 @@ import numpy as np
 
 from sidebyside.fairness import default_threads
 from sidebyside.frameworks import compute_framework, gpu_peak_bytes, reset_gpu_peak
-from sidebyside.timing import PeakMemory, is_unstable, summarize
+from sidebyside.results import gflops, is_unstable, new_entry
+from sidebyside.timing import PeakMemory, summarize
 from sidebyside.workloads import Workload
 from sidebyside.implementations import digits
 from sidebyside.implementations.digits.data import BUNDLED_PIXELS, EXTRA, load_data, missing_libraries
@@ -68,7 +69,7 @@ def reference_record(epochs=None, data=None, quick=False):
     problem = problem_for("float64", epochs, quick)
     dataset = load_data(problem, data)
     return {
-        "workload": "digits",
+        "workload": WORKLOAD.name,
         "size": problem.size(dataset.D_in),
         "dtype": "float64",
         "data": dataset.source,
@@ -174,8 +175,8 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
         extra.update(net.info())
 
     flops = flops_per_step(problem, dataset.D_in)
-    return {
-        "workload": "digits",
+    return new_entry(**{
+        "workload": WORKLOAD.name,
         "implementation": spec.name,
         "framework": spec.framework,
         "backend": spec.backend,
@@ -194,7 +195,7 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
         "loop_time_s": float(sum(record["time_s"] for record in records[1:] or records)),
         "loop_steps": int(sum(steps[1:] or steps)),
         "flops_per_step": flops,
-        "gflops": flops / step_time["median"] / 1e9 if step_time and step_time["median"] > 0 else None,
+        "gflops": gflops(flops, step_time["median"]) if step_time else None,
         "peak_fraction": None,
         "peak_memory_bytes": peak_memory,
         "agreement": agreement if math.isfinite(agreement) else None,
@@ -206,7 +207,7 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
         "target_accuracy": float(problem.target_accuracy),
         "time_to_target_s": to_target,
         "first_epoch_s": records[0]["time_s"],
-    }
+    })
 
 
 def digits_table(collection, lines_of_code):

@@ -114,6 +114,7 @@ def measure(threads, rounds=ROUNDS, report=print):
     from sidebyside.workloads.two_layer.baselines import BASELINES, EAGER_COUNTERPARTS
     from sidebyside.config import SHORT_SWEEP, TUTORIAL_SIZE, sweep_learning_rate
     from sidebyside.peak import cpu_peaks
+    from sidebyside.results import gflops, peak_fraction
     from sidebyside.implementations.two_layer.problem import Problem, make_data
 
     from sidebyside import implementations
@@ -163,7 +164,7 @@ def measure(threads, rounds=ROUNDS, report=print):
                 net.close()
 
     fastest = min(results["medians"], key=results["medians"].get)
-    limit = problem.flops_per_step() / (peak * 1e9)
+    limit = problem.flops_per_step() / (peak * 1e9)  # seconds a step would take at the peak
     ratio = results["medians"][fastest] / limit
     results["tutorial"] = {"fastest": fastest, "median_s": results["medians"][fastest], "limit_s": limit, "ratio": ratio}
     report(f"tutorial size: fastest {fastest} {results['medians'][fastest] * 1e6:.0f} µs; "
@@ -176,7 +177,7 @@ def measure(threads, rounds=ROUNDS, report=print):
         if implementations.spec(name).framework == "keras" and name not in ("keras_tensorflow", "keras_jax", "keras_torch"):
             continue
         net, x, y, _ = build(name, largest, sweep_learning_rate(1e-6, largest))
-        shares[name] = flops / median_step(net.step, x, y, rounds=10, warmup=2) / 1e9 / peak
+        shares[name] = peak_fraction(gflops(flops, median_step(net.step, x, y, rounds=10, warmup=2)), peak)
         if hasattr(net, "close"):
             net.close()
     best = max(shares, key=shares.get)
