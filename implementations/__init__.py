@@ -156,7 +156,7 @@ REGISTRY = {
             "tensorflow_tuned", "tensorflow_tuned", "tensorflow", ("tensorflow",), "tensorflow",
             tuned_from="tf_function",
             tuning="the backward pass is written by hand instead of a GradientTape, in a graph that XLA does "
-                   "not compile (slower at this size on the CPU), called by its concrete function's flat call, "
+                   "not compile (no faster at this size on the CPU), called by its concrete function's flat call, "
                    "prepare() passes our own tensors through, and train() is one graph loop", first_step=TF_FIRST,
         ),
         # Data-parallel over processes, launched as a job of several processes

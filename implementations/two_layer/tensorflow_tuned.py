@@ -10,13 +10,14 @@ The maths, data and steps are tf_function's; the weights are still
   (scalars commute with the products: the same maths, rounded in another
   place).
 - The step is a `tf.function` graph, as tf_function's, and NOT compiled by
-  XLA: at the tutorial size on the CPU, XLA's dot kernels are slower than
-  the ones TensorFlow's graph runs (Eigen's `MatMul`, the op
-  sidebyside/frameworks/tensorflow.py finds in a traced graph here), and in paired runs on the
-  2-core machine this was written on (TensorFlow 2.21) the same
-  hand-written step ran about 10 % faster as a plain graph than with
-  `jit_compile=True`. The fastest way to write this step for TensorFlow
-  at this size is therefore not XLA.
+  XLA: at the tutorial size on the CPU, XLA's dot kernels are no faster
+  than the ones TensorFlow's graph runs (Eigen's `MatMul`, the op
+  sidebyside/frameworks/tensorflow.py finds in a traced graph here). In
+  paired runs of this same step, alternating, best of 5, the plain graph
+  took 0.99× XLA's time (0.97–1.01 across the repeats; 948 against 961 µs,
+  2 threads, a 2-core AMD EPYC, TensorFlow 2.21), and about 0.9× on the
+  machine this was first written on. XLA buys nothing here, and the plain
+  graph keeps TensorFlow's own kernels.
 - Calling the graph costs more than running it: a traced step that only
   slices its input took about 190 µs per call through its
   `ConcreteFunction`, about 110 µs through the concrete function's flat

@@ -81,6 +81,12 @@ def torch_autograd_plain(x, y, w1, w2, learning_rate):
 
 
 def torch_nn_plain(x, y, w1, w2, learning_rate):
+    """pytorch-examples' two_layer_net_optim.py: nn.Sequential, MSELoss(sum) and torch.optim.SGD.
+
+    torch_nn is "nn + optim", so its plain version uses the optimizer too;
+    comparing it with a hand-written update would time optim.SGD, not
+    whether torch_nn's own code costs anything.
+    """
     import torch
 
     D_in, H = w1.shape
@@ -94,14 +100,14 @@ def torch_nn_plain(x, y, w1, w2, learning_rate):
     loss_fn = torch.nn.MSELoss(reduction="sum")
     x, y = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
 
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+
     def step(_x, _y):
         y_pred = model(x)
         loss = loss_fn(y_pred, y)
-        model.zero_grad()
+        optimizer.zero_grad()
         loss.backward()
-        with torch.no_grad():
-            for param in model.parameters():
-                param -= learning_rate * param.grad
+        optimizer.step()
         return loss.item()
 
     return step
