@@ -17,6 +17,7 @@ from sidebyside.implementations.digits.reference import relative_difference
 
 ENTRY_KEYS = {
     "workload", "implementation", "framework", "backend", "device", "dtype", "threads", "size", "status", "reason",
+    "cpu_utilization",  # None: an epoch is timed as a whole, its CPU time is not sampled
     "diverged_at", "losses", "step_time", "unstable", "first_step_s", "loop_time_s", "loop_steps", "flops_per_step",
     "gflops", "peak_fraction", "peak_memory_bytes", "agreement", "agreement_tolerance", "agrees", "extra",
     "epochs", "test_accuracy", "target_accuracy", "time_to_target_s", "first_epoch_s",
