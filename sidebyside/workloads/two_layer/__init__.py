@@ -19,50 +19,14 @@ import time
 
 import numpy as np
 
-from sidebyside.config import sweep_learning_rate
 from sidebyside.workloads import CommandError, Workload
+from sidebyside.workloads.two_layer.tasks import (NAME, SIZE_KEYS, finite_or_none, loop_steps, problem_bytes,  # noqa: F401
+                                                 size_dict, task)
 
-SIZE_KEYS = ("N", "D_in", "H", "D_out")
 # Implementations started as jobs of several processes, and the module that launches each kind.
 LAUNCHERS = {"torchrun": "sidebyside.workloads.two_layer.ddp_launch", "tf_config": "sidebyside.workloads.two_layer.multiworker",
              "jax_coordinator": "sidebyside.workloads.two_layer.multiworker"}
 WARM_UP_SIZE = {"N": 4, "D_in": 8, "H": 4, "D_out": 2}
-
-
-def size_dict(size):
-    return dict(zip(SIZE_KEYS, size))
-
-
-def problem_bytes(size):
-    from sidebyside.implementations.two_layer.problem import Problem
-
-    return Problem(**size_dict(size)).bytes_needed()
-
-
-def loop_steps(config, size):
-    """The loop view's length: the same for every implementation of a case.
-
-    As many steps as `loop_flops` of work (50 at the tutorial size), at least
-    `loop_min_steps`, at most the run's steps.
-    """
-    from sidebyside.implementations.two_layer.problem import Problem
-
-    flops = Problem(**size_dict(size)).flops_per_step()
-    return max(config.loop_min_steps, min(config.steps, int(config.loop_flops / flops)))
-
-
-def task(config, device, dtype, size, full):
-    """One task: a size in full (agreement, every timing view) or a sweep size (timed within a budget)."""
-    planned = {
-        "workload": WORKLOAD.name, "device": device, "dtype": dtype, "size": size_dict(size),
-        "steps": config.steps, "seed": config.seed, "warmup": min(config.warmup, max(config.steps // 10, 1)),
-        "learning_rate": config.learning_rate if full else sweep_learning_rate(config.learning_rate, size),
-        "loop_steps": loop_steps(config, size), "ranks": config.ranks,
-        "round_budget_s": config.round_budget_s, "min_steps": config.min_timed_steps,
-    }
-    if not full:
-        planned.update(budget_s=config.sweep_budget_s, warmup=3)
-    return planned
 
 
 def overrides_for(spec, task, threads):
@@ -83,12 +47,8 @@ def build(spec, task, threads):
     )
 
 
-def finite_or_none(value):
-    return value if value is not None and math.isfinite(value) else None
-
-
 class TwoLayer(Workload):
-    name = "two_layer"
+    name = NAME
     title = "Two-layer net"
     main = True
     order = 0

@@ -17,17 +17,17 @@ import statistics
 
 def configuration(name, size, steps, dtype, learning_rate, device, threads, label=""):
     from sidebyside.config import RunConfig
-    from sidebyside.workloads import two_layer
+    from sidebyside.workloads.two_layer import tasks as two_layer
 
     return RunConfig(
-        implementations=(name,), workloads=(two_layer.WORKLOAD.name,), devices=(device,), dtypes=(dtype,),
+        implementations=(name,), workloads=(two_layer.NAME,), devices=(device,), dtypes=(dtype,),
         sizes=(tuple(size),), sweep=(), steps=steps, learning_rate=learning_rate,
         threads=threads, rounds=1, name=label,
     )
 
 
 def task_for(config):
-    from sidebyside.workloads import two_layer
+    from sidebyside.workloads.two_layer import tasks as two_layer
 
     return two_layer.task(config, config.devices[0], config.dtypes[0], config.sizes[0], full=True)
 
@@ -103,7 +103,7 @@ def write(out_dir, config, task, problem, measured, everyone, extra, label=None)
     from sidebyside import implementations
     from sidebyside import machine, runner, timing
     from sidebyside.worker import base_entry
-    from sidebyside.workloads.two_layer import finite_or_none
+    from sidebyside.workloads.two_layer.tasks import finite_or_none
 
     run = runner.Run(config, out_dir)
     run.check_writable()
