@@ -57,10 +57,6 @@ def entry_key(entry):
     return tuple(entry[field] for field in KEY_FIELDS) + tuple(sorted(entry["size"].items()))
 
 
-def registry_for(workload):
-    return workloads.get(workload).registry()
-
-
 def spec_of(run):
     return workloads.get(run["workload"]).spec(run["implementation"])
 
