@@ -427,3 +427,35 @@ def test_a_rank_killed_from_outside_is_named_even_when_its_peer_failed_first():
     assert reason.startswith("torchrun: rank 1 was killed by SIGKILL") and "Connection reset by peer" in reason
     # Without a signal anywhere, torchrun's own root cause stands.
     assert failure(KILLED_AFTER_PEER, 1).startswith("torchrun: rank 0 exited with code 1: RuntimeError")
+
+
+BOTH_KILLED = """============================================================
+sidebyside.cli FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-02_21:00:43
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -9 (pid: 3920)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 3920
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-02_21:00:42
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 3921)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 3921
+============================================================
+"""
+
+
+def test_of_two_killed_ranks_the_one_killed_first_is_named():
+    # A survivor blocked in a collective outlives torchrun's SIGTERM and is SIGKILLed in turn;
+    # the summary lists it first, but the root cause is the rank killed from outside.
+    from sidebyside.workloads.two_layer.ddp_launch import failure
+
+    assert failure(BOTH_KILLED, 1) == "torchrun: rank 1 was killed by SIGKILL"

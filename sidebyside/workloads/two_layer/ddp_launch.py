@@ -105,9 +105,13 @@ def failure(output, code):
     """One line: which rank failed first (torchrun's root cause) and how, with its own error if it said one."""
     errors = {int(match["rank"]): first_sentence(match["message"]) for match in RANK_ERROR.finditer(output)}
     # A rank killed from outside (not torchrun's own SIGTERM to the survivors) is the cause, even where
-    # a peer's "connection reset" reached torchrun first and became its root cause.
+    # a peer's "connection reset" reached torchrun first and became its root cause. Where several were
+    # killed (torchrun escalates to SIGKILL on a survivor that outlives its SIGTERM), the root cause
+    # among them is the one killed first.
+    root = ROOT_CAUSE.search(output)
     killed = [match for match in FAILURE.finditer(output) if match["signal"] not in (None, "SIGTERM")]
-    cause = killed[0] if killed else ROOT_CAUSE.search(output)
+    root_killed = [match for match in killed if root and match["rank"] == root["rank"]]
+    cause = (root_killed or killed or [root])[0]
     if cause:
         rank, exit_code = int(cause["rank"]), int(cause["code"])
         how = f"was killed by {cause['signal']}" if cause["signal"] else f"exited with code {exit_code}"
