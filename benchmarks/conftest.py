@@ -26,7 +26,7 @@ def pytest_addoption(parser):
     group.addoption("--impl", action="append", default=None, help="implementation names (repeatable)")
     group.addoption("--dtype", choices=("float32", "float64"), default="float32")
     group.addoption("--tf32", action="store_true", help="allow TF32 matmuls on GPUs")
-    group.addoption("--targets", action="store_true", help="also run the speed-target ratios (a minute or more)")
+    group.addoption("--targets", action="store_true", help="also run the speed-target ratios and the protocol agreement (minutes)")
 
 
 def threads_of(config):
@@ -60,7 +60,7 @@ def threads(request):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--targets"):
         return
-    skip = pytest.mark.skip(reason="the speed targets run with --targets")
+    skip = pytest.mark.skip(reason="the speed targets and the protocol's agreement run with --targets")
     for item in items:
-        if item.name == "test_targets":
+        if item.name in ("test_targets", "test_protocol"):
             item.add_marker(skip)

@@ -118,8 +118,14 @@ def test_step(benchmark, built, case):
     benchmark.group = f"{device} {','.join(map(str, size))} step"
     benchmark.name = name
     rounds = TIMED_STEPS if size == TUTORIAL_SIZE else SWEEP_STEPS
-    benchmark.pedantic(net.step, args=(x, y), rounds=rounds, iterations=1, warmup_rounds=0)
+    last_loss = benchmark.pedantic(net.step, args=(x, y), rounds=rounds, iterations=1, warmup_rounds=0)
     record(benchmark, {**info, "view": "step"}, problem.flops_per_step())
+    # Where the net stands after the timed steps: with `steps_trained`, what
+    # shows that the suite timed the run's own trajectory (the run records
+    # the same loss as the last of its `losses`).
+    if last_loss is not None:
+        timed = 1 if benchmark.disabled else rounds  # --benchmark-disable runs the step once
+        benchmark.extra_info.update({"last_loss": float(last_loss), "steps_trained": 1 + WARMUP_STEPS + timed})
 
 
 def test_loop(benchmark, built, case):
