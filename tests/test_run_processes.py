@@ -191,9 +191,13 @@ def test_a_wrong_implementation_is_reported_disagrees_and_never_ranked(tmp_path)
         assert right["status"] == "ok"
         assert wrong["status"] == "disagrees" and wrong["agrees"] is False
         assert "differs from the float64 reference" in wrong["reason"] and "tolerance" in wrong["reason"]
-        assert wrong["step_time"]["median"] < right["step_time"]["median"], "it is faster, and still not ranked"
-        assert not ranking.rankable(wrong) and ranking.rankable(right)
-        assert [entry["implementation"] for entry in ranking.fastest([wrong, right])] == ["numpy_manual"]
+        # It skips the largest product, so it is usually faster; whether or
+        # not this machine's noise shows that, as ten times faster it is
+        # still never ranked (no clock is asserted on here).
+        faster = {**wrong, "step_time": {**wrong["step_time"], "median": right["step_time"]["median"] / 10}}
+        for candidate in (wrong, faster):
+            assert not ranking.rankable(candidate) and ranking.rankable(right)
+            assert [entry["implementation"] for entry in ranking.fastest([candidate, right])] == ["numpy_manual"]
     summary = [line for line in result.stdout.splitlines() if "numpy_wrong" in line and line.startswith("│")]
     assert summary and all("disagrees" in line for line in summary)
     report = sidebyside("report", str(out / "results.json"), "--out", str(tmp_path / "report"), "--format", "markdown")
