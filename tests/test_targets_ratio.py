@@ -1,0 +1,71 @@
+"""The distance to the compute limit, as targets.py measures it: blocks of steps beside blocks of the peak.
+
+No clock here: synthetic timings with a known answer, and fakes that count
+what the measuring loop did.
+"""
+
+import statistics
+
+import pytest
+
+from sidebyside.workloads.two_layer import targets
+
+FLOPS = 26e6  # the tutorial step's FLOPs, near enough
+
+
+def test_a_block_ratio_is_the_median_step_over_the_limit_at_its_peak():
+    # 300 µs a step at 200 GFLOP/s: the limit is 130 µs, the ratio 300/130.
+    assert targets.block_ratio([300e-6], [200.0], FLOPS) == [pytest.approx(300e-6 * 200e9 / FLOPS)]
+
+
+def test_a_slow_minute_that_slows_steps_and_products_alike_leaves_the_ratio_alone():
+    # Blocks 3 to 5 ran on a machine half as fast: steps twice as long, peak half.
+    steps = [300e-6] * 3 + [600e-6] * 3 + [300e-6] * 3
+    peaks = [200.0] * 3 + [100.0] * 3 + [200.0] * 3
+    ratios = targets.block_ratio(steps, peaks, FLOPS)
+    # Only the blocks next to the change are held to the faster neighbour's peak (stricter).
+    assert ratios[0] == ratios[1] == ratios[4] == ratios[7] == ratios[8] == pytest.approx(300e-6 * 200e9 / FLOPS)
+    assert ratios[3] == ratios[5] == pytest.approx(600e-6 * 200e9 / FLOPS)
+    # Held to one peak measured in the fast minute, the slow blocks would read twice the ratio:
+    # the median of the blocks is the fast minute's figure either way.
+    assert sorted(ratios)[len(ratios) // 2] == pytest.approx(300e-6 * 200e9 / FLOPS)
+
+
+def test_a_burst_during_one_peak_block_cannot_flatter_its_ratio():
+    steps = [300e-6] * 5
+    peaks = [200.0, 200.0, 20.0, 200.0, 200.0]  # the third peak block was hit by someone else's load
+    ratios = targets.block_ratio(steps, peaks, FLOPS)
+    assert min(ratios) == pytest.approx(300e-6 * 200e9 / FLOPS)
+
+
+class FakeCase:
+    library, size, flops = "numpy", 256, 2 * 256**3
+
+    def __init__(self):
+        self.best, self.resets, self.samples = None, 0, 0
+
+    def reset(self):
+        self.resets += 1
+        self.best = None
+
+    def sample(self):
+        self.samples += 1
+        self.best = 1e-4
+
+    @property
+    def gflops(self):
+        return self.flops / self.best / 1e9
+
+
+def test_paired_limit_alternates_peak_blocks_with_every_candidates_block():
+    case = FakeCase()
+    calls = {"a": 0, "b": 0}
+    steps = {name: (lambda name=name: calls.__setitem__(name, calls[name] + 1)) for name in calls}
+    blocked = targets.BlockedPeak(case, block_s=0.0)
+    result = targets.paired_limit(steps, blocked, FLOPS, blocks=4, per_block=10)
+    assert case.resets == 4 and len(blocked.peaks) == 4  # a fresh peak block before each block of steps
+    assert calls == {"a": 4 * (5 + 10), "b": 4 * (5 + 10)}  # five untimed steps, then the timed ones
+    for name in calls:
+        median, ratios = result[name]
+        assert len(ratios) == 4 and median == statistics.median(ratios)
+        assert all(ratio > 0 for ratio in ratios)
