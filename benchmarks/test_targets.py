@@ -24,7 +24,7 @@ def test_targets(benchmark, threads):
     # pytest-benchmark times every step (its own timer, one step a round);
     # before every STEPS_PER_BLOCK-th round its setup measures a peak block,
     # untimed, so each block of its timings has a peak of its own moment.
-    blocked_peak = targets.BlockedPeak(targets.best_case())
+    blocked_peak = targets.BlockedPeak(results["peak_case"])  # the case that set the run's peak
     rounds = targets.LIMIT_BLOCKS * targets.STEPS_PER_BLOCK
     counter = iter(range(rounds))
 
@@ -35,7 +35,7 @@ def test_targets(benchmark, threads):
     benchmark.pedantic(net.step, args=(x, y), setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
     data = benchmark.stats.stats.data
     blocks = [data[start:start + targets.STEPS_PER_BLOCK] for start in range(0, rounds, targets.STEPS_PER_BLOCK)]
-    ratios = targets.block_ratio([statistics.median(block[5:]) for block in blocks], blocked_peak.peaks,
+    ratios = targets.block_ratio([statistics.median(block[targets.WARM_STEPS:]) for block in blocks], blocked_peak.peaks,
                                  problem.flops_per_step())
     confirmed = statistics.median(ratios)
     print(f"pytest-benchmark's timer: {fastest} {benchmark.stats.stats.median * 1e6:.0f} µs median, "

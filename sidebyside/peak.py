@@ -329,16 +329,12 @@ def wait_and_measure(threads, tf32, budget_s):
     os._exit(0)  # the runner hung up
 
 
-def cpu_peaks():
-    """Best float32 CPU GFLOP/s per library, in this process as it is set up."""
+def best_cpu_case():
+    """The fastest float32 CPU case (library and size) of every library here, measured in this process as it is set up."""
     libraries = [name for name in PEAK_LIBRARIES if importlib.util.find_spec(name)]
     cases, _ = build_cases("cpu", libraries, dtypes=("float32",))
     run_rounds(cases, BUDGET_S["cpu"] / 2)
-    best = {}
-    for case in cases:
-        if case.gflops:
-            best[case.library] = max(best.get(case.library, 0), case.gflops)
-    return best
+    return max((case for case in cases if case.gflops), key=lambda case: case.gflops)
 
 
 def _per_dtype(value):

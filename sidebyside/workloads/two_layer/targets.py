@@ -28,7 +28,6 @@ slow one repeat, rarely every one.
 """
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -41,6 +40,7 @@ TUNED_REPEATS = 5
 LIMIT_BLOCKS = 20  # peak blocks and step blocks, alternating, for the distance to the compute limit
 STEPS_PER_BLOCK = 100  # timed steps of each candidate after each peak block
 PEAK_BLOCK_S = 0.05  # seconds of products per peak block: the best of them is the block's peak
+WARM_STEPS = 5  # steps after a peak block that are not counted: the product left the caches to the step's data again
 LIMIT_CANDIDATES = 3  # the fastest this many implementations (by their medians) are paired with the peak
 
 
@@ -111,16 +111,6 @@ class BlockedPeak:
         time.sleep(peak.SETTLE_S.get(self.case.library, peak.SETTLE_DEFAULT_S))  # let its pool stop spinning
 
 
-def best_case():
-    """The run's peak: every library's float32 CPU products (sidebyside.peak), the best case kept."""
-    from sidebyside import peak
-
-    libraries = [name for name in peak.PEAK_LIBRARIES if importlib.util.find_spec(name)]
-    cases, _ = peak.build_cases("cpu", libraries, dtypes=("float32",))
-    peak.run_rounds(cases, peak.BUDGET_S["cpu"] / 2)
-    return max((case for case in cases if case.gflops), key=lambda case: case.gflops)
-
-
 def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block=STEPS_PER_BLOCK):
     """Each candidate's ratio to the compute limit, its blocks of steps alternating with peak blocks.
 
@@ -133,7 +123,7 @@ def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block
     for number in range(blocks):
         blocked_peak.measure()
         for name in names[number % len(names):] + names[:number % len(names)]:
-            for _ in range(5):  # the product left the caches to the step's data again
+            for _ in range(WARM_STEPS):
                 steps[name]()
             durations = []
             for _ in range(per_block):
@@ -206,9 +196,11 @@ def measure(threads, rounds=ROUNDS, report=print):
     names = [name for name in implementations.names() if runnable(name)]
     frameworks = {framework for name in names for framework in implementations.spec(name).requires}
     fairness.apply(sorted(frameworks), threads)
-    probe_case = best_case()
+    from sidebyside.peak import best_cpu_case
+
+    probe_case = best_cpu_case()
     peak = probe_case.gflops
-    results = {"peak_gflops": peak, "threads": threads, "baselines": {}, "compiled": {}, "medians": {}}
+    results = {"peak_gflops": peak, "peak_case": probe_case, "threads": threads, "baselines": {}, "compiled": {}, "medians": {}}
     problem = Problem()
     x64 = make_data(problem)
 
