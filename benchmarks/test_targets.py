@@ -47,6 +47,7 @@ def test_targets(benchmark, threads):
         "tutorial_limit_ratio": results["tutorial"]["ratio"],
         "tutorial_limit_ratio_confirmed": confirmed,
         "largest_peak_share": results["largest"]["peak_share"],
+        "steal_share_during_blocks": results["tutorial"]["steal_share"],
         **{f"baseline_ratio_{name}": item["ratio"] for name, item in results["baselines"].items()},
         **{f"compiled_ratio_{name}": item["ratio"] for name, item in results["compiled"].items()},
         **{f"tuned_ratio_{name}": item["ratio"] for name, item in results["tuned"].items()},

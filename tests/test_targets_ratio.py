@@ -69,3 +69,37 @@ def test_paired_limit_alternates_peak_blocks_with_every_candidates_block():
         median, ratios = result[name]
         assert len(ratios) == 4 and median == statistics.median(ratios)
         assert all(ratio > 0 for ratio in ratios)
+
+
+def test_paired_limit_lets_a_spinning_pool_settle_before_the_next_candidate(monkeypatch):
+    """After a block of a numpy candidate (OpenBLAS's threads spin ~0.1 s) comes its settling pause, then the next block."""
+    events = []
+    real_sleep = targets.time.sleep
+    monkeypatch.setattr(targets.time, "sleep", lambda seconds: (events.append(("sleep", seconds)), real_sleep(0))[1])
+    steps = {name: (lambda name=name: events.append(("step", name))) for name in ("spinner", "quiet")}
+    blocked = targets.BlockedPeak(FakeCase(), block_s=0.0)
+    targets.paired_limit(steps, blocked, FLOPS, blocks=4, per_block=3, settle_s={"spinner": 0.15})
+    ends = [events[index + 1] for index, event in enumerate(events[:-1])
+            if event == ("step", "spinner") and events[index + 1] != ("step", "spinner")]
+    assert ends == [("sleep", 0.15)] * 4  # each of its four blocks, and never straight into another candidate's steps
+
+
+def test_steal_share_counts_the_hypervisors_time_over_the_block(monkeypatch):
+    """Steal seconds over wall seconds × CPUs; None where the system has no steal counter."""
+    import types
+
+    import psutil
+
+    clock = iter([10.0, 12.0])
+    stolen = iter([5.0, 5.4])
+    monkeypatch.setattr(targets.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(psutil, "cpu_times", lambda: types.SimpleNamespace(steal=next(stolen)))
+    monkeypatch.setattr(psutil, "cpu_count", lambda: 2)
+    with targets.StealShare() as steal:
+        pass
+    assert abs(steal.share - 0.4 / (2.0 * 2)) < 1e-12
+    monkeypatch.setattr(psutil, "cpu_times", lambda: types.SimpleNamespace(user=1.0))
+    monkeypatch.setattr(targets.time, "perf_counter", lambda: 1.0)
+    with targets.StealShare() as steal:
+        pass
+    assert steal.share is None

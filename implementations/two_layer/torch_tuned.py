@@ -6,25 +6,38 @@ step, counting the mask and the loss, among them the 1000×100 gradient of
 w1 and its scaled copy), each one a trip through torch's caching allocator
 and a write into memory that is cold in the cache. Here every output is
 allocated once and each operation writes into it (`mm(out=)`,
-`clamp_min(out=)`, `dot(out=)`, `lt(out=)`), and the update is fused into
-the product that makes the gradient: `w.addmm_(a, b, alpha=-2·lr)` is one
-BLAS call, w ← w − 2·lr·(a·b), where torch_manual makes the gradient, then
+`clamp_min(out=)`, `dot(out=)`), and the update is fused into the product
+that makes the gradient: `w.addmm_(a, b, alpha=-2·lr)` is one BLAS call,
+w ← w − 2·lr·(a·b), where torch_manual makes the gradient, then
 lr × gradient, then subtracts. The factor 2 of the squared error's
 derivative moves into alpha with the learning rate (scalars commute with
 the products: the same maths, rounded in another place), so 2·error is
 never made either. The error y_pred − y comes out of one `addmm` (beta=-1
 subtracts y), and the loss is the dot product of the error with itself,
 written into a preallocated scalar (in `train`, straight into its slot of
-the preallocated losses). Nine operations in all, where torch_manual runs
-sixteen.
+the preallocated losses).
+
+The layout is chosen for the two large products. w1 is kept transposed
+(H×D_in, `w1_t`) and so are the hidden activations (H×N): the forward
+product is w1_t·xᵀ and the update w1_t += alpha·grad_hᵀ·x, so both read
+and write w1_t row by row, with its long side (D_in) as the rows' length.
+In a trial at the tutorial size with two threads (a 2-vCPU AMD EPYC), the
+step ran about 10 % faster this way than with x·w1 and xᵀ·grad_h (best
+block medians 212 against 236 µs). The ReLU's backward is one op,
+`threshold_backward` (the kernel autograd itself runs for ReLU): the
+gradient passes where h > 0, where torch_manual makes a mask and fills
+(two ops, about 15 µs against 3 µs here). It differs from torch_manual's
+`grad_h[h < 0] = 0` only where h is exactly 0, where ReLU has no
+derivative and either choice is a subgradient. Eight operations in all,
+where torch_manual runs sixteen.
 
 Ops run under `torch.inference_mode()`, which tells the dispatcher that no
 autograd bookkeeping is needed at all (no version counters, no autograd
 dispatch); no tensor here requires grad, so nothing is lost.
 
 On a GPU the step is also recorded once as a CUDA graph and replayed: one
-launch per step instead of nine. It is recorded after one warm-up step on a
-side stream whose weight changes are undone, for the input tensors it is
+launch per step instead of eight. It is recorded after one warm-up step on
+a side stream whose weight changes are undone, for the input tensors it is
 given, and recorded again if a later call passes other ones;
 `cuda_graph=False` runs the GPU step op by op, like the CPU. That path is
 guarded to CUDA devices and was written on a machine without a GPU, so it
@@ -45,10 +58,9 @@ class Net:
         self.dtype = getattr(torch, dtype)
         self.learning_rate = learning_rate
         # Copies of the shared initial weights, moved to the device once.
-        self.w1 = torch.tensor(np.asarray(w1), dtype=self.dtype, device=self.device)
+        # w1 transposed (H×D_in), copied once into that layout.
+        self.w1_t = torch.tensor(np.asarray(w1).T, dtype=self.dtype, device=self.device).contiguous()
         self.w2 = torch.tensor(np.asarray(w2), dtype=self.dtype, device=self.device)
-        # A view of w2 transposed, made once: the in-place updates keep it current.
-        self.w2_t = self.w2.t()
         # The factor 2 of d(error²)/d(error) and the step size, as one alpha.
         self.alpha = -2.0 * learning_rate
         self.use_graph = cuda_graph and self.device.type == "cuda"
@@ -66,15 +78,16 @@ class Net:
         """The step's outputs, made once per batch shape."""
         if self.buffers_for == (x.shape, y.shape):
             return
-        N, H = x.shape[0], self.w1.shape[1]
+        N, H = x.shape[0], self.w1_t.shape[0]
         options = dict(dtype=self.dtype, device=self.device)
-        self.h = torch.empty((N, H), **options)
-        self.h_relu = torch.empty((N, H), **options)
-        self.h_relu_t = self.h_relu.t()
+        # The hidden layer transposed (H×N), like w1_t; `.t()` views are made once.
+        self.h_t = torch.empty((H, N), **options)
+        self.h_relu_t = torch.empty((H, N), **options)
+        self.h_relu = self.h_relu_t.t()
         self.error = torch.empty(tuple(y.shape), **options)
+        self.error_t = self.error.t()
         self.error_flat = self.error.view(-1)
-        self.grad_h = torch.empty((N, H), **options)
-        self.blocked = torch.empty((N, H), dtype=torch.bool, device=self.device)
+        self.grad_h_t = torch.empty((H, N), **options)
         self.loss = torch.empty((), **options)
         self.buffers_for = (x.shape, y.shape)
         self.graph, self.graph_inputs = None, None
@@ -101,7 +114,7 @@ class Net:
             return losses.cpu().numpy()
 
     def params(self):
-        return self.w1.cpu().numpy().copy(), self.w2.cpu().numpy().copy()
+        return self.w1_t.t().cpu().numpy().copy(), self.w2.cpu().numpy().copy()
 
     def info(self):
         # Every operation runs eagerly, one at a time from Python: no graph,
@@ -123,12 +136,12 @@ class Net:
     def record_graph(self, x, y):
         # A warm-up step on a side stream makes cuBLAS's workspace before the
         # capture; its weight changes are undone, so it is no training step.
-        saved = self.w1.clone(), self.w2.clone()
+        saved = self.w1_t.clone(), self.w2.clone()
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             self.train_step(x, y)
-            self.w1.copy_(saved[0])
+            self.w1_t.copy_(saved[0])
             self.w2.copy_(saved[1])
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
@@ -138,15 +151,16 @@ class Net:
         self.graph, self.graph_inputs = graph, (x, y)
 
     def train_step(self, x, y, loss=None):
-        w1, w2 = self.w1, self.w2
-        h, h_relu, error, grad_h = self.h, self.h_relu, self.error, self.grad_h
+        w1_t, w2 = self.w1_t, self.w2
+        h_t, h_relu_t, error, grad_h_t = self.h_t, self.h_relu_t, self.error, self.grad_h_t
         loss = self.loss if loss is None else loss
 
         # Forward pass: compute predicted y, and at once the error
-        # y_pred - y, in one BLAS call: addmm's beta=-1 subtracts y
-        torch.mm(x, w1, out=h)
-        torch.clamp_min(h, 0, out=h_relu)
-        torch.addmm(y, h_relu, w2, beta=-1, out=error)
+        # y_pred - y, in one BLAS call: addmm's beta=-1 subtracts y.
+        # hᵀ = w1ᵀ·xᵀ: x.t() is a view, BLAS reads it transposed.
+        torch.mm(w1_t, x.t(), out=h_t)
+        torch.clamp_min(h_t, 0, out=h_relu_t)
+        torch.addmm(y, self.h_relu, w2, beta=-1, out=error)
 
         # Compute loss: the sum of squared errors over every element, as the
         # dot product of the error with itself. The loss stays on the device.
@@ -154,15 +168,15 @@ class Net:
 
         # Backward pass: grad_y_pred = 2 · error; the 2 is in alpha. The
         # input gradient is taken before w2 changes, then w2 is updated by
-        # the product that is its gradient: w2 += alpha · h_relu.T · error.
-        torch.mm(error, self.w2_t, out=grad_h)
-        w2.addmm_(self.h_relu_t, error, alpha=self.alpha)
+        # the product that is its gradient: w2 += alpha · h_reluᵀ · error.
+        torch.mm(w2, self.error_t, out=grad_h_t)
+        w2.addmm_(h_relu_t, error, alpha=self.alpha)
         # ReLU passes the gradient where its input was positive and blocks it
-        # elsewhere: zero where h < 0, through a preallocated mask.
-        grad_h.masked_fill_(torch.lt(h, 0, out=self.blocked), 0)
+        # elsewhere: autograd's own ReLU kernel, in place.
+        torch.ops.aten.threshold_backward.grad_input(grad_h_t, h_t, 0, grad_input=grad_h_t)
 
-        # Update weights: in place, fused into the product, w1 += alpha · x.T · grad_h
-        w1.addmm_(x.t(), grad_h, alpha=self.alpha)
+        # Update weights: in place, fused into the product, w1ᵀ += alpha · grad_hᵀ · x
+        w1_t.addmm_(grad_h_t, x, alpha=self.alpha)
         return loss
 
 

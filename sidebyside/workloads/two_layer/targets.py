@@ -111,13 +111,17 @@ class BlockedPeak:
         time.sleep(peak.SETTLE_S.get(self.case.library, peak.SETTLE_DEFAULT_S))  # let its pool stop spinning
 
 
-def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block=STEPS_PER_BLOCK):
+def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block=STEPS_PER_BLOCK, settle_s=None):
     """Each candidate's ratio to the compute limit, its blocks of steps alternating with peak blocks.
 
     `steps` maps a name to a function that runs one step on its data. The
-    candidates take turns after each peak block, in a rotating order.
+    candidates take turns after each peak block, in a rotating order; after
+    its block each one pauses for `settle_s[name]` seconds, so that a
+    library's spinning thread pool (OpenBLAS's, after a numpy block) does not
+    slow the candidate that follows it.
     Returns {name: (median of the block ratios, the block ratios)}.
     """
+    settle_s = settle_s or {}
     names = list(steps)
     medians = {name: [] for name in names}
     for number in range(blocks):
@@ -131,11 +135,40 @@ def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block
                 steps[name]()
                 durations.append(time.perf_counter() - start)
             medians[name].append(statistics.median(durations))
+            time.sleep(settle_s.get(name, 0))
     result = {}
     for name in names:
         ratios = block_ratio(medians[name], blocked_peak.peaks, step_flops)
         result[name] = (statistics.median(ratios), ratios)
     return result
+
+
+class StealShare:
+    """The share of this machine's CPU time its hypervisor gave to others (steal) while the block is open.
+
+    On a virtual machine a stolen slice of one vCPU stalls every product that
+    waits for both threads, so a fine-grained step loses more to it than the
+    long products of the peak do; the share is reported next to the ratio.
+    None where the system does not count steal (not Linux).
+    """
+
+    def __init__(self):
+        self.share = None
+
+    def __enter__(self):
+        import psutil
+
+        self.start = time.perf_counter(), getattr(psutil.cpu_times(), "steal", None)
+        return self
+
+    def __exit__(self, *exc):
+        import psutil
+
+        stolen = getattr(psutil.cpu_times(), "steal", None)
+        elapsed = time.perf_counter() - self.start[0]
+        if stolen is not None and self.start[1] is not None and elapsed > 0:
+            self.share = (stolen - self.start[1]) / (elapsed * (psutil.cpu_count() or 1))
+        return False
 
 
 def tuned_pairs(names, rounds, report):
@@ -249,7 +282,11 @@ def measure(threads, rounds=ROUNDS, report=print):
     for name in by_median[:LIMIT_CANDIDATES]:
         net, x, y, _ = build(name, TUTORIAL_SIZE)
         candidates[name], steps[name] = net, (lambda net=net, x=x, y=y: net.step(x, y))
-    paired = paired_limit(steps, BlockedPeak(probe_case), problem.flops_per_step())
+    from sidebyside.peak import SETTLE_DEFAULT_S, SETTLE_S
+
+    settle = {name: SETTLE_S.get(implementations.spec(name).framework, SETTLE_DEFAULT_S) for name in steps}
+    with StealShare() as steal:
+        paired = paired_limit(steps, BlockedPeak(probe_case), problem.flops_per_step(), settle_s=settle)
     for net in candidates.values():
         if hasattr(net, "close"):
             net.close()
@@ -261,8 +298,11 @@ def measure(threads, rounds=ROUNDS, report=print):
     results["tutorial"] = {"fastest": fastest, "median_s": results["medians"][fastest], "limit_s": limit, "ratio": ratio,
                            "block_ratios": blocks, "probe": {"library": probe_case.library, "size": probe_case.size},
                            "paired": {name: value for name, (value, _) in paired.items()}}
+    results["tutorial"]["steal_share"] = steal.share
     report(f"tutorial size: fastest {fastest}, {ratio:.2f}x the compute limit, blocks "
-           f"{min(blocks):.2f}-{max(blocks):.2f} (target <= {TUTORIAL_LIMIT_RATIO})")
+           f"{min(blocks):.2f}-{max(blocks):.2f} (target <= {TUTORIAL_LIMIT_RATIO})"
+           + (f"; the hypervisor took {steal.share:.1%} of this machine's CPU time meanwhile (steal)"
+              if steal.share is not None else ""))
 
     largest = max(SHORT_SWEEP, key=lambda size: Problem(*size).flops_per_step())
     flops = Problem(*largest).flops_per_step()
