@@ -9,7 +9,8 @@ prints them with the report's line for a peak that moved between the start
 and the end of the run (sidebyside/report/findings.py), and the report shows them at
 its top.
 The lines are derived from the numbers, so a file from another machine
-reads the same wherever it is reported.
+reads the same wherever it is reported. `StealShare` measures, around any
+block of timing, the share of CPU time the hypervisor gave to others.
 """
 
 import os
@@ -97,3 +98,26 @@ def warnings(conditions):
     if memory is not None and memory < LOW_MEMORY_BYTES:
         lines.append(f"Low memory: {memory / 2**30:.1f} GiB available as the run started.")
     return lines
+
+
+class StealShare:
+    """The share of this machine's CPU time its hypervisor gave to others (steal) while the block is open.
+
+    Reported next to a timing, it tells time taken from this virtual machine
+    apart from a slow moment of the machine it shares. None where the system
+    does not count steal (not Linux).
+    """
+
+    def __init__(self):
+        self.share = None
+
+    def __enter__(self):
+        self.start = time.perf_counter(), getattr(psutil.cpu_times(), "steal", None)
+        return self
+
+    def __exit__(self, *exc):
+        stolen = getattr(psutil.cpu_times(), "steal", None)
+        elapsed = time.perf_counter() - self.start[0]
+        if stolen is not None and self.start[1] is not None and elapsed > 0:
+            self.share = (stolen - self.start[1]) / (elapsed * (psutil.cpu_count() or 1))
+        return False

@@ -92,14 +92,16 @@ def test_steal_share_counts_the_hypervisors_time_over_the_block(monkeypatch):
 
     clock = iter([10.0, 12.0])
     stolen = iter([5.0, 5.4])
-    monkeypatch.setattr(targets.time, "perf_counter", lambda: next(clock))
+    from sidebyside import noise
+
+    monkeypatch.setattr(noise.time, "perf_counter", lambda: next(clock))
     monkeypatch.setattr(psutil, "cpu_times", lambda: types.SimpleNamespace(steal=next(stolen)))
     monkeypatch.setattr(psutil, "cpu_count", lambda: 2)
-    with targets.StealShare() as steal:
+    with noise.StealShare() as steal:
         pass
     assert abs(steal.share - 0.4 / (2.0 * 2)) < 1e-12
     monkeypatch.setattr(psutil, "cpu_times", lambda: types.SimpleNamespace(user=1.0))
-    monkeypatch.setattr(targets.time, "perf_counter", lambda: 1.0)
-    with targets.StealShare() as steal:
+    monkeypatch.setattr(noise.time, "perf_counter", lambda: 1.0)
+    with noise.StealShare() as steal:
         pass
     assert steal.share is None

@@ -143,34 +143,6 @@ def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block
     return result
 
 
-class StealShare:
-    """The share of this machine's CPU time its hypervisor gave to others (steal) while the block is open.
-
-    On a virtual machine a stolen slice of one vCPU stalls every product that
-    waits for both threads, so a fine-grained step loses more to it than the
-    long products of the peak do; the share is reported next to the ratio.
-    None where the system does not count steal (not Linux).
-    """
-
-    def __init__(self):
-        self.share = None
-
-    def __enter__(self):
-        import psutil
-
-        self.start = time.perf_counter(), getattr(psutil.cpu_times(), "steal", None)
-        return self
-
-    def __exit__(self, *exc):
-        import psutil
-
-        stolen = getattr(psutil.cpu_times(), "steal", None)
-        elapsed = time.perf_counter() - self.start[0]
-        if stolen is not None and self.start[1] is not None and elapsed > 0:
-            self.share = (stolen - self.start[1]) / (elapsed * (psutil.cpu_count() or 1))
-        return False
-
-
 def tuned_pairs(names, rounds, report):
     """Each tuned variant against its idiomatic sibling, steps alternating, at the tutorial size."""
     from sidebyside.config import TUTORIAL_SIZE
@@ -285,6 +257,8 @@ def measure(threads, rounds=ROUNDS, report=print):
     from sidebyside.peak import SETTLE_DEFAULT_S, SETTLE_S
 
     settle = {name: SETTLE_S.get(implementations.spec(name).framework, SETTLE_DEFAULT_S) for name in steps}
+    from sidebyside.noise import StealShare
+
     with StealShare() as steal:
         paired = paired_limit(steps, BlockedPeak(probe_case), problem.flops_per_step(), settle_s=settle)
     for net in candidates.values():
