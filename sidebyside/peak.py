@@ -61,6 +61,11 @@ MAX_PRODUCT_S = 0.25  # a size whose one product would take longer is skipped
 MAX_REPEATS = 200  # per case and pass
 
 
+def settle_s(library):
+    """Seconds to pause after a block of `library`'s products or steps, until its thread pool stops spinning."""
+    return SETTLE_S.get(library, SETTLE_DEFAULT_S)
+
+
 def describe(error):
     """An exception as one short line, for the detail record."""
     first = str(error).splitlines()[0][:200] if str(error) else ""
@@ -188,7 +193,7 @@ def run_rounds(cases, budget_s):
     for position, library in enumerate(order):
         passes[library] += run_passes([case for case in cases if case.library == library], share)
         if position + 1 < len(order) and order[position + 1] != library:
-            time.sleep(SETTLE_S.get(library, SETTLE_DEFAULT_S))  # let this pool stop spinning
+            time.sleep(settle_s(library))  # let this pool stop spinning
     return passes
 
 

@@ -108,7 +108,7 @@ class BlockedPeak:
         while time.perf_counter() < deadline:
             self.case.sample()
         self.peaks.append(self.case.gflops)
-        time.sleep(peak.SETTLE_S.get(self.case.library, peak.SETTLE_DEFAULT_S))  # let its pool stop spinning
+        time.sleep(peak.settle_s(self.case.library))  # let its pool stop spinning
 
 
 def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block=STEPS_PER_BLOCK, settle_s=None):
@@ -254,9 +254,9 @@ def measure(threads, rounds=ROUNDS, report=print):
     for name in by_median[:LIMIT_CANDIDATES]:
         net, x, y, _ = build(name, TUTORIAL_SIZE)
         candidates[name], steps[name] = net, (lambda net=net, x=x, y=y: net.step(x, y))
-    from sidebyside.peak import SETTLE_DEFAULT_S, SETTLE_S
+    from sidebyside.peak import settle_s
 
-    settle = {name: SETTLE_S.get(implementations.spec(name).framework, SETTLE_DEFAULT_S) for name in steps}
+    settle = {name: settle_s(implementations.spec(name).framework) for name in steps}
     from sidebyside.noise import StealShare
 
     with StealShare() as steal:
