@@ -6,7 +6,7 @@ step, counting the mask and the loss, among them the 1000×100 gradient of
 w1 and its scaled copy), each one a trip through torch's caching allocator
 and a write into memory that is cold in the cache. Here every output is
 allocated once and each operation writes into it (`mm(out=)`,
-`clamp_min(out=)`, `dot(out=)`), and the update is fused into the product
+`dot(out=)`, `relu_`), and the update is fused into the product
 that makes the gradient: `w.addmm_(a, b, alpha=-2·lr)` is one BLAS call,
 w ← w − 2·lr·(a·b), where torch_manual makes the gradient, then
 lr × gradient, then subtracts. The factor 2 of the squared error's
@@ -17,19 +17,26 @@ subtracts y), and the loss is the dot product of the error with itself,
 written into a preallocated scalar (in `train`, straight into its slot of
 the preallocated losses).
 
-The layout is chosen for the two large products. w1 is kept transposed
-(H×D_in, `w1_t`) and so are the hidden activations (H×N): the forward
-product is w1_t·xᵀ and the update w1_t += alpha·grad_hᵀ·x, so both read
-and write w1_t row by row, with its long side (D_in) as the rows' length.
-In a trial at the tutorial size with two threads (a 2-vCPU AMD EPYC), the
-step ran about 10 % faster this way than with x·w1 and xᵀ·grad_h (best
-block medians 212 against 236 µs). The ReLU's backward is one op,
+Every matrix is kept transposed: w1 as H×D_in (`w1_t`), w2 as D_out×H
+(`w2_t`), and the hidden layer and the error with the batch as their rows'
+length (H×N, D_out×N). For the two large products, the forward w1_t·xᵀ
+and the update w1_t += alpha·grad_hᵀ·x both read and write w1_t row by
+row, with its long side (D_in) as the rows' length: in a trial at the
+tutorial size with two threads (a 2-vCPU AMD EPYC), the step ran about 10 %
+faster than with x·w1 and xᵀ·grad_h (best block medians 212 against 236
+µs). For the small ones, MKL is slow when the output's rows are only
+D_out = 10 long: y_pred = h_relu·w2 (64×10) took 10 µs where the same
+product transposed, w2_t·h_reluᵀ (10×64), took 3 µs, and the update of w2
+likewise (10 against 3.6 µs), one thread, on the same machine.
+
+ReLU is applied in place (`relu_`): the hidden layer before the ReLU is not
+needed again, since relu(h) > 0 exactly where h > 0. Its backward is one op,
 `threshold_backward` (the kernel autograd itself runs for ReLU): the
-gradient passes where h > 0, where torch_manual makes a mask and fills
-(two ops, about 15 µs against 3 µs here). It differs from torch_manual's
-`grad_h[h < 0] = 0` only where h is exactly 0, where ReLU has no
-derivative and either choice is a subgradient. Eight operations in all,
-where torch_manual runs sixteen.
+gradient passes where relu(h) > 0, where torch_manual makes a mask and
+fills (two ops, about 15 µs against 3 µs here). It differs from
+torch_manual's `grad_h[h < 0] = 0` only where h is exactly 0, where ReLU
+has no derivative and either choice is a subgradient. Eight operations in
+all, where torch_manual runs sixteen.
 
 Ops run under `torch.inference_mode()`, which tells the dispatcher that no
 autograd bookkeeping is needed at all (no version counters, no autograd
@@ -58,9 +65,9 @@ class Net:
         self.dtype = getattr(torch, dtype)
         self.learning_rate = learning_rate
         # Copies of the shared initial weights, moved to the device once.
-        # w1 transposed (H×D_in), copied once into that layout.
+        # Both transposed (H×D_in and D_out×H), copied once into that layout.
         self.w1_t = torch.tensor(np.asarray(w1).T, dtype=self.dtype, device=self.device).contiguous()
-        self.w2 = torch.tensor(np.asarray(w2), dtype=self.dtype, device=self.device)
+        self.w2_t = torch.tensor(np.asarray(w2).T, dtype=self.dtype, device=self.device).contiguous()
         # The factor 2 of d(error²)/d(error) and the step size, as one alpha.
         self.alpha = -2.0 * learning_rate
         self.use_graph = cuda_graph and self.device.type == "cuda"
@@ -78,15 +85,15 @@ class Net:
         """The step's outputs, made once per batch shape."""
         if self.buffers_for == (x.shape, y.shape):
             return
-        N, H = x.shape[0], self.w1_t.shape[0]
+        N, H, D_out = x.shape[0], self.w1_t.shape[0], self.w2_t.shape[0]
         options = dict(dtype=self.dtype, device=self.device)
-        # The hidden layer transposed (H×N), like w1_t; `.t()` views are made once.
-        self.h_t = torch.empty((H, N), **options)
-        self.h_relu_t = torch.empty((H, N), **options)
+        # The hidden layer and the error transposed (H×N, D_out×N), like the
+        # weights; the `.t()` and `.view()` views are made once.
+        self.h_relu_t = torch.empty((H, N), **options)  # h, then relu(h) in place
         self.h_relu = self.h_relu_t.t()
-        self.error = torch.empty(tuple(y.shape), **options)
-        self.error_t = self.error.t()
-        self.error_flat = self.error.view(-1)
+        self.w2 = self.w2_t.t()
+        self.error_t = torch.empty((D_out, N), **options)
+        self.error_t_flat = self.error_t.view(-1)
         self.grad_h_t = torch.empty((H, N), **options)
         self.loss = torch.empty((), **options)
         self.buffers_for = (x.shape, y.shape)
@@ -114,7 +121,7 @@ class Net:
             return losses.cpu().numpy()
 
     def params(self):
-        return self.w1_t.t().cpu().numpy().copy(), self.w2.cpu().numpy().copy()
+        return self.w1_t.t().cpu().numpy().copy(), self.w2_t.t().cpu().numpy().copy()
 
     def info(self):
         # Every operation runs eagerly, one at a time from Python: no graph,
@@ -136,13 +143,13 @@ class Net:
     def record_graph(self, x, y):
         # A warm-up step on a side stream makes cuBLAS's workspace before the
         # capture; its weight changes are undone, so it is no training step.
-        saved = self.w1_t.clone(), self.w2.clone()
+        saved = self.w1_t.clone(), self.w2_t.clone()
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             self.train_step(x, y)
             self.w1_t.copy_(saved[0])
-            self.w2.copy_(saved[1])
+            self.w2_t.copy_(saved[1])
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):  # records the kernels; runs nothing
@@ -151,34 +158,34 @@ class Net:
         self.graph, self.graph_inputs = graph, (x, y)
 
     def train_step(self, x, y, loss=None):
-        w1_t, w2 = self.w1_t, self.w2
-        h_t, h_relu_t, error, grad_h_t = self.h_t, self.h_relu_t, self.error, self.grad_h_t
+        w1_t, w2_t = self.w1_t, self.w2_t
+        h_relu_t, error_t, grad_h_t = self.h_relu_t, self.error_t, self.grad_h_t
         loss = self.loss if loss is None else loss
 
         # Forward pass: compute predicted y, and at once the error
         # y_pred - y, in one BLAS call: addmm's beta=-1 subtracts y.
         # hᵀ = w1ᵀ·xᵀ: x.t() is a view, BLAS reads it transposed.
-        torch.mm(w1_t, x.t(), out=h_t)
-        torch.clamp_min(h_t, 0, out=h_relu_t)
-        torch.addmm(y, self.h_relu, w2, beta=-1, out=error)
+        torch.mm(w1_t, x.t(), out=h_relu_t)
+        h_relu_t.relu_()
+        # errorᵀ = w2ᵀ·h_reluᵀ - yᵀ: y.t() is a view too.
+        torch.addmm(y.t(), w2_t, h_relu_t, beta=-1, out=error_t)
 
         # Compute loss: the sum of squared errors over every element, as the
         # dot product of the error with itself. The loss stays on the device.
-        torch.dot(self.error_flat, self.error_flat, out=loss)
+        torch.dot(self.error_t_flat, self.error_t_flat, out=loss)
 
         # Backward pass: grad_y_pred = 2 · error; the 2 is in alpha. The
         # input gradient is taken before w2 changes, then w2 is updated by
-        # the product that is its gradient: w2 += alpha · h_reluᵀ · error.
-        torch.mm(w2, self.error_t, out=grad_h_t)
-        w2.addmm_(h_relu_t, error, alpha=self.alpha)
-        # ReLU passes the gradient where its input was positive and blocks it
-        # elsewhere: autograd's own ReLU kernel, in place.
-        torch.ops.aten.threshold_backward.grad_input(grad_h_t, h_t, 0, grad_input=grad_h_t)
+        # the product that is its gradient: w2ᵀ += alpha · errorᵀ · h_relu.
+        torch.mm(self.w2, error_t, out=grad_h_t)
+        w2_t.addmm_(error_t, self.h_relu, alpha=self.alpha)
+        # ReLU passes the gradient where its output was positive and blocks
+        # it elsewhere: autograd's own ReLU kernel, in place.
+        torch.ops.aten.threshold_backward.grad_input(grad_h_t, h_relu_t, 0, grad_input=grad_h_t)
 
         # Update weights: in place, fused into the product, w1ᵀ += alpha · grad_hᵀ · x
         w1_t.addmm_(grad_h_t, x, alpha=self.alpha)
         return loss
-
 
 if __name__ == "__main__":
     demo(Net)
