@@ -134,6 +134,33 @@ def test_torch_tuned_allocates_nothing_in_the_step():
     assert losses.shape == (3,) and net.info() == {"compiled": False, "cuda_graph": False}
 
 
+@pytest.mark.parametrize("threads, N, blocks", [(2, 64, 2), (1, 64, 1), (2, 300, 1)])
+def test_torch_tuned_splits_hidden_units_per_thread(threads, N, blocks):
+    """One block of hidden units per thread for small batches, one block above SPLIT_MAX_BATCH;
+    either way the float64 losses are the oracle's, also for an x that `prepare` never saw."""
+    skip_if_missing("torch_tuned")
+    import torch
+
+    from sidebyside.implementations.two_layer import torch_tuned
+    from tests import oracle
+
+    assert N <= torch_tuned.SPLIT_MAX_BATCH or blocks == 1
+    problem = Problem(N=N, D_in=50, H=10, D_out=3, dtype="float64")
+    x, y, w1, w2 = make_data(problem)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        net = implementations.create("torch_tuned", w1, w2, problem.learning_rate, dtype="float64")
+        losses = net.train(x, y, 10)
+        assert net.w1_blocks.shape == (blocks, 10 // blocks, 50)
+        unseen = torch.tensor(x)  # not the tensor prepare returned: the step reads x.t() as a view
+        steps = [net.step(unseen, torch.tensor(y)) for _ in range(3)]
+    finally:
+        torch.set_num_threads(saved)
+    reference, _, _ = oracle.train(x, y, w1, w2, problem.learning_rate, 13)
+    assert np.max(np.abs(np.concatenate([losses, steps]) - reference) / reference) < 1e-12
+
+
 def test_jax_tuned_donates_its_weights():
     """Donation is real on this backend: the weights passed in are deleted, not copied."""
     skip_if_missing("jax_tuned")
