@@ -161,6 +161,32 @@ def test_torch_tuned_splits_hidden_units_per_thread(threads, N, blocks):
     assert np.max(np.abs(np.concatenate([losses, steps]) - reference) / reference) < 1e-12
 
 
+def test_numpy_tuned_allocates_nothing_and_copies_x_transposed_once():
+    """The step writes into buffers made once; x's transposed copy is made once per x, and a new x
+    (or one that `prepare` never saw, read through the .T view) still gives the oracle's float64 losses."""
+    skip_if_missing("numpy_tuned")
+    from tests import oracle
+
+    problem = Problem(N=16, D_in=30, H=8, D_out=3, dtype="float64")
+    x, y, w1, w2 = make_data(problem)
+    net = implementations.create("numpy_tuned", w1, w2, problem.learning_rate, dtype="float64")
+    losses = list(net.train(x, y, 4))
+    names = ("w1", "w2", "update_w1", "update_w2", "h", "h_relu", "y_pred", "grad_h", "passes")
+    before = {name: getattr(net, name).ctypes.data for name in names}
+    prepared_x, prepared_y = net.prepare(x, y)
+    copy = net.x_layouts[1]
+    losses += [net.step(prepared_x, prepared_y) for _ in range(3)]
+    assert net.x_layouts[1] is copy and np.array_equal(copy, x.T) and copy.flags.c_contiguous
+    unseen = x.copy()  # a new array with x's values: read through x.T, no copy made for it
+    losses += [float(net.train_step(unseen, prepared_y)) for _ in range(3)]
+    assert net.x_layouts[1] is copy
+    losses += [net.step(x.copy(), y) for _ in range(3)]  # a new x through prepare: a new copy
+    assert net.x_layouts[1] is not copy
+    assert {name: getattr(net, name).ctypes.data for name in names} == before
+    reference, _, _ = oracle.train(x, y, w1, w2, problem.learning_rate, len(losses))
+    assert np.max(np.abs(np.array(losses) - reference) / reference) < 1e-12
+
+
 def test_jax_tuned_donates_its_weights():
     """Donation is real on this backend: the weights passed in are deleted, not copied."""
     skip_if_missing("jax_tuned")
