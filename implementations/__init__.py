@@ -138,8 +138,8 @@ REGISTRY = {
             "numpy_tuned", "numpy_tuned", "numpy", ("numpy",), "numpy", tuned_from="numpy_manual",
             tuning="every intermediate is allocated once and written with out=, the loss is one dot product, "
                    "the factor 2 and the learning rate scale the 64×10 error instead of the gradients, "
-                   "the ReLU's backward is one multiply by a mask of h > 0, and the update of w1 reads "
-                   "a contiguous copy of x transposed, made once",
+                   "every matrix is kept transposed (the two large products read and write w1 as H×D_in, "
+                   "x transposed copied once), and the ReLU's backward is one multiply by a mask of h > 0",
         ),
         Implementation(
             "torch_tuned", "torch_tuned", "torch", ("torch",), "torch", tuned_from="torch_manual",

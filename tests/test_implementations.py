@@ -171,7 +171,7 @@ def test_numpy_tuned_allocates_nothing_and_copies_x_transposed_once():
     x, y, w1, w2 = make_data(problem)
     net = implementations.create("numpy_tuned", w1, w2, problem.learning_rate, dtype="float64")
     losses = list(net.train(x, y, 4))
-    names = ("w1", "w2", "update_w1", "update_w2", "h", "h_relu", "y_pred", "grad_h", "passes")
+    names = ("w1_t", "w2_t", "update_w1_t", "update_w2_t", "h_t", "h_relu_t", "y_pred_t", "grad_h_t", "passes")
     before = {name: getattr(net, name).ctypes.data for name in names}
     prepared_x, prepared_y = net.prepare(x, y)
     copy = net.x_layouts[1]
