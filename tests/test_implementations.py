@@ -187,6 +187,29 @@ def test_numpy_tuned_allocates_nothing_and_copies_x_transposed_once():
     assert np.max(np.abs(np.array(losses) - reference) / reference) < 1e-12
 
 
+def test_jax_tuned_copies_x_transposed_once():
+    """x's transposed copy is made once per x; a new x, or one `prepare` never saw (transposed on the
+    device), still gives the oracle's float64 losses, step by step and in the compiled loop."""
+    skip_if_missing("jax_tuned")
+    from tests import oracle
+
+    problem = Problem(N=16, D_in=30, H=8, D_out=3, dtype="float64")
+    x, y, w1, w2 = make_data(problem)
+    net = implementations.create("jax_tuned", w1, w2, problem.learning_rate, dtype="float64")
+    losses = list(net.train(x, y, 4))
+    prepared_x, prepared_y = net.prepare(x, y)
+    copy = net.x_layouts[1]
+    losses += [net.step(prepared_x, prepared_y) for _ in range(3)]
+    assert net.x_layouts[1] is copy and np.array_equal(np.asarray(copy), x.T)
+    unseen, _ = net.prepare(x.copy(), y)  # a new x: a new copy
+    assert net.x_layouts[1] is not copy
+    net.x_layouts = None  # as if prepare had never seen it: the step transposes it on the device
+    losses += [np.asarray(net.dispatch_step(unseen, prepared_y)).item() for _ in range(3)]
+    assert net.x_layouts is None
+    reference, _, _ = oracle.train(x, y, w1, w2, problem.learning_rate, len(losses))
+    assert np.max(np.abs(np.array(losses) - reference) / reference) < 1e-12
+
+
 def test_jax_tuned_donates_its_weights():
     """Donation is real on this backend: the weights passed in are deleted, not copied."""
     skip_if_missing("jax_tuned")

@@ -1,18 +1,24 @@
-"""JAX, written for speed: w1 kept transposed, one jitted step with donated weights, train() as one compiled loop.
+"""JAX, written for speed: w1 and x kept transposed, one jitted step with donated weights, train() as one compiled loop.
 
 The maths, data and steps are jax_jit's. What changes:
 
-- w1 is kept transposed, as an H×D_in array (`w1t`), the layout
-  `torch.nn.Linear` keeps its weight in; `params()` hands it back as
+- Every large operand is kept transposed: w1 as an H×D_in array (`w1t`),
+  the layout `torch.nn.Linear` keeps its weight in, and x as D_in×N
+  (`x_t`), copied once by `prepare` for each x it is given; the hidden
+  layer is computed transposed too (H×N). `params()` hands w1 back as
   D_in×H. XLA's CPU dot kernels are not equally fast for every
-  arrangement of the same product, and this layout gets the fast ones
-  for both large products: the forward x·w1 becomes x·w1tᵀ, and the
-  weight-gradient product is written as grad_hᵀ·x, which is the new w1t's
-  shape, so no transpose is ever made. Timed alone on one thread
-  (64×1000 by 1000×100, jaxlib 0.10.2, the 2-core machine this was
-  written on): x·w1 about 227 µs against x·w1tᵀ 195 µs, and xᵀ·grad_h
-  235 µs against grad_hᵀ·x 177 µs. That is where this step gains on
-  jax_jit's (see sidebyside/workloads/two_layer/targets.py for the paired measurement).
+  arrangement of the same product, and this one gets fast ones for both
+  large products: the forward is hᵀ = w1t·x_t, and the weight-gradient
+  product grad_hᵀ·x_tᵀ is already the new w1t's shape, so no transpose is
+  made in the step. Timed alone (2 threads, jaxlib 0.10.2, a 2-vCPU AMD
+  EPYC Zen 4, the medians of 600 calls, interleaved): the update's product
+  took 151 µs as grad_hᵀ·x_tᵀ, 202 as grad_hᵀ·x (this file's previous
+  layout, with x as given), 191 as x_t·grad_h and 234 as jax_jit's xᵀ·grad_h;
+  the forward 128 µs as w1t·x_t, 131 as x·w1tᵀ and 144 as jax_jit's x·w1.
+  Whole steps, alternating with jax_jit's and the previous layout's, the
+  best of five medians of 300 in three processes: 0.74-0.90 of jax_jit's
+  step against 0.93-0.96 for the previous layout (377, 457 and 342 µs
+  against 445, 486 and 421, jax_jit 480, 509 and 440).
 - The backward pass is written by hand, as in numpy_manual, instead of by
   `jax.value_and_grad`, so the factor 2 of the squared error's derivative
   and the learning rate are applied once, to the 64×10 error, and the
@@ -81,10 +87,22 @@ class Net:
         self.compiled_loop = jax.jit(
             functools.partial(train_loop, learning_rate=learning_rate), donate_argnums=(0, 1)
         )
+        self.x_layouts = None  # (x, its D_in×N copy), made by prepare
 
     def prepare(self, x, y):
-        """JAX arrays of our dtype on our device; no copy if they already are."""
-        return self.to_device(x), self.to_device(y)
+        """JAX arrays of our dtype on our device; no copy if they already are.
+
+        Also x transposed (D_in×N), copied once for each x it is given, so
+        that steps on the array it returns find it ready.
+        """
+        x = self.to_device(x)
+        if self.x_layouts is None or self.x_layouts[0] is not x:
+            self.x_layouts = x, jax.device_put(np.ascontiguousarray(np.asarray(x).T), self.device)
+        return x, self.to_device(y)
+
+    def transposed(self, x):
+        """x transposed: prepare's copy where it made one for this x, else transposed on the device."""
+        return self.x_layouts[1] if self.x_layouts and self.x_layouts[0] is x else x.T
 
     def to_device(self, array):
         if isinstance(array, jax.Array) and array.dtype == self.dtype and array.devices() == {self.device}:
@@ -112,7 +130,7 @@ class Net:
         for start in range(0, steps, CHUNK):
             count = min(CHUNK, steps - start)
             # The count is a device scalar of one dtype: every length runs the same program.
-            losses, self.w1t, self.w2 = self.compiled_loop(self.w1t, self.w2, x, y, np.int32(count))
+            losses, self.w1t, self.w2 = self.compiled_loop(self.w1t, self.w2, self.transposed(x), y, np.int32(count))
             chunks.append((losses, count))
         got = jax.device_get([losses for losses, _ in chunks])
         return np.concatenate([np.asarray(g[:count]) for g, (_, count) in zip(got, chunks)] or [np.zeros(0)]).astype(
@@ -138,15 +156,15 @@ class Net:
 
     def dispatch_step(self, x, y):
         # The compiled step returns new weights; the old ones were donated.
-        loss, self.w1t, self.w2 = self.compiled_step(self.w1t, self.w2, x, y)
+        loss, self.w1t, self.w2 = self.compiled_step(self.w1t, self.w2, self.transposed(x), y)
         return loss
 
 
-def train_step(w1t, w2, x, y, learning_rate):
-    # Forward pass: compute predicted y (x·w1 is x·w1tᵀ)
-    h = x.dot(w1t.T)
-    h_relu = jnp.maximum(h, 0)
-    y_pred = h_relu.dot(w2)
+def train_step(w1t, w2, x_t, y, learning_rate):
+    # Forward pass: compute predicted y, the hidden layer transposed: hᵀ = w1t·xᵀ
+    h_t = w1t.dot(x_t)
+    h_relu_t = jnp.maximum(h_t, 0)
+    y_pred = h_relu_t.T.dot(w2)
 
     # Compute loss: the sum of squared errors over every element
     error = y_pred - y
@@ -155,25 +173,25 @@ def train_step(w1t, w2, x, y, learning_rate):
     # Backward pass: grad_y_pred = 2 · error, times the learning rate here,
     # on the 64×10 error, so that the products below are the updates
     scaled = (2.0 * learning_rate) * error
-    update_w2 = h_relu.T.dot(scaled)
-    grad_h_relu = scaled.dot(w2.T)
+    update_w2 = h_relu_t.dot(scaled)
+    grad_h_relu_t = w2.dot(scaled.T)
     # ReLU passes the gradient where its input was positive and blocks it
     # elsewhere (zero where h < 0, as numpy_manual)
-    grad_h = jnp.where(h < 0, 0, grad_h_relu)
+    grad_h_t = jnp.where(h_t < 0, 0, grad_h_relu_t)
     # The update of w1, transposed: (xᵀ·grad_h)ᵀ = grad_hᵀ·x
-    update_w1t = grad_h.T.dot(x)
+    update_w1t = grad_h_t.dot(x_t.T)
 
     # Update weights: new arrays, since JAX arrays are immutable; XLA
     # writes them into the donated buffers of the old weights
     return loss, w1t - update_w1t, w2 - update_w2
 
 
-def train_loop(w1t, w2, x, y, count, learning_rate):
+def train_loop(w1t, w2, x_t, y, count, learning_rate):
     """`count` steps (a traced scalar, at most CHUNK) in one XLA while loop; every step's loss."""
 
     def body(t, carry):
         losses, w1t, w2 = carry
-        loss, w1t, w2 = train_step(w1t, w2, x, y, learning_rate)
+        loss, w1t, w2 = train_step(w1t, w2, x_t, y, learning_rate)
         return losses.at[t].set(loss), w1t, w2
 
     losses = jnp.zeros(CHUNK, dtype=w1t.dtype)
