@@ -15,10 +15,13 @@ The maths, data and steps are jax_jit's. What changes:
   took 151 µs as grad_hᵀ·x_tᵀ, 202 as grad_hᵀ·x (this file's previous
   layout, with x as given), 191 as x_t·grad_h and 234 as jax_jit's xᵀ·grad_h;
   the forward 128 µs as w1t·x_t, 131 as x·w1tᵀ and 144 as jax_jit's x·w1.
-  Whole steps, alternating with jax_jit's and the previous layout's, the
-  best of five medians of 300 in three processes: 0.74-0.90 of jax_jit's
-  step against 0.93-0.96 for the previous layout (377, 457 and 342 µs
-  against 445, 486 and 421, jax_jit 480, 509 and 440).
+  In the step, XLA runs the large dots as YNNPACK fusions, and the layout
+  counts for less: whole steps of this file, of its previous layout and of
+  jax_jit, alternating, the best of five medians of 300 in each of five
+  processes (two with torch and TensorFlow loaded too, as in the targets),
+  took 0.83-0.97 of jax_jit's step, the previous layout 0.94-0.97. Single
+  repeats of either reached 1.0-1.08: at this size the margin over jax_jit
+  is thin, and the targets pair the two five times for that reason.
 - The backward pass is written by hand, as in numpy_manual, instead of by
   `jax.value_and_grad`, so the factor 2 of the squared error's derivative
   and the learning rate are applied once, to the 64×10 error, and the
