@@ -152,10 +152,11 @@ REGISTRY = {
         ),
         Implementation(
             "jax_tuned", "jax_tuned", "jax", ("jax",), "jax", tuned_from="jax_jit",
-            tuning="w1, x (copied once) and the hidden layer are kept transposed so that XLA's faster CPU dot kernels serve both large products, the "
-                   "backward pass is written by hand inside one jitted step with donated weights, the loss is read "
-                   "with np.asarray instead of float(), and train() runs its steps in one compiled lax.fori_loop, "
-                   "compiled once for any length", first_step=JIT_FIRST,
+            tuning="w1, x (copied once) and the hidden layer are kept transposed so that XLA's faster CPU dot "
+                   "kernels serve both large products, the backward pass is written by hand inside one jitted "
+                   "step with donated weights, the loss is read with np.asarray instead of float(), and train() "
+                   "runs its steps in one compiled lax.fori_loop, compiled once for any length",
+            first_step=JIT_FIRST,
         ),
         Implementation(
             "tensorflow_tuned", "tensorflow_tuned", "tensorflow", ("tensorflow",), "tensorflow",

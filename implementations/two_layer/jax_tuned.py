@@ -100,7 +100,7 @@ class Net:
         """
         x = self.to_device(x)
         if self.x_layouts is None or self.x_layouts[0] is not x:
-            self.x_layouts = x, jax.device_put(np.ascontiguousarray(np.asarray(x).T), self.device)
+            self.x_layouts = x, x.T  # a new array, transposed on the device: JAX has no views
         return x, self.to_device(y)
 
     def transposed(self, x):
