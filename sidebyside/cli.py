@@ -8,6 +8,7 @@ import argparse
 import datetime
 import math
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -60,6 +61,19 @@ def size(text):
     return tuple(positive_int(part) for part in parts)
 
 
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,39}")
+
+
+def environment(text):
+    """--env NAME=PYTHON -> (NAME, PYTHON): an interpreter of an environment where sidebyside is installed."""
+    name, equals, python = text.partition("=")
+    if not equals or not python.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=PYTHON (for example base=../base/.venv/bin/python)")
+    if not ENVIRONMENT_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"{name!r} is not a usable environment name (letters, numbers, _ . + -)")
+    return name, os.path.expanduser(python.strip())
+
+
 def installed_version():
     from importlib import metadata
 
@@ -95,7 +109,9 @@ def build_parser():
     run.add_argument("--epochs", type=positive_int, help="training epochs, for the workloads that train in epochs (default 5)")
     run.add_argument("--data", metavar="PATH", help="a data set, for the workloads that read one: MNIST IDX, CSV or PNG folder (default: their bundled data)")
     run.add_argument("--ranks", type=positive_int, help="torch_ddp: processes (default 2), threads // ranks each")
-    run.add_argument("--rounds", type=positive_int, help="timing rounds, each in fresh processes (default 3; 1 with --quick)")
+    run.add_argument("--rounds", type=positive_int, help="timing rounds, each in fresh processes (default 5; 1 with --quick)")
+    run.add_argument("--env", action="append", type=environment, metavar="NAME=PYTHON",
+                     help="run every case in this environment's interpreter too, rounds interleaved (repeatable)")
     run.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPUs (off by default)")
     run.add_argument("--quick", action="store_true", help="a smoke run: a few seconds per implementation")
     run.add_argument("--name", help="this machine's label in reports (default: host name)")
@@ -140,6 +156,14 @@ def validate_names(names, workloads):
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UsageError(f"unknown implementation {unknown[0]!r}; valid names: {', '.join(known)}")
+
+
+def unique_environments(pairs):
+    names = [name for name, _ in pairs]
+    twice = [name for name in names if names.count(name) > 1]
+    if twice:
+        raise UsageError(f"--env {twice[0]} given twice; each environment needs a name of its own")
+    return tuple(pairs)
 
 
 def resolve_devices(choice):
@@ -194,6 +218,7 @@ def config_from(args):
         peak_budget_s=0.5 if args.quick else RunConfig.peak_budget_s,
         quick=args.quick,
         name=args.name or "",
+        environments=unique_environments(args.env or ()),
     )
     for name in config.workloads:  # each workload refuses what it cannot run (sizes that do not fit, a bad data file)
         try:
@@ -276,7 +301,7 @@ def command_run(args):
         reasons = sorted({entry["reason"] for entry in results})
         print(f"sidebyside: error: nothing could run here: {'; '.join(reasons)}", file=sys.stderr)
         return 2
-    for line in run_warnings(run.document["machine"]):  # what skewed the timings, once there are some
+    for line in run_warnings(run.document):  # what skewed the timings, once there are some
         print(f"warning: {line}", file=sys.stderr)
     print(f"results: {run.results_path}")
     if not args.no_report and report_missing():
@@ -306,17 +331,16 @@ def report_missing():
     return f"{', '.join(missing)} not installed (pip install -e \".[report]\")" if missing else ""
 
 
-def run_warnings(machine_record):
-    """What skewed this run's timings: a busy machine, a moving peak, ... (the lines the report shows too)."""
+def run_warnings(document):
+    """What skewed this run's timings: a busy machine, a moving peak, a drifting canary (as the report says)."""
     from sidebyside import noise
 
-    lines = noise.warnings(machine_record.get("conditions"))
+    lines = noise.warnings(document["machine"].get("conditions"))
     try:
-        from sidebyside.report.findings import peak_spread_warning
+        from sidebyside.report.findings import drift_warning, peak_spread_warning
     except ImportError:  # without the report extra; results.json keeps the spread (machine.peak_detail)
         return lines
-    spread = peak_spread_warning(machine_record)
-    return lines + ([spread] if spread else [])
+    return lines + [line for line in (peak_spread_warning(document["machine"]), drift_warning(document)) if line]
 
 
 BAD_STATUSES = ("failed", "diverged", "disagrees")
@@ -326,8 +350,9 @@ def strict_status(results):
     """--strict: one line on stderr per case that failed, diverged or disagrees; 1 if any did."""
     bad = [entry for entry in results if entry["status"] in BAD_STATUSES]
     for entry in bad:
-        size = "×".join(str(entry["size"][key]) for key in ("N", "D_in", "H", "D_out"))
-        print(f"strict: {entry['workload']} {entry['implementation']} {entry['device']} {entry['dtype']} {size}: "
+        size = "×".join(str(value) for value in entry["size"].values())
+        where = f" @ {entry['environment']}" if entry.get("environment") else ""
+        print(f"strict: {entry['workload']} {entry['implementation']}{where} {entry['device']} {entry['dtype']} {size}: "
               f"{entry['status']}: {entry.get('reason') or ''}".rstrip(": "), file=sys.stderr)
     return 1 if bad else 0
 

@@ -29,8 +29,10 @@ class RunConfig:
     warmup: int = 10  # burn-in steps after the first, not counted
     sweep_budget_s: float = 0.3  # seconds of timed steps per sweep size (round 1)
     peak_budget_s: float = 2.0  # seconds of matmul timing per device for the peak, at the start and the end
-    rounds: int = 3  # timing rounds, each a fresh process per implementation in a shuffled order
+    rounds: int = 5  # timing rounds, each a fresh process per implementation in a shuffled order
     round_budget_s: float = 0.1  # seconds of timed steps per case in rounds 2, 3, ...
+    canary_s: float = 0.04  # seconds of the drift canary (sidebyside/canary.py) beside each block
+    environments: tuple = ()  # (name, python) pairs: every case runs in each, rounds interleaved (--env)
     min_timed_steps: int = 5  # ... and in the sweep: at least this many timed steps, whatever the budget
     loop_flops: float = 1.3e9  # the loop view's work per case: 50 steps at the tutorial size
     loop_min_steps: int = 5  # ... but never fewer steps than this
@@ -51,7 +53,7 @@ class RunConfig:
         for key in ("implementations", "workloads", "devices", "dtypes"):
             if key in known:
                 known[key] = tuple(known[key])
-        for key in ("sizes", "sweep"):
+        for key in ("sizes", "sweep", "environments"):
             if key in known:
                 known[key] = tuple(tuple(size) for size in known[key])
         return cls(**known)

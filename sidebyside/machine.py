@@ -102,6 +102,65 @@ def blas_libraries():
     return [{key: info.get(key) for key in keys} for info in threadpool_info()]
 
 
+# Run by another environment's interpreter (`sidebyside run --env NAME=PYTHON`): only the standard
+# library, so that it works whatever version of sidebyside that environment holds.
+ENVIRONMENT_SCRIPT = r"""
+import json, os, platform, subprocess, sys
+from importlib import metadata, util
+packages = json.loads(sys.argv[1])
+versions = {}
+for framework, names in packages.items():
+    for name in names:
+        try:
+            versions[framework] = metadata.version(name)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+spec = util.find_spec("sidebyside")
+if spec is None or not spec.origin:
+    sys.exit("cannot import sidebyside")
+here = os.path.dirname(os.path.dirname(os.path.abspath(spec.origin)))
+try:
+    commit = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, timeout=10).stdout.strip() or None
+except (OSError, subprocess.SubprocessError):
+    commit = None
+try:
+    version = metadata.version("sidebyside")
+except metadata.PackageNotFoundError:
+    version = None
+print(json.dumps({"python": platform.python_version(), "executable": sys.executable, "sidebyside": version,
+                  "location": here, "commit": commit, "frameworks": versions}))
+"""
+
+
+class EnvironmentUnusable(Exception):
+    """An environment given to --env that cannot run the workers: one line for the user."""
+
+
+def environment(python, timeout_s=120):
+    """What an environment's interpreter holds: Python, sidebyside (version, commit, folder), framework versions.
+
+    EnvironmentUnusable in one line where it cannot run or cannot import sidebyside.
+    """
+    import json
+    import tempfile
+
+    try:  # as the workers start: no current folder on the path (sidebyside.runner.Zygote)
+        result = subprocess.run([python, "-c", ENVIRONMENT_SCRIPT, json.dumps(FRAMEWORK_PACKAGES)],
+                                capture_output=True, text=True, timeout=timeout_s, cwd=tempfile.gettempdir(),
+                                env=dict(os.environ, PYTHONSAFEPATH="1"))
+    except (OSError, subprocess.SubprocessError) as error:
+        raise EnvironmentUnusable(f"{python}: cannot run it ({getattr(error, 'strerror', None) or error})") from None
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        raise EnvironmentUnusable(f"{python}: {lines[-1] if lines else f'exit status {result.returncode}'}")
+    try:
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise EnvironmentUnusable(f"{python}: did not describe itself") from None
+
+
 def describe(name=None):
     """The machine record of results.json (no framework is imported)."""
     import numpy  # noqa: F401  (loads numpy's BLAS so threadpoolctl can see it)

@@ -4,17 +4,21 @@ A median step time is a measurement, not a fact: run the same case again in a
 fresh process and it moves by a few percent (thread placement, frequency
 scaling, what else the machine is doing). `sidebyside run` therefore times
 each case in several interleaved rounds, each in a fresh process, and records
-each round's median (`step_time.round_medians`). Two cases are ranked apart
-only when those rounds say so:
+each round's median (`step_time.round_medians`); the entry's median is the
+median of those. Two cases are ranked apart only when those rounds say so
+(sidebyside/rounds.py `apart`, the rule `sidebyside compare` uses too):
 
 - every round median of the faster case lies below every round median of
   the slower one (the rounds do not overlap), and
 - the two medians differ by more than NOISE_MARGIN, relative to the faster.
 
-Either condition alone is too weak. With three rounds each, two draws of one
-distribution fall apart by pure chance one time in ten (2 of the 20 ways to
-interleave 3 + 3 values), and a tiny but steady gap would be "separated" by
-the rounds yet be nothing anyone can rely on on another day.
+Either condition alone is too weak. With five rounds each, two draws of one
+distribution fall apart by pure chance about one time in 126 (2 of the 252
+ways to interleave 5 + 5 values), with three one time in ten; and a tiny but
+steady gap would be "separated" by the rounds yet be nothing anyone can rely
+on on another day. Round medians are compared as they are, not over their
+canaries: the canary is timed in a process of its own, and within one run the
+rounds of the cases compared ran side by side.
 
 Entries without round medians (raw pytest-benchmark files, results written
 before rounds existed) fall back to what their statistics hold: the
@@ -38,12 +42,13 @@ step-time mapping itself ({"median", "iqr", "round_medians"}).
 import math
 from dataclasses import dataclass
 
+from sidebyside import rounds
+
 # Two medians closer than this, relative to the faster, are a tie whatever the
-# rounds say. Medians of fresh processes on one idle machine move by 1-2 % from
-# process to process (thread placement, frequency scaling, page and cache
-# state); 3 % keeps that noise from naming a winner while a real 5 % gap shows.
-NOISE_MARGIN = 0.03
-MIN_ROUNDS = 2  # fewer round medians than this on either side: use the fallback rule
+# rounds say (sidebyside/rounds.py): 3 % keeps process-to-process noise from
+# naming a winner while a real 5 % gap shows.
+NOISE_MARGIN = rounds.NOISE_MARGIN
+MIN_ROUNDS = rounds.MIN_ROUNDS  # fewer round medians than this on either side: use the fallback rule
 TIE = "tie (within noise)"
 RANKED_STATUS = "ok"
 
@@ -126,7 +131,7 @@ def separated(a, b):
         return False
     faster, slower = round_medians(a), round_medians(b)
     if faster is not None and slower is not None:
-        return max(faster) < min(slower)
+        return rounds.apart(faster, slower)
     return interval(a)[1] < interval(b)[0]
 
 

@@ -409,6 +409,17 @@ Threads = dict[NameKey, Annotated[Optional[Count] | Name, Field(union_mode="left
                                kind("an integer >= 0, a non-empty string or null")]]
 
 
+class Environment(Model):
+    """One --env NAME=PYTHON: its interpreter and what it holds (sidebyside.machine.environment)."""
+
+    python: Optional[Long] = None
+    executable: Optional[Long] = None
+    sidebyside: Optional[Long] = None
+    location: Optional[Long] = None
+    commit: Optional[Long] = None
+    frameworks: Objects(dict[NameKey, Optional[Long]]) = {}
+
+
 class Machine(Model):
     """Where the run ran: names, versions, threads, BLAS, GPU, peaks and the conditions."""
 
@@ -429,6 +440,7 @@ class Machine(Model):
     peak_gflops: Peaks = Field(default_factory=lambda: {"cpu": None, "cuda": None})
     conditions: Optional[Conditions] = None
     peak_detail: Objects(Free) = {}
+    environments: Objects(dict[NameKey, Environment]) = {}  # --env: each environment by name, in the order given
 
 
 # ----------------------------------------------------------------------------
@@ -441,9 +453,9 @@ SAMPLES = TypeAdapter(Samples)
 
 
 class StepTime(Model):
-    """pytest-benchmark statistics of the timed steps (seconds), every round pooled."""
+    """The step time (seconds): the median of the round medians; the spread statistics of every step pooled."""
 
-    median: Positive
+    median: Positive  # the median of round_medians (sidebyside/rounds.py); one round: its steps' median
     iqr: Optional[NonNegative] = None
     min: Optional[NonNegative] = None
     max: Optional[NonNegative] = None
@@ -451,6 +463,8 @@ class StepTime(Model):
     stddev: Optional[NonNegative] = None
     rounds: Optional[PositiveCount] = None
     round_medians: Optional[Annotated[list[Positive], Field(max_length=MAX_ROUNDS)]] = None  # one per timed round
+    # The drift canary's seconds beside each round (sidebyside/canary.py), null where it could not be timed.
+    canary: Optional[Annotated[list[Optional[Positive]], Field(max_length=MAX_ROUNDS)]] = None
     samples: Optional[Samples] = None  # every timed step
 
 
@@ -466,6 +480,7 @@ class Entry(Model):
 
     workload: Name
     implementation: Name
+    environment: Optional[Name] = None  # the --env it ran in; null: the run's own interpreter
     framework: Optional[Name] = None
     backend: Optional[Name] = None  # absent: the framework
     device: Key
@@ -686,6 +701,25 @@ def dumped(model, source, file_format):
     return {"schema": document["schema"], "tool": document["tool"], "created": document["created"],
             "source": source, "format": file_format, **{key: document[key] for key in
                                                         ("machine", "config", "references", "results")}}
+
+
+def by_environment(document):
+    """One document per environment of a run with --env (each labelled "machine [env]"), else [document].
+
+    The environments come in the order the run gave them; an entry's
+    environment that the machine record does not list comes after them.
+    """
+    names = list(document["machine"].get("environments") or {})
+    names += [name for name in dict.fromkeys(entry.get("environment") for entry in document["results"])
+              if name is not None and name not in names]
+    if not names:
+        return [document]
+    parts = []
+    for name in names:
+        machine = {**document["machine"], "name": f"{document['machine']['name']} [{name}]", "environment": name}
+        parts.append({**document, "machine": machine, "source": f"{document['source']} [{name}]",
+                      "results": [entry for entry in document["results"] if entry.get("environment") == name]})
+    return parts
 
 
 def environment_name(machine, source):

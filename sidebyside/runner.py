@@ -1,7 +1,7 @@
 """`sidebyside run`: plan the cases, measure them in rounds of fresh processes,
 and keep results.json up to date after every finished case.
 
-A run has `rounds` rounds (3 by default). Each round runs every
+A run has `rounds` rounds (5 by default). Each round runs every
 implementation once, in a freshly shuffled order, each in a fresh process
 forked from its framework's zygote (see sidebyside/worker.py):
 
@@ -13,10 +13,18 @@ forked from its framework's zygote (see sidebyside/worker.py):
   starting ranks in every fresh process) are timed in round 1 only, and
   ranked by the statistics of that round.
 
-An entry's `step_time` pools the timed steps of all rounds and keeps each
-round's median (`round_medians`): a burst of noise on a shared machine
-then moves one round, not a ranking (sidebyside/ranking.py calls a tie
-where the rounds do not separate two implementations).
+A round is the unit of evidence (sidebyside/rounds.py): an entry's median is
+the median of its round medians (`round_medians`), each round one vote, and
+its `step_time` keeps every timed step of every round as `samples`. Beside
+every process the drift canary (sidebyside/canary.py) is timed, before and
+after, in a process of its own on the same CPUs; the geometric mean of the
+two is that round's `canary`, which `sidebyside compare` divides by.
+
+With `environments` (`--env NAME=PYTHON`, repeatable) every case runs in
+each environment's interpreter, with one set of zygotes per environment;
+round k of every environment runs before round k + 1, in one shuffled
+order, so the rounds being compared ran side by side. Each entry names its
+environment, and `machine.environments` records each one's versions.
 
 The matmul peak is measured at the start and at the end of the run; the
 higher counts, both are recorded.
@@ -28,6 +36,7 @@ leaves a half-written file, and `--resume DIR` can pick up where a run stopped.
 
 import datetime
 import json
+import math
 import os
 import random
 import select
@@ -39,13 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sidebyside import machine, noise, ranking, timing, workloads
+from sidebyside import machine, noise, ranking, rounds, timing, workloads
 from sidebyside.results import SCHEMA_VERSION, gflops, peak_for, peak_fraction, validate_document
 
 from sidebyside.files import atomic_write, probe_writable
 
 SCHEMA = SCHEMA_VERSION  # the results.json layout this runner writes (sidebyside/results.py)
-KEY_FIELDS = ("workload", "implementation", "device", "dtype")
+KEY_FIELDS = ("workload", "implementation", "device", "dtype", "environment")
 TIMED_STATUSES = ("ok", "disagrees")  # entries whose step time later rounds refine
 
 
@@ -54,7 +63,7 @@ class RunError(Exception):
 
 
 def entry_key(entry):
-    return tuple(entry[field] for field in KEY_FIELDS) + tuple(sorted(entry["size"].items()))
+    return tuple(entry.get(field) for field in KEY_FIELDS) + tuple(sorted(entry["size"].items()))
 
 
 def spec_of(run):
@@ -72,8 +81,9 @@ def process_group(spec):
 
 
 def plan(config):
-    """One run per workload and implementation, with its tasks (the workload's `tasks`)."""
+    """One run per workload, implementation and environment, with its tasks (the workload's `tasks`)."""
     runs = []
+    environments = [name for name, _ in config.environments] or [None]
     for workload in [workloads.get(name) for name in config.workloads or workloads.names()]:
         names = config.implementations or tuple(workload.names())
         missing = workload.missing()
@@ -93,13 +103,20 @@ def plan(config):
             elif "ranks" in spec.options and config.threads < config.ranks:
                 run["skip"] = (f"n/a: {config.ranks} ranks need at least {config.ranks} threads "
                                f"(--threads {config.threads}); ask for --ranks {config.threads} or more threads")
-            runs.append(run)
+            runs += [{**run, "environment": environment} for environment in environments]
     return runs
 
 
 def task_key(run, task):
     """The same key as entry_key, for a task not yet run."""
-    return (task["workload"], run["implementation"], task["device"], task["dtype"]) + tuple(sorted(task["size"].items()))
+    return ((task["workload"], run["implementation"], task["device"], task["dtype"], run.get("environment"))
+            + tuple(sorted(task["size"].items())))
+
+
+def job_label(run):
+    """"two_layer:numpy_manual", with "@environment" where the run has environments."""
+    label = f"{run['workload']}:{run['implementation']}"
+    return label + (f"@{run['environment']}" if run.get("environment") else "")
 
 
 class References:
@@ -126,13 +143,17 @@ def compact(durations):
 class Zygote:
     """One framework group's zygote process, and the line protocol to it."""
 
-    def __init__(self, group, keras_backend, requires, threads, log, command=None, jobs=()):
+    def __init__(self, group, keras_backend, requires, threads, log, command=None, jobs=(), python=None, cwd=None):
         self.group = group
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
-        command = command or [sys.executable, "-m", "sidebyside.worker", str(threads), keras_backend or "",
+        if python:
+            # Another environment's interpreter imports its own sidebyside, never one from the current
+            # folder (a checkout of the other side): no current folder on its path, and a folder of ours.
+            environment["PYTHONSAFEPATH"] = "1"
+        command = command or [python or sys.executable, "-m", "sidebyside.worker", str(threads), keras_backend or "",
                               ",".join(requires), ",".join(jobs)]
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment, cwd=cwd,
             start_new_session=True,  # Ctrl-C in a terminal reaches the runner, which stops this group
         )
         self.buffer = b""
@@ -236,6 +257,9 @@ class Run:
         self.group_requires = {}  # zygote group -> the frameworks it imports
         self.group_jobs = {}  # zygote group -> "workload:implementation" whose modules it imports
         self.peaks = []  # the peak process, until it has measured for the last time
+        self.canary = None  # the drift canary's process (sidebyside/canary.py)
+        self.last_canary = None  # the canary timed at the end of the last process, if nothing ran since
+        self.pythons = dict(config.environments)  # environment name -> its interpreter
 
     # Output ---------------------------------------------------------------
 
@@ -274,8 +298,9 @@ class Run:
 
     # Agreement --------------------------------------------------------------
 
-    def finish_entry(self, entry, task):
+    def finish_entry(self, entry, task, environment=None):
         """Add what the worker cannot know: agreement (the workload's `judge`), share of peak, the verdict."""
+        entry["environment"] = environment
         self.samples[entry_key(entry)] = entry.pop("samples", None) or []
         if self.references is None:
             self.references = References(self.document["references"])
@@ -289,32 +314,46 @@ class Run:
                                f"(tolerance {entry['agreement_tolerance']:.1e})")
         if entry.get("step_time"):
             entry["step_time"]["round_medians"] = [entry["step_time"]["median"]]
+            entry["step_time"]["canary"] = [None]  # the process's canary, once it has ended (set_canary)
             entry["step_time"]["samples"] = compact(self.samples[entry_key(entry)]) or None
         self.set_peak_fraction(entry)
         return entry
+
+    @staticmethod
+    def set_canary(entry, seconds):
+        """The canary of the entry's last round, timed around the process that measured it."""
+        step_time = entry.get("step_time")
+        if step_time and step_time.get("canary"):
+            step_time["canary"][-1] = seconds
 
     def set_peak_fraction(self, entry):
         peak = peak_for(self.document["machine"].get("peak_gflops"), entry["device"], entry["dtype"])
         entry["peak_fraction"] = peak_fraction(entry.get("gflops"), peak)
 
     def add_round(self, entry, record):
-        """Pool one later round's timed steps into an entry."""
+        """Add one later round to an entry: its median is one more vote, its steps join the samples.
+
+        The entry's median is then the median of its round medians
+        (sidebyside/rounds.py); the spread statistics (IQR, min, max, ...)
+        stay those of every timed step pooled.
+        """
         samples = record.get("samples") or []
         if not samples or not entry.get("step_time"):
             return
         step_time = entry["step_time"]
-        rounds = step_time.get("round_medians", []) + [float(np.median(samples))]
-        pooled = self.samples.setdefault(entry_key(entry), [])
-        if pooled:
-            previous_wall = sum(pooled)
-            pooled.extend(samples)
-            entry["step_time"] = timing.summarize(pooled)
-            if entry.get("cpu_utilization") is not None and record.get("cpu_utilization") is not None:
-                wall = sum(samples)
-                entry["cpu_utilization"] = (entry["cpu_utilization"] * previous_wall
-                                            + record["cpu_utilization"] * wall) / (previous_wall + wall)
-        entry["step_time"]["round_medians"] = rounds
-        entry["step_time"]["samples"] = compact(pooled)
+        medians = step_time.get("round_medians", []) + [float(np.median(samples))]
+        canaries = list(step_time.get("canary") or [None] * (len(medians) - 1)) + [None]  # set_canary fills it
+        # Resumed: the samples saved so far are where the pool starts.
+        pooled = self.samples.setdefault(entry_key(entry), list(step_time.get("samples") or ()))
+        previous_wall = sum(pooled)
+        pooled.extend(samples)
+        if entry.get("cpu_utilization") is not None and record.get("cpu_utilization") is not None:
+            wall = sum(samples)
+            entry["cpu_utilization"] = (entry["cpu_utilization"] * previous_wall
+                                        + record["cpu_utilization"] * wall) / (previous_wall + wall)
+        entry["step_time"] = timing.summarize(pooled)
+        entry["step_time"].update(median=rounds.median(medians), round_medians=medians, canary=canaries,
+                                  samples=compact(pooled))
         entry["unstable"] = timing.is_unstable(entry["step_time"])
         if entry.get("flops_per_step"):
             entry["gflops"] = gflops(entry["flops_per_step"], entry["step_time"]["median"])
@@ -322,21 +361,22 @@ class Run:
 
     # Processes --------------------------------------------------------------
 
-    def launch(self, spec):
-        """The zygote of the spec's group, started now if it is not running.
+    def launch(self, spec, environment=None):
+        """The zygote of the spec's group in an environment, started now if it is not running.
 
         It imports what every implementation of its group in this run needs
         (as `start_zygotes` gathered it), and sets KERAS_BACKEND where one
         of them is a Keras variant.
         """
         group = process_group(spec)
-        zygote = self.zygotes.get(group)
+        zygote = self.zygotes.get((environment, group))
         if zygote is None or not zygote.alive():
-            requires = self.group_requires.get(group) or tuple(spec.requires)
+            requires = self.group_requires.get((environment, group)) or tuple(spec.requires)
             keras_backend = spec.backend if "keras" in requires else None
             zygote = Zygote(group, keras_backend, requires, self.config.threads, self.log,
-                            jobs=self.group_jobs.get(group, ()))
-            self.zygotes[group] = zygote
+                            jobs=self.group_jobs.get((environment, group), ()), python=self.pythons.get(environment),
+                            cwd=self.out_dir if environment else None)
+            self.zygotes[(environment, group)] = zygote
         return zygote
 
     def start_zygotes(self, runs, wait=True):
@@ -347,35 +387,56 @@ class Run:
         """
         specs = [spec_of(run) for run in runs]
         for run, spec in zip(runs, specs):
-            group = process_group(spec)
-            self.group_requires[group] = tuple(dict.fromkeys(self.group_requires.get(group, ()) + tuple(spec.requires)))
-            self.group_jobs.setdefault(group, []).append(f"{run['workload']}:{run['implementation']}")
-        for spec in specs:
-            self.launch(spec)
+            key = (run.get("environment"), process_group(spec))
+            self.group_requires[key] = tuple(dict.fromkeys(self.group_requires.get(key, ()) + tuple(spec.requires)))
+            self.group_jobs.setdefault(key, []).append(f"{run['workload']}:{run['implementation']}")
+        for run, spec in zip(runs, specs):
+            self.launch(spec, run.get("environment"))
         if wait:
-            for spec in specs:
-                self.zygote(spec)
+            for run, spec in zip(runs, specs):
+                self.zygote(spec, run.get("environment"))
 
-    def zygote(self, spec):
-        """The spec's zygote, ready for a job, or None if it cannot start."""
-        zygote = self.launch(spec)
+    def zygote(self, spec, environment=None):
+        """The spec's zygote in an environment, ready for a job, or None if it cannot start."""
+        zygote = self.launch(spec, environment)
         try:
             zygote.wait_ready(self.config.worker_timeout_s)
         except OSError as error:
             self.log.write(f"{error}\n")
             self.log.flush()
-            self.zygotes.pop(process_group(spec), None)
+            self.zygotes.pop((environment, process_group(spec)), None)
             return None
         return zygote
+
+    def time_canary(self):
+        """The drift canary's seconds now (sidebyside/canary.py), or None where its process cannot answer."""
+        if self.canary is None:
+            return None
+        try:
+            self.canary.wait_ready(self.config.worker_timeout_s)
+            answer = self.canary.ask(30)
+        except OSError:
+            answer = None
+        if not answer or not answer.get("seconds"):
+            self.log.write("the drift canary did not answer; its rounds read null\n")
+            self.canary.stop()
+            self.canary = None
+            return None
+        return float(answer["seconds"])
 
     def run_job(self, run, mode, on_record):
         """Run one implementation's tasks in a fresh process; call on_record(record, task) as each lands.
 
-        Returns the tasks left without a record, and the child's exit code.
+        The canary is timed before and after the process (the one after also
+        serves as the next process's before). Returns the tasks left without
+        a record, the child's exit code, and the canary's seconds for this
+        process (None where it could not be timed).
         """
         spec = spec_of(run)
         tasks = run["tasks"]
-        stem = f"{run['workload']}-{run['implementation']}"
+        stem = f"{run['workload']}-{run['implementation']}" + (f"-{run['environment']}" if run.get("environment") else "")
+        before = self.last_canary if self.last_canary is not None else self.time_canary()
+        self.last_canary = None
         job_path = self.out_dir / f".job-{stem}.json"
         stream_path = self.out_dir / f".entries-{stem}.jsonl"
         job = {"run": run, "mode": mode, "threads": self.config.threads, "tf32": self.config.tf32}
@@ -383,9 +444,9 @@ class Run:
             job_path.write_text(json.dumps(job))
             stream_path.write_text("")
             self.mark(f"{stem} ({mode})")
-            zygote = self.zygote(spec)
+            zygote = self.zygote(spec, run.get("environment"))
             if zygote is None or not zygote.submit(job_path, stream_path):
-                return tasks, "the worker did not start"
+                return tasks, "the worker did not start", None
             received, code = 0, None
             last_progress = time.monotonic()
             while True:
@@ -411,7 +472,9 @@ class Run:
             self.mark(f"{stem} ended")
         if code is None:
             code = zygote.process.returncode
-        return tasks[received:], code
+        after = self.last_canary = self.time_canary()
+        canary = math.sqrt(before * after) if before and after else None
+        return tasks[received:], code, canary
 
     def mark(self, phase):
         """A phase's start in worker.log, with the Unix time: where a run's wall time goes."""
@@ -419,18 +482,19 @@ class Run:
         self.log.flush()
 
     def stop_workers(self):
-        for zygote in [*self.zygotes.values(), *self.peaks]:
+        for zygote in [*self.zygotes.values(), *self.peaks, *([self.canary] if self.canary else [])]:
             zygote.stop()
-        self.zygotes, self.peaks = {}, []
+        self.zygotes, self.peaks, self.canary = {}, [], None
 
     def close_workers(self):
         """Hang up on every zygote at once, then wait for them all within one deadline."""
-        for zygote in self.zygotes.values():
+        closing = [*self.zygotes.values(), *([self.canary] if self.canary else [])]
+        for zygote in closing:
             zygote.hang_up()
         deadline = time.monotonic() + 5
-        for zygote in self.zygotes.values():
+        for zygote in closing:
             zygote.close(max(deadline - time.monotonic(), 0.1))
-        self.zygotes = {}
+        self.zygotes, self.canary = {}, None
 
 
 PEAK_TIMEOUT_S = 300
@@ -445,6 +509,12 @@ def start_peak(config, log):
     command = [sys.executable, "-m", "sidebyside.peak", str(config.threads), "1" if config.tf32 else "0",
                str(config.peak_budget_s), "--wait"]
     return Zygote("peak", None, (), config.threads, log, command=command)
+
+
+def start_canary(config, log):
+    """The drift canary's process (`python -m sidebyside.canary THREADS SECONDS`), pinned like the workers."""
+    command = [sys.executable, "-m", "sidebyside.canary", str(config.threads), str(config.canary_s)]
+    return Zygote("canary", None, (), config.threads, log, command=command)
 
 
 def measure_peak(process, last=True):
@@ -470,7 +540,7 @@ def empty_entry(run, task, config, status, reason):
     from sidebyside.worker import base_entry
 
     entry = base_entry(spec_of(run), task, config.threads)
-    entry.update(status=status, reason=reason)
+    entry.update(status=status, reason=reason, environment=run.get("environment"))
     return entry
 
 
@@ -491,6 +561,10 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
 
     run = Run(config, out_dir, document)
     run.check_writable(create_parents)
+    try:  # every environment's interpreter answers, and holds sidebyside, before anything starts
+        environments = {name: machine.environment(python) for name, python in config.environments}
+    except machine.EnvironmentUnusable as error:
+        raise RunError(f"--env: {error}") from None
     runs = plan(config)
     entries = {entry_key(entry): entry for entry in (run.document or {}).get("results", [])}
     pending = []
@@ -506,9 +580,12 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
         # workers and the process that measures the peak at the start and the end.
         run.mark("starting the workers")
         run.peaks = [start_peak(config, run.log)]
+        run.canary = start_canary(config, run.log)
         run.start_zygotes(measured, wait=False)
         if run.document is None:
             record = machine.describe(config.name or None)
+            if environments:
+                record["environments"] = environments
             record["conditions"] = noise.conditions()  # others' load, sampled while ours import
             run.start_zygotes(measured)  # every worker ready and idle
             run.mark("measuring the peak")
@@ -551,41 +628,58 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
         with Progress(*columns, disable=not show_progress, transient=False) as progress:
             bar = progress.add_task("measuring", total=total)
 
-            def on_entry(entry, task):
-                entry = run.finish_entry(entry, task)
+            def on_entry(entry, task, environment=None, finished=None):
+                entry = run.finish_entry(entry, task, environment)
                 run.document["results"].append(entry)
                 entries[entry_key(entry)] = entry
+                if finished is not None:
+                    finished.append(entry)
                 run.save()
                 progress.advance(bar)
+
+            def described(item):
+                where = f" @ {item['environment']}" if item.get("environment") else ""
+                return f"{item['workload']} {item['implementation']}{where}"
 
             for item in skipped:
                 status, reason = item["skip"].split(": ", 1)
                 for task in item["tasks"]:
-                    on_entry(empty_entry(item, task, config, status, reason), task)
+                    on_entry(empty_entry(item, task, config, status, reason), task, item.get("environment"))
             progress.update(bar, description="starting the workers (importing the frameworks)")
             run.start_zygotes(measured)
             order = shuffled(measured, generator)
             if order:
-                orders.append([f"{item['workload']}:{item['implementation']}" for item in order])
+                orders.append([job_label(item) for item in order])
             for item in order:
-                progress.update(bar, description=f"round 1 · {item['workload']} {item['implementation']:<20}")
-                left, code = run.run_job(item, "full", on_entry)
+                progress.update(bar, description=f"round 1 · {described(item):<28}")
+                finished = []
+                left, code, canary = run.run_job(
+                    item, "full", lambda entry, task, item=item: on_entry(entry, task, item.get("environment"), finished))
+                for entry in finished:
+                    run.set_canary(entry, canary)
                 for task in left:
                     reason = f"worker exited with status {code} before finishing (see worker.log)"
-                    on_entry(empty_entry(item, task, config, "failed", reason), task)
+                    on_entry(empty_entry(item, task, config, "failed", reason), task, item.get("environment"))
+                run.save()
             for number in range(2, config.rounds + 1):
                 order = shuffled(timing_round(number), generator)
                 if order:
-                    orders.append([f"{item['workload']}:{item['implementation']}" for item in order])
+                    orders.append([job_label(item) for item in order])
                 for item in order:
-                    progress.update(bar, description=f"round {number} · {item['workload']} {item['implementation']:<20}")
+                    progress.update(bar, description=f"round {number} · {described(item):<28}")
+                    timed = []
 
-                    def on_timing(record, task, item=item):
-                        run.add_round(entries[task_key(item, task)], record)
+                    def on_timing(record, task, item=item, timed=timed):
+                        entry = entries[task_key(item, task)]
+                        run.add_round(entry, record)
+                        timed.append(entry)
                         run.save()
                         progress.advance(bar)
 
-                    left, _ = run.run_job(item, "timing", on_timing)
+                    left, _, canary = run.run_job(item, "timing", on_timing)
+                    for entry in timed:  # the process has ended: its canary is known
+                        run.set_canary(entry, canary)
+                    run.save()
                     progress.advance(bar, len(left))
             run.mark("closing the workers")
             run.close_workers()

@@ -7,8 +7,11 @@ left out.
 Rows are ranked by sidebyside.ranking, the rule the HTML report uses too:
 entries whose timing rounds do not separate them share a rank ("1 tie"), and
 the line under the table says "tie (within noise)" rather than naming one of
-them fastest. Runs that disagree with the float64 reference keep their row,
-their time and their reason, but get no rank and no ×best. "cores" is CPU
+them fastest. ×best is the ratio to the fastest's median, followed by "tie
+(within noise)" where ranking.separated does not tell the row from the
+fastest (the fastest itself, when it shares rank 1, reads the tie alone).
+Runs that disagree with the float64 reference keep their row, their time and
+their reason, but get no rank and no ×best. "cores" is CPU
 seconds over wall seconds of the timed steps against the threads asked for;
 "!" marks more than ranking.OVERSUBSCRIBED times the threads.
 
@@ -50,15 +53,16 @@ def print_summary(document, console=None):
                if entry["device"] not in idle and entry["implementation"] not in skipped]
     groups = {}
     for entry in entries:
-        key = (entry["workload"], entry["device"], entry["dtype"], tuple(entry["size"].values()))
+        key = (entry["workload"], entry["device"], entry["dtype"], tuple(entry["size"].values()), entry.get("environment"))
         groups.setdefault(key, []).append(entry)
     for key, group in groups.items():
-        name, device, dtype, size = key
+        name, device, dtype, size, environment = key
         workload = workloads.reading(name)
         title = f"{name} · {device} · {dtype}" + (f" · size {','.join(map(str, size))}" if workload.size_in_title else "")
+        title += f" · env {environment}" if environment else ""
         ranked = ranking.rank([entry for entry in group if ranking.rankable(entry)])
         places = {id(item.entry): item for item in ranked}
-        fastest = ranking.median(ranked[0].entry) if ranked else None
+        best = ranked[0] if ranked else None
         table = Table(title=title, title_justify="left")
         for column in ("implementation", "rank", "µs/step", "×best", "GFLOP/s", "%peak", "cores", "1st (s)",
                        "agreement", "status"):
@@ -76,7 +80,7 @@ def print_summary(document, console=None):
                 entry["implementation"],
                 (f"{place.rank} tie" if place.tied else str(place.rank)) if place else "—",
                 f"{median * 1e6:,.0f}" if median else "n/a",
-                f"{median / fastest:.2f}" if place and fastest else "n/a",
+                times_best(entry, best) if place else "n/a",
                 f"{entry['gflops']:.1f}" if entry.get("gflops") else "n/a",
                 (f"{peak * 100:.0f}" + (" !" if peak > PEAK_FAULT else "")) if peak else "n/a",
                 cores(entry),
@@ -93,6 +97,14 @@ def print_summary(document, console=None):
         console.print(Text(line))
     if skipped_line:
         console.print(Text(skipped_line))
+
+
+def times_best(entry, best):
+    """×best: the entry's median over the fastest's, with the tie after it where the two are not separated."""
+    if entry is best.entry:
+        return ranking.TIE if best.tied else "1.00"
+    ratio = f"{ranking.median(entry) / ranking.median(best.entry):.2f}"
+    return ratio if ranking.separated(entry, best.entry) else f"{ratio}, {ranking.TIE}"
 
 
 def cores(entry):

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -244,10 +245,17 @@ def test_ctrl_c_keeps_what_was_measured_and_resume_finishes(tmp_path):
     finished = load(out)["results"]
     assert sorted(entry["implementation"] for entry in finished) == sorted(names)
     # What was measured before is kept as it was; the resumed run adds the
-    # timing rounds those entries were still owed (--rounds, default 3).
+    # timing rounds those entries were still owed (--rounds, default 5), their steps joining the samples
+    # already saved, each round with its canary, the median that of the rounds.
+    from sidebyside.config import RunConfig
+
     for before, after in zip(kept, finished):
         for field in ("implementation", "status", "losses", "first_step_s", "agreement", "loop_time_s",
                       "peak_memory_bytes"):
             assert after[field] == before[field], field
-        assert after["step_time"]["round_medians"][0] == before["step_time"]["round_medians"][0]
-        assert len(after["step_time"]["round_medians"]) == 3
+        timing = after["step_time"]
+        assert timing["round_medians"][0] == before["step_time"]["round_medians"][0]
+        assert len(timing["round_medians"]) == len(timing["canary"]) == RunConfig.rounds
+        assert timing["samples"][:len(before["step_time"]["samples"])] == before["step_time"]["samples"]
+        assert len(timing["samples"]) > len(before["step_time"]["samples"])
+        assert timing["median"] == statistics.median(timing["round_medians"])

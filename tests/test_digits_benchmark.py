@@ -16,7 +16,8 @@ from sidebyside.implementations.digits.problem import DigitsProblem
 from sidebyside.implementations.digits.reference import relative_difference
 
 ENTRY_KEYS = {
-    "workload", "implementation", "framework", "backend", "device", "dtype", "threads", "size", "status", "reason",
+    "workload", "implementation", "environment", "framework", "backend", "device", "dtype", "threads", "size",
+    "status", "reason",
     "cpu_utilization",  # None: an epoch is timed as a whole, its CPU time is not sampled
     "diverged_at", "losses", "step_time", "unstable", "first_step_s", "loop_time_s", "loop_steps", "flops_per_step",
     "gflops", "peak_fraction", "peak_memory_bytes", "agreement", "agreement_tolerance", "agrees", "extra",

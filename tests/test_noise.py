@@ -82,5 +82,21 @@ def test_the_console_names_a_peak_that_moved_during_the_run():
     machine = {"conditions": QUIET, "peak_gflops": {"cpu": {"float32": 200.0, "float64": 100.0}},
                "peak_detail": {"start": {"cpu": {"float32": 150.0, "float64": 99.0}},
                                "end": {"cpu": {"float32": 200.0, "float64": 100.0}}}}
-    lines = run_warnings(machine)
+    lines = run_warnings({"machine": machine, "results": []})
     assert len(lines) == 1 and "cpu float32 by 25" in lines[0] and "float64" not in lines[0]
+
+
+def test_the_console_and_the_report_name_a_canary_that_moved_during_the_run():
+    from sidebyside.cli import run_warnings
+    from sidebyside.report.findings import drift_warning
+
+    def document(canaries):
+        entries = [{"step_time": {"median": 3e-4, "canary": series}} for series in canaries]
+        return {"machine": {"conditions": QUIET}, "results": entries + [{"step_time": None}]}
+
+    steady = document([[360e-6, 362e-6, None], [365e-6, 361e-6]])  # 1.4 %: no warning
+    assert drift_warning(steady) is None and run_warnings(steady) == []
+    drifted = document([[360e-6, 362e-6], [648e-6, None]])  # 1.8×
+    (line,) = run_warnings(drifted)
+    assert line == drift_warning(drifted)
+    assert "took 360 µs to 648 µs during the run (1.80×)" in line

@@ -169,8 +169,8 @@ def test_console_summary_says_tie_and_never_ranks_a_disagreeing_run():
     assert row_of(text, "old_wrong")[-1] == "disagrees: loss differs from the float64 reference"
     for name in ("wrong_but_fast", "old_wrong"):
         assert row_of(text, name)[1:4] == ["—", "100", "n/a"]  # timed, but no rank and no ×best
-    assert row_of(text, "first_a")[1:4] == ["1 tie", "200", "1.00"]
-    assert row_of(text, "first_b")[1:4] == ["1 tie", "202", "1.01"]
+    assert row_of(text, "first_a")[1:4] == ["1 tie", "200", TIE]  # ×best: no winner to be 1.00 against
+    assert row_of(text, "first_b")[1:4] == ["1 tie", "202", f"1.01, {TIE}"]
     assert row_of(text, "slower")[1:7] == ["3", "300", "1.50", "100.0", "130 !", "3.10/2 !"]
     assert row_of(text, "first_a")[6] == "1.90/2"
     assert "more cores busy than threads (over 1.2×): slower (3.10 cores, 2 threads)" in text

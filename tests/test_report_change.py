@@ -13,13 +13,15 @@ SLOWED = "torch_manual"
 
 
 def with_samples(document, seed=3):
-    """Every timed entry gets 60 step times around its median (the writer's 4 significant digits)."""
+    """Every timed entry gets 60 step times around its median and five rounds, each with its canary."""
     generator = np.random.default_rng(seed)
     for entry in document["results"]:
         if entry["step_time"]:
             median = entry["step_time"]["median"]
             spread = generator.normal(0, 0.02, 60)
             entry["step_time"]["samples"] = [float(f"{median * (1 + x):.4g}") for x in spread]
+            entry["step_time"]["round_medians"] = [median * (1 + x) for x in (-0.02, -0.01, 0.0, 0.01, 0.02)]
+            entry["step_time"]["canary"] = [350e-6 * (1 + x) for x in (0.01, -0.01, 0.0, 0.005, -0.005)]
     return document
 
 
@@ -68,7 +70,8 @@ def test_two_files_get_the_change_and_verdict_of_each_case(two):
             assert row["verdict"] == "2.00× slower" and float(row["p_value"]) < 0.05
             checked["slower"] += 1
         else:
-            assert row["verdict"] == "~" and float(row["p_value"]) == 1.0  # the same samples
+            assert row["verdict"] == "~" and float(row["p_value"]) == 1.0  # the same rounds
+            assert float(row["canary_change_percent"]) == 0.0
             checked["same"] += 1
     assert checked["slower"] >= 4 and checked["same"] >= 10
 
@@ -77,7 +80,7 @@ def test_the_page_and_markdown_show_the_columns_with_a_tilde(two):
     page = Page(two["html"])
     text = " ".join(page.text)
     assert "Change" in text and "Verdict" in text and "2.00× slower" in text
-    assert "“~” where it finds no significant difference" in text
+    assert "“~” where there is no significant difference" in text
     lines = two["markdown"].splitlines()
     header = next(line for line in lines if line.startswith("| Workload | Device | Size | Dtype | Implementation"))
     assert header.endswith("| Change | Verdict |")

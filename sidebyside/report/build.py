@@ -26,7 +26,7 @@ from sidebyside.report.interactive import interactive_charts
 from sidebyside.report.markdown import render_markdown
 from sidebyside.report.merge import merge
 from sidebyside.report.sections import entries_section
-from sidebyside.results import load_results, one_line
+from sidebyside.results import by_environment, load_results, one_line
 
 FIGURES = "figures"  # the folder of report.md's PNG figures
 
@@ -223,5 +223,7 @@ def build_report(paths, out_dir, formats=("html",)):
     """
     formats = check_formats(formats)
     out_dir = prepare_output(out_dir)
-    documents = [load_results(path) for path in paths]
+    # A run with --env environments shows each one as a machine of its own (its name "host [env]"):
+    # two of them get the change and verdict column, like two files.
+    documents = [part for path in paths for part in by_environment(load_results(path))]
     return write_report(assemble(documents), out_dir, formats)

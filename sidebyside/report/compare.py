@@ -2,32 +2,44 @@
 
 A case is (workload, implementation, device, dtype, size). For every case in
 both files, `case_change` gives the change of the median step time and a
-verdict from the timed steps themselves (`step_time.samples`): the
-two-sided Mann–Whitney U test of scipy at ALPHA, and, where both runs had
-several rounds, rounds that do not overlap (`rounds_overlap`). A change
-that is not significant reads "~" ("~ (rounds overlap)" where only the
-rounds say so), as pyperf's compare_to writes it; a significant
-one "2.00× slower" or "1.25× faster". Where a side has no samples, or too few
-for the test ever to reach ALPHA, the verdict says so ("n/a: no samples
-(before)"); where a side did not run cleanly (status not ok), the statuses
-stand in place of the change ("ok → failed") and the verdict says why. The HTML report of two files uses the same
-`case_change` for its change column.
+verdict made of rounds, never of steps (sidebyside/rounds.py): a change
+counts only where every round of one run lies beyond every round of the
+other and the medians differ by more than the noise margin, the rule the
+ranking uses for a tie; its p value is the exact Mann–Whitney U test on the
+round values, so no p is smaller than the rounds can support. A change
+that is not significant reads "~", as pyperf's compare_to writes it; a
+significant one "2.00× slower" or "1.25× faster".
+
+Each round carries the drift canary timed beside it (sidebyside/canary.py),
+and the rounds divided by their canaries are the "normalized" ones. Where
+the canary itself moved between the two runs by more than MACHINE_MOVED with
+its rounds apart (the machine changed speed: another minute, another
+runner), the verdict says so and is decided on the normalized rounds alone:
+"machine 1.80× slower in after: normalized +0.4%, ~". Otherwise a change
+must show in both the rounds and the normalized rounds: the canary's own
+process-to-process noise (a few percent) then neither makes nor hides one. Where a side has too few rounds the
+verdict says so ("n/a: too few rounds (before: 1, 4 needed)"); where a side
+did not run cleanly (status not ok), the statuses stand in place of the
+change ("ok → failed") and the verdict says why. The HTML report of two
+files or two environments uses the same `case_change` for its change column.
 """
 
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from sidebyside import rounds as round_stats
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import merge, value
-from sidebyside.results import ResultsError, load_results, one_line
+from sidebyside.results import ResultsError, by_environment, load_results, one_line
 
-ALPHA = 0.05
-# Below 4 steps a side, no arrangement of the samples gives a two-sided p under 0.05
-# (n = 3 and 3: at least 2 / C(6, 3) = 0.1); 5 leaves some margin.
-MIN_SAMPLES = 5
+ALPHA = round_stats.ALPHA
+# Fewer rounds than this a side and no arrangement of them gives a two-sided p under ALPHA
+# (3 and 3: at least 2 / C(6, 3) = 0.1; 4 and 4: 2 / C(8, 4) = 0.029).
+MIN_ROUNDS = 4
 CASE = ("workload", "implementation", "device", "dtype", "size_label")
 NOT_SIGNIFICANT = "~"
 RESULTS_FILE = "results.json"
@@ -38,64 +50,69 @@ class Change:
     """How one case changed from before to after."""
 
     fraction: float | None  # (after − before) / before of the median step times
-    p_value: float | None  # Mann–Whitney U, two-sided; None where not tested
-    significant: bool  # p < ALPHA (and the medians differ)
-    verdict: str  # "~", "2.00× slower", "1.25× faster", "n/a: ...", or a status
+    p_value: float | None  # exact Mann–Whitney U on the deciding round values, two-sided; None where not tested
+    significant: bool  # the deciding rounds are apart (sidebyside.rounds.apart)
+    verdict: str  # "~", "2.00× slower", "1.25× faster", "machine ... : ...", "n/a: ...", or a status
+    canary: float | None = None  # the change of the canary's median: how much the machine itself moved
+    normalized: float | None = None  # the change of the round medians over their canaries
+    machine_moved: bool = False  # the canary's rounds are apart: decided on `normalized`
+
+    @property
+    def deciding(self):
+        """The change the verdict was decided on: normalized where the machine moved, else the raw one."""
+        return self.normalized if self.machine_moved else self.fraction
 
     @property
     def percent(self):
         return None if self.fraction is None else 100 * self.fraction
 
     def slower_than(self, threshold_percent):
-        """A significant slowdown of more than `threshold_percent` of the median."""
-        return self.significant and self.fraction is not None and self.percent > threshold_percent
+        """A significant slowdown of more than `threshold_percent` (of the deciding change)."""
+        return self.significant and self.deciding is not None and 100 * self.deciding > threshold_percent
 
 
-def significance(before, after):
-    """(p value, None), or (None, why the test cannot be made) for two lists of step times."""
-    for side, samples in (("before", before), ("after", after)):
-        if not samples:
-            return None, f"n/a: no samples ({side})"
-        if len(samples) < MIN_SAMPLES:
-            return None, f"n/a: too few samples ({side}: {len(samples)}, {MIN_SAMPLES} needed)"
-    from scipy.stats import mannwhitneyu  # imported here: a second at start-up, and only this needs it
-
-    p_value = float(mannwhitneyu(before, after, alternative="two-sided").pvalue)
-    # Every step time equal on both sides: no difference at all (scipy's statistic is then undefined).
-    return (1.0 if p_value != p_value else p_value), None
+def speed_text(fraction):
+    """"2.00× slower" / "1.25× faster" for a change of the median by `fraction`."""
+    return f"{fmt.times(1 + fraction)} slower" if fraction > 0 else f"{fmt.times(1 / (1 + fraction))} faster"
 
 
-def rounds_overlap(rounds_before, rounds_after):
-    """Whether two runs' round medians overlap; None where either has fewer than two rounds.
-
-    The steps of one run are not independent draws between runs: each round is
-    a fresh process, and processes differ (placement, frequency, neighbours)
-    more than steps within one do. Two runs of the same code read as "significant"
-    by the steps alone (measured: 19 of 19 cases of two --quick runs); the rounds
-    carry that between-process noise, so a change counts only where every round
-    of one run lies beyond every round of the other, the rule sidebyside.ranking
-    uses for a tie.
-    """
-    if len(rounds_before or ()) < 2 or len(rounds_after or ()) < 2:
-        return None
-    return not (max(rounds_before) < min(rounds_after) or max(rounds_after) < min(rounds_before))
+def change_of(before, after):
+    """(after − before) / before of two sets' medians, or None."""
+    before, after = round_stats.median(before), round_stats.median(after)
+    return None if not before or after is None else (after - before) / before
 
 
-def timed_change(median_before, median_after, samples_before, samples_after, rounds_before=(), rounds_after=()):
-    """The Change of two timed runs: their medians' ratio, the test on their samples, and their rounds."""
+def timed_change(median_before, median_after, rounds_before, rounds_after, canary_before=None, canary_after=None):
+    """The Change of two timed runs from their round medians and their rounds' canaries."""
     fraction = (median_after - median_before) / median_before
-    p_value, untested = significance(samples_before, samples_after)
-    if untested:
-        return Change(fraction, None, False, untested)
-    overlap = rounds_overlap(rounds_before, rounds_after)
-    significant = p_value < ALPHA and median_after != median_before and not overlap
-    if not significant:
-        verdict = NOT_SIGNIFICANT + (" (rounds overlap)" if overlap and p_value < ALPHA else "")
-    elif median_after > median_before:
-        verdict = f"{fmt.times(median_after / median_before)} slower"
-    else:
-        verdict = f"{fmt.times(median_before / median_after)} faster"
-    return Change(fraction, p_value, significant, verdict)
+    rounds_before, rounds_after = round_stats.usable(rounds_before) or [], round_stats.usable(rounds_after) or []
+    for side, values in (("before", rounds_before), ("after", rounds_after)):
+        if not values:  # pytest-benchmark JSON: one process, no rounds
+            return Change(fraction, None, False, f"n/a: no rounds ({side})")
+        if len(values) < MIN_ROUNDS:
+            return Change(fraction, None, False, f"n/a: too few rounds ({side}: {len(values)}, {MIN_ROUNDS} needed)")
+    normalized = [round_stats.normalized(r, c) for r, c in
+                  ((rounds_before, canary_before), (rounds_after, canary_after))]
+    canary_change = normalized_change = None
+    moved = False
+    deciding = (rounds_before, rounds_after)
+    confirmed = True  # the normalized rounds agree, where there are any
+    if None not in normalized:
+        canaries = [round_stats.usable(c) for c in (canary_before, canary_after)]
+        canary_change, normalized_change = change_of(*canaries), change_of(*normalized)
+        moved = abs(canary_change) > round_stats.MACHINE_MOVED and round_stats.apart(*canaries)
+        if moved:
+            deciding = tuple(normalized)
+        else:
+            confirmed = round_stats.apart(*normalized) and (normalized_change > 0) == (fraction > 0)
+    p_value = round_stats.p_value(*deciding)
+    significant = p_value < ALPHA and round_stats.apart(*deciding) and confirmed
+    decided = normalized_change if moved else fraction
+    verdict = speed_text(decided) if significant else NOT_SIGNIFICANT
+    if moved:
+        verdict = (f"machine {speed_text(canary_change)} in after: normalized {100 * normalized_change:+.1f}%, "
+                   f"{verdict}")
+    return Change(fraction, p_value, significant, verdict, canary_change, normalized_change, moved)
 
 
 def status_change(status_before, status_after):
@@ -115,9 +132,9 @@ def case_change(before, after):
     if None in medians:
         side = "before" if medians[0] is None else "after"
         return Change(None, None, False, f"n/a: not timed ({side})")
-    rounds = [value(row.get("round_medians")) if hasattr(row, "get") else None for row in (before, after)]
-    return timed_change(*medians, value(before["samples"]) or [], value(after["samples"]) or [],
-                        rounds[0] or (), rounds[1] or ())
+    rounds, canaries = ([value(row.get(key)) if hasattr(row, "get") else None for row in (before, after)]
+                        for key in ("round_medians", "canary"))
+    return timed_change(*medians, rounds[0] or (), rounds[1] or (), canaries[0], canaries[1])
 
 
 # ----------------------------------------------------------------------------
@@ -152,7 +169,7 @@ class Comparison:
 
 
 ROW_COLUMNS = CASE + ("status_before", "status_after", "median_before", "median_after",
-                      "samples_before", "samples_after", "agrees_before", "agrees_after", "change")
+                      "rounds_before", "rounds_after", "agrees_before", "agrees_after", "change")
 
 
 def by_case(frame):
@@ -183,11 +200,11 @@ def compare_documents(before, after):
         new = cases_after.get(case)
         if new is None:
             continue
-        samples = [len(value(row["samples"]) or []) for row in (old, new)]
+        counts = [len(value(row["round_medians"]) or []) for row in (old, new)]
         rows.append(dict(zip(CASE, case)) | {
             "status_before": old["status"], "status_after": new["status"],
             "median_before": value(old["median"]), "median_after": value(new["median"]),
-            "samples_before": samples[0], "samples_after": samples[1],
+            "rounds_before": counts[0], "rounds_after": counts[1],
             "agrees_before": agreement(old), "agrees_after": agreement(new),
             "change": case_change(old, new),
         })
@@ -198,9 +215,34 @@ def compare_documents(before, after):
     )
 
 
-def compare_files(base, new):
-    """The Comparison of two result files or run folders; ResultsError (one line) for a bad one."""
-    return compare_documents(load_results(resolve(base)), load_results(resolve(new)))
+def compare_files(base, new=None, between=None):
+    """The Comparison of two result files or run folders, or of two environments of one run (`new` None).
+
+    `between`: the two environments' names (default: the run's first two).
+    ResultsError (one line) for a bad file, or a file that does not hold what is asked.
+    """
+    if new is None:
+        source = resolve(base)
+        parts = {part["machine"]["environment"]: part for part in by_environment(load_results(source))
+                 if "environment" in part["machine"]}
+        if len(parts) < 2:
+            raise ResultsError(os.fspath(source), "holds no two environments (sidebyside run --env NAME=PYTHON, "
+                                                  "twice); to compare two runs, give two files")
+        names = list(between or list(parts)[:2])
+        unknown = [name for name in names if name not in parts]
+        if unknown:
+            raise ResultsError(os.fspath(source), f"no environment {unknown[0]!r}; it holds {', '.join(parts)}")
+        return compare_documents(parts[names[0]], parts[names[1]])
+    documents = []
+    for path in (base, new):
+        source = resolve(path)
+        parts = by_environment(load_results(source))
+        if len(parts) > 1:
+            names = ", ".join(part["machine"]["environment"] for part in parts)
+            raise ResultsError(os.fspath(source), f"holds several environments ({names}): compare them with "
+                                                  f"`sidebyside compare {path}`")
+        documents += parts
+    return compare_documents(*documents)
 
 
 def case_name(case):

@@ -1,8 +1,10 @@
-"""`sidebyside compare BASE NEW [--format terminal|markdown|csv] [--fail-on median:N%]`.
+"""`sidebyside compare BASE [NEW] [--between A B] [--format terminal|markdown|csv] [--fail-on median:N%]`.
 
 sidebyside/cli.py adds these arguments to its `compare` subcommand and calls
 `run(args)`. BASE and NEW are result files (results.json or pytest-benchmark
-JSON) or run folders holding a results.json. Exit status: 0; 1 where
+JSON) or run folders holding a results.json; BASE alone is a run with two
+environments (`sidebyside run --env ... --env ...`), compared with each other
+(`--between A B` picks two of more). Exit status: 0; 1 where
 --fail-on is given and a case is significantly slower by more than its
 threshold (after the table, one line per such case on stderr); 2 for a bad
 file, in one line. Nothing heavy (pandas, scipy, rich) is imported until
@@ -28,7 +30,10 @@ def fail_on(text):
 def add_arguments(parser):
     parser.add_argument("base", metavar="BASE",
                         help="the results before: results.json, pytest-benchmark JSON, or a run folder")
-    parser.add_argument("new", metavar="NEW", help="the results after, the same kinds")
+    parser.add_argument("new", metavar="NEW", nargs="?",
+                        help="the results after, the same kinds; left out: BASE is a run of two --env environments")
+    parser.add_argument("--between", nargs=2, metavar=("A", "B"),
+                        help="with BASE alone: the two environments to compare (default: its first two)")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="terminal",
                         help="terminal (default): a table; markdown: a GitHub-flavoured table; csv: every field")
     parser.add_argument("--fail-on", type=fail_on, metavar="median:N%",
@@ -43,7 +48,7 @@ def offending_lines(comparison, threshold):
     lines = []
     for _, row in comparison.slower_than(threshold).iterrows():
         change = row["change"]
-        lines.append(f"compare: {case_name(tuple(row[key] for key in CASE))}: {change.percent:+.1f}% "
+        lines.append(f"compare: {case_name(tuple(row[key] for key in CASE))}: {100 * change.deciding:+.1f}% "
                      f"({change.verdict}, p = {change.p_value:.2g}), over the {threshold:g}% threshold")
     return lines
 
@@ -55,7 +60,9 @@ def run(args):
     from sidebyside.results import ResultsError
 
     try:
-        comparison = compare_files(args.base, args.new)
+        if args.between and args.new:
+            raise ResultsError(args.new, "--between picks two environments of one run: give BASE alone")
+        comparison = compare_files(args.base, args.new, args.between)
     except ResultsError as error:
         print(f"sidebyside: error: {error}", file=sys.stderr)
         return 2

@@ -13,13 +13,20 @@ import pandas as pd
 from sidebyside.report import formatting as fmt
 from sidebyside.report import markdown
 from sidebyside.report.build import csv_safe
-from sidebyside.report.compare import ALPHA, CASE, NOT_SIGNIFICANT, case_name, change_text, p_text
+from sidebyside.report.compare import ALPHA, CASE, MIN_ROUNDS, NOT_SIGNIFICANT, case_name, change_text, p_text
 from sidebyside.results import one_line
 
 CASE_HEADINGS = {"workload": "Workload", "implementation": "Implementation", "device": "Device",
                  "dtype": "Dtype", "size_label": "Size"}
-LEGEND = (f"{NOT_SIGNIFICANT}: no significant difference (Mann–Whitney U on every timed step, two-sided, "
-          f"p ≥ {ALPHA:g}); change: of the median step time, from before to after.")
+LEGEND = (f"change: of the median of the round medians, before to after; canary: of the drift canary timed "
+          f"beside each round (the machine's own change); normalized: of the rounds over their canaries. "
+          f"{NOT_SIGNIFICANT}: no significant difference (the rounds of one side do not all lie beyond the other's "
+          f"by the noise margin, or the exact Mann–Whitney U test on the rounds gives p ≥ {ALPHA:g}); where the "
+          f"canary moved, the verdict is decided on the normalized rounds. At least {MIN_ROUNDS} rounds a side.")
+
+
+def percent_text(fraction):
+    return fmt.MISSING if fraction is None else f"{100 * fraction:+.1f}%"
 
 
 def median_text(median, status):
@@ -60,6 +67,8 @@ def display_frame(comparison, frame=None, said=()):
         "After": [median_text(m, s) for m, s in zip(frame["median_after"], frame["status_after"])],
         "Change": [change_text(c, b, a) for c, b, a in
                    zip(frame["change"], frame["status_before"], frame["status_after"])],
+        "Canary": [percent_text(change.canary) for change in frame["change"]],
+        "Normalized": [percent_text(change.normalized) for change in frame["change"]],
         "Verdict": [change.verdict for change in frame["change"]],
         "p": [p_text(change) for change in frame["change"]],
         "Agrees": [f"{b} → {a}" for b, a in zip(frame["agrees_before"], frame["agrees_after"])],
@@ -159,10 +168,14 @@ def csv_frame(comparison):
         status_before=frame["status_before"], status_after=frame["status_after"],
         median_before_s=frame["median_before"], median_after_s=frame["median_after"],
         change_percent=[change.percent for change in changes],
+        canary_change_percent=[None if change.canary is None else 100 * change.canary for change in changes],
+        normalized_change_percent=[None if change.normalized is None else 100 * change.normalized
+                                   for change in changes],
+        machine_moved=[change.machine_moved for change in changes],
         p_value=[change.p_value for change in changes],
         significant=[change.significant for change in changes],
         verdict=[change.verdict for change in changes],
-        samples_before=frame["samples_before"], samples_after=frame["samples_after"],
+        rounds_before=frame["rounds_before"], rounds_after=frame["rounds_after"],
         agrees_before=frame["agrees_before"], agrees_after=frame["agrees_after"],
     )
     lone = [dict(zip(rows.columns[:5], case), **{"in": where})

@@ -12,8 +12,9 @@ in a recommendation (only counted, with a pointer to its row).
 
 Each framework's speed-written variant gets one sentence against its
 idiomatic sibling (the registry's `tuned_from`): the two step times, their
-ratio, the tuned one's distance from the compute limit, and what it changes
-(the registry's `tuning`).
+ratio (or, where the rounds do not separate the two, the tie), the tuned
+one's distance from the compute limit, and what it changes (the registry's
+`tuning`).
 
 `measurement_warnings` gives the lines that say a measurement itself is suspect: a run
 that kept more cores busy than its threads, a share of peak above 100 %, a
@@ -27,9 +28,9 @@ import pandas as pd
 from sidebyside import noise, ranking
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import value
-from sidebyside.report.tables import (DEVICE_ORDER, PEAK_FAULT, PEAK_SPREAD_WARNING, Table, comparable_median, limit_ratio,
-                            ordered, peak_devices, peak_drift, ranking_entry, registry, speedup, tuned_pairs, tuned_rows,
-                            tuned_step_cell)
+from sidebyside.report.tables import (DEVICE_ORDER, PEAK_FAULT, PEAK_SPREAD_WARNING, Table, comparable_median, hardware,
+                            limit_ratio, ordered, peak_devices, peak_drift, ranking_entry, registry, rows_separated,
+                            speedup, tuned_pairs, tuned_rows, tuned_step_cell, versus)
 
 SLOW_FIRST_STEP = 20.0  # a first step this many times a steady one is worth explaining
 LOOP_GAIN = 0.8  # a synced-once loop at most this share of the per-step time is worth saying
@@ -51,8 +52,23 @@ def primary_groups(frame):
     return sorted(groups, key=lambda g: (g[1], DEVICE_ORDER.get(g[2], 2), g[2], g[3]))
 
 
+def behind(ranked, names):
+    """[(name, ratio to the fastest, separated from the fastest)] for the entries after rank 1.
+
+    A later rank is not always separated from the fastest entry itself (each
+    rank is judged against its own first entry), so the pair is checked.
+    """
+    best = ranked[0].entry
+    return [(names[id(item.entry)], ranking.median(item.entry) / ranking.median(best),
+             ranking.separated(item.entry, best)) for item in ranked if item.rank != 1]
+
+
 def speed_sentence(machine, device, dtype, size, group):
-    """Who is fastest, by sidebyside.ranking's rule: a tie (within noise) is said to be one, never a win."""
+    """Who is fastest, by sidebyside.ranking's rule: a tie (within noise) is said to be one, never a win.
+
+    The ratios of the others to the fastest follow; one the rounds do not
+    separate from the fastest is said to be a tie with it.
+    """
     entries = {index: ranking_entry(row) for index, row in group.iterrows()}
     ranked = ranking.rank([entry for entry in entries.values() if ranking.rankable(entry)])
     if len(ranked) < 2:
@@ -60,8 +76,9 @@ def speed_sentence(machine, device, dtype, size, group):
     names = {id(entry): group.loc[index, "implementation"] for index, entry in entries.items()}
     best = ranking.median(ranked[0].entry)
     first = [item for item in ranked if item.rank == 1]
-    rest = [item for item in ranked if item.rank != 1]
-    others = ", ".join(f"{names[id(item.entry)]} {fmt.times(ranking.median(item.entry) / best)}" for item in rest)
+    rest = behind(ranked, names)
+    others = ", ".join(f"{name} {fmt.times(ratio)}" for name, ratio, apart in rest if apart)
+    close = ", ".join(f"{name} ({fmt.times(ratio)})" for name, ratio, apart in rest if not apart)
     if len(first) == 1:
         sentence = (f"{device}, {dtype}, {size}: {names[id(first[0].entry)]} is fastest at "
                     f"{fmt.seconds(best)} a step")
@@ -71,6 +88,8 @@ def speed_sentence(machine, device, dtype, size, group):
         sentence = (f"{device}, {dtype}, {size}: {ranking.TIE} for fastest between {tied}, at "
                     f"{fmt.seconds(best)} to {fmt.seconds(slowest)} a step; their timing rounds do not tell "
                     f"them apart")
+    if close:
+        sentence += f"; {close}: {ranking.TIE} with {names[id(ranked[0].entry)]}"
     return sentence + (f"; the others take {others} as long." if others else ".")
 
 
@@ -81,7 +100,9 @@ def choice_table(collection):
     """"Which should I use?" as a table: per machine, workload, device and dtype, the fastest, then ratios.
 
     The same groups and the same rule as the findings' speed sentences
-    (sidebyside.ranking): a tie for fastest names every tied implementation.
+    (sidebyside.ranking): a tie for fastest names every tied implementation,
+    and a ratio whose entry the rounds do not separate from the fastest has
+    the tie after it.
     """
     rows, display = [], []
     for machine, workload, device, dtype, size, group in primary_groups(ordered(collection.frame, collection.labels)):
@@ -92,13 +113,14 @@ def choice_table(collection):
         names = {id(entry): group.loc[index, "implementation"] for index, entry in entries.items()}
         best = ranking.median(ranked[0].entry)
         first = [names[id(item.entry)] for item in ranked if item.rank == 1]
-        rest = [(names[id(item.entry)], ranking.median(item.entry) / best) for item in ranked if item.rank != 1]
-        then = ", ".join(f"{name} {fmt.times(ratio)}" for name, ratio in rest[:CHOICE_SHOWN])
-        slowest = f"{rest[-1][0]} {fmt.times(rest[-1][1])}" if len(rest) > CHOICE_SHOWN else ""
+        rest = behind(ranked, names)
+        then = "; ".join(f"{name} {versus(ratio, apart)}" for name, ratio, apart in rest[:CHOICE_SHOWN])
+        slowest = f"{rest[-1][0]} {versus(*rest[-1][1:])}" if len(rest) > CHOICE_SHOWN else ""
         fastest = first[0] if len(first) == 1 else f"{ranking.TIE}: {', '.join(first)}"
         rows.append({"machine": machine, "workload": workload, "device": device, "dtype": dtype, "size": size,
                      "fastest": ";".join(first), "tied": len(first) > 1, "step_s": best,
-                     "ranked": len(ranked), "then": ";".join(f"{name}={ratio:.4g}" for name, ratio in rest)})
+                     "ranked": len(ranked), "then": ";".join(f"{name}={ratio:.4g}" for name, ratio, _ in rest),
+                     "then_tied": ";".join(name for name, _, apart in rest if not apart)})
         display.append({"Machine": machine, "Workload": workload, "Device": device,
                         "Dtype": dtype, "Size": size, "Fastest": fastest, "Step": fmt.seconds(best),
                         "Then (× the fastest's step)": then or "—", "Slowest": slowest or "—"})
@@ -116,7 +138,10 @@ def tuned_sentences(collection, frame, pairs):
 
     The group is the first of the primary groups (the sizes with loss curves,
     CPU before GPU, float32 before float64) that holds the tuned variant,
-    else the first group that does.
+    else the first group that does. The ratio follows sidebyside.ranking's
+    rule: a pair the rounds do not separate is a tie (within noise), never
+    faster or slower; a separated tuned variant slower than its sibling is
+    said to be slower on this machine's CPU (or GPU).
     """
     records = tuned_rows(collection, pairs)
     records = [record for record in records if record[0]["machine"] in set(frame["machine"])]
@@ -138,7 +163,12 @@ def tuned_sentences(collection, frame, pairs):
         ratio = speedup(tuned, idiom)
         mine = comparable_median(tuned)
         if ratio is not None:
-            faster = f"{fmt.times(ratio)} faster" if ratio >= 1 else f"{fmt.times(1 / ratio)} slower"
+            if not rows_separated(tuned, idiom):
+                faster = f"{ranking.TIE} with {idiom_name}"
+            elif ratio >= 1:
+                faster = f"{fmt.times(ratio)} faster"
+            else:
+                faster = f"{fmt.times(1 / ratio)} slower than {idiom_name} on this {hardware(tuned['device'])}"
             limit = limit_ratio(tuned)
             limit = f", {fmt.times(limit)} the compute limit" if limit is not None else ""
             said = (f"{framework}: {name} takes {fmt.seconds(mine)} a step against {idiom_name}'s "
@@ -368,13 +398,27 @@ def peak_spread_warning(machine):
             f"frequency scaling), and its timings may have too.")
 
 
+def drift_warning(document):
+    """One line where the drift canary moved by more than PEAK_SPREAD_WARNING during the run, else None."""
+    from sidebyside import rounds
+
+    spread = rounds.drift([(entry.get("step_time") or {}).get("canary") for entry in document["results"]])
+    if spread is None or spread[2] <= 1 + PEAK_SPREAD_WARNING:
+        return None
+    low, high, ratio = spread
+    return (f"The drift canary, the same computation each time, took {fmt.seconds(low)} to {fmt.seconds(high)} "
+            f"during the run ({fmt.times(ratio)}): the machine's own speed changed while it ran. Rankings "
+            f"compare rounds that ran side by side; `sidebyside compare` divides each round by its canary.")
+
+
 def measurement_warnings(collection):
     """[(machine label, [line, ...])]: measurement faults, one visible line per kind."""
     frame = collection.frame
     result = []
-    for label, machine, _ in collection.machines:
+    for label, machine, document in collection.machines:
         part = frame[frame["machine"] == label]
-        lines = [line for line in (over_threads_warning(part), over_peak_warning(part), peak_spread_warning(machine))
+        lines = [line for line in (over_threads_warning(part), over_peak_warning(part), peak_spread_warning(machine),
+                                   drift_warning(document))
                  if line] + noise.warnings(machine.get("conditions"))
         result.append((label, lines))
     return result

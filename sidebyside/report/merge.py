@@ -31,7 +31,8 @@ COLUMNS = (
     "target_accuracy", "time_to_target_s", "first_epoch_s", "has_losses", "kernels", "jit",
     "round_medians",  # a list per row (or None): each timed round's median, for sidebyside.ranking
     "cpu_utilization",  # CPU seconds / wall seconds of the timed steps: cores busy, against `threads`
-    "samples",  # a list per row (or None): every timed step's seconds, for sidebyside.report.compare's test
+    "samples",  # a list per row (or None): every timed step's seconds
+    "canary",  # a list per row (or None): the drift canary's seconds beside each round (sidebyside/canary.py)
 )
 
 INTEGER_COLUMNS = ("threads", "diverged_at", "rounds", "loop_steps", "peak_memory_bytes")
@@ -221,6 +222,7 @@ def merge(documents):
                     "round_medians": timing.get("round_medians"),
                     "cpu_utilization": entry["cpu_utilization"],
                     "samples": timing.get("samples"),
+                    "canary": timing.get("canary"),
                 }
             )
             losses[row] = entry["losses"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sidebyside import ranking
+from sidebyside import ranking, rounds
 from sidebyside.report import compare
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import value
@@ -89,26 +89,46 @@ def ranking_entry(row):
     }
 
 
+def rows_separated(a, b):
+    """sidebyside.ranking.separated for two frame rows: whether their timing rounds tell them apart."""
+    return ranking.separated(ranking_entry(a), ranking_entry(b))
+
+
+def versus(ratio, apart):
+    """A ratio of two step times, "1.50×"; where the two are not separated (`apart` false), the tie after
+    it: "1.02×, tie (within noise)"."""
+    return fmt.times(ratio) if apart else f"{fmt.times(ratio)}, {ranking.TIE}"
+
+
+def hardware(device):
+    """What a result on `device` is a result about: "CPU", "GPU"."""
+    return {"cpu": "CPU", "cuda": "GPU"}.get(device, str(device))
+
+
 def with_group_ratios(frame):
-    """Add each row's rank in its group (ties within noise share one), and its ratio to the fastest.
+    """Add each row's rank in its group (ties within noise share one), its ratio to the fastest, and
+    whether it is separated from the fastest.
 
     Only rankable rows (ok, agreeing with the reference, timed) get a rank and
     a ratio; the rule is sidebyside.ranking's, the same as the console's.
     """
     frame = frame.copy()
-    places, fastest = {}, {}
+    places, fastest, apart = {}, {}, {}
     for key, group in frame.groupby(GROUP, sort=False):
         entries = {index: ranking_entry(row) for index, row in group.iterrows()}
         rankable = {index: entry for index, entry in entries.items() if ranking.rankable(entry)}
         by_identity = {id(entry): index for index, entry in rankable.items()}
-        for item in ranking.rank(list(rankable.values())):
+        ranked = ranking.rank(list(rankable.values()))
+        for item in ranked:
             places[by_identity[id(item.entry)]] = item
-        medians = [ranking.median(entry) for entry in rankable.values()]
-        if medians:
-            fastest[key] = min(medians)
+            if item is not ranked[0]:
+                apart[by_identity[id(item.entry)]] = ranking.separated(item.entry, ranked[0].entry)
+        if ranked:
+            fastest[key] = ranking.median(ranked[0].entry)
     frame["rank"] = pd.array([places[index].rank if index in places else None for index in frame.index],
                              dtype="Int64")  # integers with gaps, so the CSV says 1, not 1.0
     frame["tied"] = [places[index].tied if index in places else None for index in frame.index]
+    frame["separated"] = [apart.get(index) for index in frame.index]
     frame["fastest_s"] = [fastest.get(tuple(row)) for row in frame[GROUP].itertuples(index=False)]
     frame["ratio"] = [
         None if index not in places or value(f) is None or value(f) == 0 else value(m) / value(f)
@@ -227,6 +247,7 @@ def summary_data(frame, lines_of_code):
             "rank": frame["rank"],
             "tied": frame["tied"],
             "ratio_to_fastest": frame["ratio"],
+            "separated_from_fastest": frame["separated"],
             "threads": frame["threads"],
             "cpu_utilization": frame["cpu_utilization"],
             "gflops": frame["gflops"],
@@ -275,8 +296,8 @@ def summary_table(collection, lines_of_code):
             "Step (median)": [step_cell(m, u) if s in ("ok", "disagrees") and value(m) is not None else s
                               for m, u, s in zip(frame["median"], frame["unstable"], frame["status"])],
             "Rank": [rank_cell(r, t) for r, t in zip(frame["rank"], frame["tied"])],
-            "vs fastest": [ratio_cell(r, s, k, t) for r, s, k, t in
-                           zip(frame["ratio"], frame["status"], frame["rank"], frame["tied"])],
+            "vs fastest": [ratio_cell(r, s, k, t, a) for r, s, k, t, a in
+                           zip(frame["ratio"], frame["status"], frame["rank"], frame["tied"], frame["separated"])],
             # GFLOP/s and the first step are in the timing table, lines of code in the code section's:
             # this table stays narrow enough for a laptop's screen.
             "Share of peak": [peak_cell(x) for x in frame["peak_fraction"]],
@@ -293,7 +314,8 @@ def summary_table(collection, lines_of_code):
         "summary", "Summary: fastest per device, size and dtype", data, display, group_starts(frame),
         facet="Machine",
         note="Within each group (device, size, dtype) rows run fastest first; “vs fastest” is the ratio of "
-             "median step times. Runs share a rank, a “" + ranking.TIE + "”, unless every round median of "
+             "median step times, with the tie after it where the row is not separated from the fastest. "
+             "Runs share a rank, a “" + ranking.TIE + "”, unless every round median of "
              f"the faster lies below every round median of the slower and the medians differ by over "
              f"{ranking.NOISE_MARGIN:.0%} (without rounds: their IQRs do not overlap). Runs that disagree with "
              "the float64 reference are shown but never ranked. ± marks an unstable timing (IQR over 10% of "
@@ -302,18 +324,19 @@ def summary_table(collection, lines_of_code):
     )
 
 
-def ratio_cell(ratio, status, rank=None, tied=None):
-    """"fastest" for a lone first rank, the tie for a shared one, else the ratio; never for unranked rows."""
+def ratio_cell(ratio, status, rank=None, tied=None, apart=True):
+    """"fastest" for a lone first rank, the tie for a shared one, else the ratio (the tie after it where
+    the row is not separated from the fastest); never for unranked rows."""
     if status == "disagrees":
         return "not ranked"
     ratio, rank = value(ratio), value(rank)
     if status != "ok" or ratio is None:
         return fmt.MISSING
     if rank == 1 and value(tied):
-        return ranking.TIE if ratio == 1.0 else f"{fmt.times(ratio)}, {ranking.TIE}"
+        return ranking.TIE if ratio == 1.0 else versus(ratio, False)
     if rank == 1 or (rank is None and ratio == 1.0):
         return "fastest"
-    return fmt.times(ratio)
+    return versus(ratio, value(apart) is not False)
 
 
 # ----------------------------------------------------------------------------
@@ -390,12 +413,25 @@ def speedup(tuned, idiom):
     return theirs / mine if mine and theirs is not None else None
 
 
+def speedup_cell(tuned, idiom):
+    """The ratio, with the tie where the rounds do not separate the pair; a separated slower tuned variant says so."""
+    ratio = speedup(tuned, idiom)
+    if ratio is None:
+        return NOT_AVAILABLE
+    apart = rows_separated(tuned, idiom)
+    if apart and ratio < 1:
+        return f"{fmt.times(ratio)}: tuned {fmt.times(1 / ratio)} slower on this {hardware(tuned['device'])}"
+    return versus(ratio, apart)
+
+
 def tuned_table(collection, pairs=None):
     """Idiom vs ceiling: each tuned variant beside its idiomatic sibling, with the ratio of step times.
 
     None when the files hold no tuned variant. A sibling that is missing from
     the group, did not run, or may not be compared (n/a, failed, diverged,
-    disagreeing) makes the ratio "n/a".
+    disagreeing) makes the ratio "n/a". A pair that sidebyside.ranking does
+    not separate is a tie: its cell reads the ratio and "tie (within noise)",
+    and its CSV row `separated` False beside the raw ratio.
     """
     pairs = tuned_pairs() if pairs is None else pairs
     records = tuned_rows(collection, pairs)
@@ -416,6 +452,8 @@ def tuned_table(collection, pairs=None):
             "tuned_status": [t["status"] for t in tuned],
             "tuned_median_s": [comparable_median(t) for t in tuned],
             "idiomatic_over_tuned": ratios,
+            # Whether the timing rounds tell the two apart (sidebyside.ranking); where not, the ratio is a tie.
+            "separated": [rows_separated(t, i) if r is not None else None for t, i, r in zip(tuned, idioms, ratios)],
             "idiomatic_over_limit": [limit_ratio(i) if comparable_median(i) is not None else None for i in idioms],
             "tuned_over_limit": [limit_ratio(t) if comparable_median(t) is not None else None for t in tuned],
             "tuning": [record[3] for record in records],
@@ -429,7 +467,7 @@ def tuned_table(collection, pairs=None):
             "Idiomatic step": [tuned_step_cell(i) for i in idioms],
             "Tuned": data["tuned"],
             "Tuned step": [tuned_step_cell(t) for t in tuned],
-            "Idiomatic ÷ tuned": [fmt.times(r) if r is not None else NOT_AVAILABLE for r in ratios],
+            "Idiomatic ÷ tuned": [speedup_cell(t, i) for t, i in zip(tuned, idioms)],
             "Idiomatic × limit": [fmt.times(x) if value(x) is not None else NOT_AVAILABLE
                                   for x in data["idiomatic_over_limit"]],
             "Tuned × limit": [fmt.times(x) if value(x) is not None else NOT_AVAILABLE
@@ -444,7 +482,9 @@ def tuned_table(collection, pairs=None):
         classes, facet="Machine",
         note="Each speed-written variant (registry field tuned_from) beside the idiomatic variant it rewrites, "
              "in the same group (device, size, dtype). Idiomatic ÷ tuned is the ratio of their median step "
-             "times: above 1× the tuned code is faster. × limit is the step time over the compute limit, the "
+             "times: above 1× the tuned code is faster, below 1× slower on this machine, both only where "
+             "the timing rounds separate the two (the summary's rule); otherwise “" + ranking.TIE + "” "
+             "follows the ratio. × limit is the step time over the compute limit, the "
              "FLOPs of a step over the measured peak. n/a: no comparable timing (missing, not run, failed, "
              "diverged or disagreeing with the reference).",
     )
@@ -551,9 +591,12 @@ def machines_table(collection):
     note = "One column per machine; a case one file does not contain reads “not in this file”."
     if len(collection.labels) == 2 and len(machines) == 2:
         add_change_columns(data, display, [runs[key] for key in keys], machines)
-        note += (f" Change: of the median step time, from {machines[0]} to {machines[1]}; verdict: the "
-                 "two-sided Mann–Whitney U test on every timed step of each, “~” where it finds no "
-                 f"significant difference (p ≥ {compare.ALPHA:g}).")
+        note += (f" Change: of the median step time (the median of its rounds), from {machines[0]} to "
+                 f"{machines[1]}; verdict: a change only where every round of one lies beyond every round of "
+                 f"the other by more than the noise margin (exact Mann–Whitney U on the rounds, p < "
+                 f"{compare.ALPHA:g}), “~” where there is no significant difference; where the drift canary "
+                 "timed beside each round moved, the machine's change is named and the verdict is decided on "
+                 "the rounds over their canaries (`sidebyside compare`, the same rule).")
     return Table("machines", "Median step time on each machine", data, display, [""] * len(display), note=note)
 
 
@@ -563,6 +606,10 @@ def add_change_columns(data, display, runs, machines):
     changes = [compare.case_change(run[before], run[after]) if before in run and after in run else None
                for run in runs]
     data["change_percent"] = [change and change.percent for change in changes]
+    data["canary_change_percent"] = [None if change is None or change.canary is None else 100 * change.canary
+                                     for change in changes]
+    data["normalized_change_percent"] = [None if change is None or change.normalized is None
+                                         else 100 * change.normalized for change in changes]
     data["p_value"] = [change and change.p_value for change in changes]
     data["verdict"] = [change.verdict if change else None for change in changes]
     display["Change"] = [compare.change_text(change, run[before]["status"], run[after]["status"]) if change
@@ -704,6 +751,18 @@ def blas_text(library):
     return " ".join(bits) + (f" ({', '.join(details)})" if details else "")
 
 
+def canary_text(document):
+    """"355 to 371 µs over 40 processes (the slowest 1.05× the fastest)", or None without a canary."""
+    spread = rounds.drift([(entry.get("step_time") or {}).get("canary") for entry in document["results"]])
+    if spread is None:
+        return None
+    low, high, ratio = spread
+    count = sum(len([x for x in (entry.get("step_time") or {}).get("canary") or () if x])
+                for entry in document["results"])
+    return (f"{fmt.seconds(low)} to {fmt.seconds(high)} over {count} rounds (the slowest {fmt.times(ratio)} the "
+            f"fastest: how far the machine's own speed moved during the run)")
+
+
 def environment_rows(label, machine, document):
     gpu = machine["gpu"]
     config = document["config"] if isinstance(document["config"], dict) else {}
@@ -728,7 +787,14 @@ def environment_rows(label, machine, document):
         rows[f"Env: {key}"] = setting
     rows["TF32 allowed"] = machine["tf32"]
     rows.update(peak_rows(machine))
+    rows["Drift canary"] = canary_text(document)
     rows["Commit"] = machine["commit"]
+    for name, record in (machine.get("environments") or {}).items():
+        if name == machine.get("environment"):
+            rows["Environment"] = (f"{name}: {record.get('executable')}, sidebyside {record.get('sidebyside')} "
+                                   f"at {record.get('location')} (commit {record.get('commit')})")
+            for framework, version in (record.get("frameworks") or {}).items():
+                rows[f"Version in {name}: {framework}"] = version
     for key in ("threads", "steps", "quick", "devices", "dtypes", "tf32", "seed", "warmup"):
         if key in config:
             rows[f"Run setting: {key}"] = config[key]
