@@ -20,7 +20,7 @@ class RunConfig:
     devices: tuple = ("cpu",)  # resolved devices: "cpu" and/or "cuda"
     dtypes: tuple = ("float32", "float64")  # agreement runs in each; the sweep in the first
     sizes: tuple = (TUTORIAL_SIZE,)  # (N, D_in, H, D_out) run for the full number of steps
-    sweep: tuple = SHORT_SWEEP  # timing-only sizes, float32, a time budget each
+    sweep: tuple = SHORT_SWEEP  # sizes timed within a budget, float32, judged on their first steps
     steps: int = 500  # training steps of the full-length runs
     learning_rate: float = 1e-6  # at the tutorial size; sweep sizes scale it down
     seed: int = 0  # numpy seed of data and initial weights

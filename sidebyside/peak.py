@@ -29,8 +29,11 @@ truth), so this module:
   float64 GPU within the budget.
 
 `combine` merges the measurement taken at the start of a run with the one at
-its end (the higher counts, their spread is recorded). `theoretical_peak`
-works out cores × clock × FLOPs per cycle where the system says enough.
+its end (the higher counts, their spread is recorded). A step faster than
+that peak (`beaten`) makes the runner measure once more (`remeasured`); a
+step that still beats it gets no share of peak anywhere, only `UNSOUND`.
+`theoretical_peak` records what the system says of cores × clock × FLOPs per
+cycle, and why that is not enough for a theoretical peak.
 
 Run as `python -m sidebyside.peak THREADS TF32(0|1) [BUDGET_S]`: prints one JSON line,
 {"peak_gflops": {"cpu": {"float32": x, "float64": y}, "cuda": {...} | null},
@@ -349,6 +352,23 @@ def _per_dtype(value):
     return {"float32": value, "float64": None}
 
 
+def higher(first, second):
+    """(per device and dtype the higher of two peak_gflops, their relative spread |first - second| / max)."""
+    peak, spread = {}, {}
+    for device in ("cpu", "cuda"):
+        one, other = first.get(device), second.get(device)
+        if one is None and other is None:
+            peak[device] = spread[device] = None
+            continue
+        one, other = _per_dtype(one), _per_dtype(other)
+        peak[device], spread[device] = {}, {}
+        for dtype in DTYPES:
+            values = [v for v in (one[dtype], other[dtype]) if v]
+            peak[device][dtype] = max(values) if values else None
+            spread[device][dtype] = abs(one[dtype] - other[dtype]) / max(values) if len(values) == 2 else None
+    return peak, spread
+
+
 def combine(start, end):
     """The peak a run records from its measurements at the start and the end.
 
@@ -356,19 +376,7 @@ def combine(start, end):
     both, their relative spread |start - end| / max, the theoretical peak and
     the detail of the measurement with the higher float32 CPU peak.
     """
-    peak, spread = {}, {}
-    for device in ("cpu", "cuda"):
-        first = start["peak_gflops"].get(device)
-        last = end["peak_gflops"].get(device)
-        if first is None and last is None:
-            peak[device] = spread[device] = None
-            continue
-        first, last = _per_dtype(first), _per_dtype(last)
-        peak[device], spread[device] = {}, {}
-        for dtype in DTYPES:
-            values = [v for v in (first[dtype], last[dtype]) if v]
-            peak[device][dtype] = max(values) if values else None
-            spread[device][dtype] = abs(first[dtype] - last[dtype]) / max(values) if len(values) == 2 else None
+    peak, spread = higher(start["peak_gflops"], end["peak_gflops"])
     start_cpu = _per_dtype(start["peak_gflops"].get("cpu"))["float32"] or 0
     end_cpu = _per_dtype(end["peak_gflops"].get("cpu"))["float32"] or 0
     chosen, label = (end, "end") if end_cpu > start_cpu else (start, "start")
@@ -378,19 +386,55 @@ def combine(start, end):
     return {"peak_gflops": peak, "peak_detail": detail}
 
 
+# --- a step faster than the measured peak ---------------------------------
+
+UNSOUND = "faster than the measured peak: the peak is unsound here"  # shown instead of a share above 100 %
+
+
+def beats(fraction):
+    """Whether a share of the measured peak is above 1: no step beats a sound peak, so the peak is unsound there."""
+    return fraction is not None and fraction > 1
+
+
+def beaten(entries, peaks):
+    """The entries faster than the measured peak of their own device and dtype in `peaks` (peak_gflops).
+
+    Returns [{workload, implementation, device, dtype, size, gflops, peak}], JSON-serializable.
+    """
+    from sidebyside.results import peak_fraction, peak_for
+
+    found = []
+    for entry in entries:
+        peak = peak_for(peaks, entry["device"], entry["dtype"])
+        if beats(peak_fraction(entry.get("gflops"), peak)):
+            found.append({key: entry.get(key) for key in ("workload", "implementation", "device", "dtype", "size",
+                                                          "gflops")} | {"peak": peak})
+    return found
+
+
+def remeasured(combined, again, entries):
+    """`combined` (as `combine` returns it) with `again`, a measurement taken because `entries` beat its peak.
+
+    Per device and dtype the higher of the two counts; start, end and their
+    spread stay as they were. peak_detail["remeasured"] says why it was taken
+    (the entries that beat the peak), what it found, and which entries still
+    beat the peak: only those are shown as `UNSOUND`.
+    """
+    peak, _ = higher(combined["peak_gflops"], again["peak_gflops"])
+    record = {"why": "steps ran faster than the measured peak", "beaten": beaten(entries, combined["peak_gflops"]),
+              "peak_gflops": again["peak_gflops"], "still_beaten": beaten(entries, peak)}
+    if (again.get("peak_detail") or {}).get("error"):
+        record["error"] = again["peak_detail"]["error"]
+    return {"peak_gflops": peak, "peak_detail": {**(combined.get("peak_detail") or {}), "remeasured": record}}
+
+
 # --- the theoretical CPU peak ---------------------------------------------
 
-# float32 FLOPs per cycle and core: vector lanes × 2 (a fused multiply-add is
-# two FLOPs) × FMA units. The unit count is not readable from the system; two
-# is assumed, as on server x86 parts (Skylake-SP Gold/Platinum, Zen) and most
-# ARM cores. float64 has half the lanes.
-ISA_FLOPS = (
-    ("avx512f", 64, "AVX-512: 16 float32 lanes × 2 (FMA) × 2 FMA units (assumed)"),
-    ("avx2+fma", 32, "AVX2 + FMA: 8 float32 lanes × 2 (FMA) × 2 FMA units (assumed)"),
-    ("avx", 16, "AVX: 8 float32 lanes × (1 multiply + 1 add) per cycle"),
-    ("asimd", 16, "NEON: 4 float32 lanes × 2 (FMA) × 2 FMA units (assumed)"),
-    ("sse2", 8, "SSE2: 4 float32 lanes × (1 multiply + 1 add) per cycle"),
-)
+# The widest vector extension the flags name, and its float32 lanes (float64 has half).
+VECTOR_ISAS = (("avx512f", 16), ("avx", 8), ("asimd", 4), ("sse2", 4))
+UNKNOWN_UNITS = ("no theoretical peak: FLOPs per cycle are vector lanes × 2 (a fused multiply-add) × the FMA "
+                 "units per core, and neither the CPU flags nor sysfs give that count (AVX-512 parts have one or "
+                 "two FMA units with the same flags)")
 
 
 def cpu_flags():
@@ -442,23 +486,22 @@ def physical_cores(cpus):
 
 
 def theoretical_peak(threads):
-    """cores × clock × FLOPs/cycle in GFLOP/s, with its inputs; None where unreadable."""
+    """The CPU's theoretical peak from what the system reports, for machine.peak_detail["theoretical"].
+
+    cores × clock × FLOPs per cycle: the flags give the vector lanes, sysfs
+    the cores and sometimes the clock, but nothing gives the FMA units per
+    core, so nothing is assumed: "float32" and "float64" are None, "why" says
+    so, and the readable factors are kept beside it.
+    """
     flags, _ = cpu_flags()
-    names = {"avx2+fma"} if {"avx2", "fma"} <= flags else set()
-    isa = next(((name, flops, how) for name, flops, how in ISA_FLOPS if name in flags | names), None)
+    isa = next(((name, lanes) for name, lanes in VECTOR_ISAS if name in flags), (None, None))
     mhz, source = clock_mhz()
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = list(range(os.cpu_count() or 1))
-    if isa is None or mhz is None:
-        return None
-    cores = min(threads, physical_cores(cpus))
-    per_cycle = isa[1]
-    float32 = cores * mhz / 1000 * per_cycle
-    return {"float32": float32, "float64": float32 / 2, "cores": cores, "cpus_in_mask": len(cpus),
-            "mhz": mhz, "clock_source": source, "isa": isa[0], "flops_per_cycle": {"float32": per_cycle, "float64": per_cycle // 2},
-            "how": isa[2], "fma_units": 2 if "assumed" in isa[2] else None, "fma_units_assumed": "assumed" in isa[2]}
+    return {"float32": None, "float64": None, "why": UNKNOWN_UNITS, "cores": min(threads, physical_cores(cpus)),
+            "cpus_in_mask": len(cpus), "mhz": mhz, "clock_source": source, "isa": isa[0], "float32_lanes": isa[1]}
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ SCHEMA_VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024  # result files are a few MB at most; refuse anything absurd
 # "disagrees": the run finished but its losses disagree with the float64 reference (its reason says by
 # how much); such a run is shown, never ranked. Older files said status "ok" with agrees false: read the same.
-STATUSES = ("ok", "n/a", "diverged", "failed", "disagrees")
+# "unchecked": timed, but its losses were never compared with the reference (rows read from pytest-benchmark
+# JSON); shown with its time, never ranked.
+STATUSES = ("ok", "n/a", "diverged", "failed", "disagrees", "unchecked")
 MAX_NAME = 200  # names: machine, implementation, framework, device, ...
 MAX_TEXT = 4000  # free text: reasons, file paths, CPU descriptions
 MAX_KEY = 40  # short names: devices, dtypes, size dimensions
@@ -741,7 +743,9 @@ def environment_name(machine, source):
 SIZE_KEYS = ("N", "D_in", "H", "D_out")
 # machine_info keys that sidebyside's pytest hook adds, in the results.json layout.
 MACHINE_EXTRAS = ("frameworks", "blas", "threads", "env", "gpu", "tf32", "peak_gflops", "peak_detail")
-BENCHMARK_DEFAULTS = {"workload": UNNAMED, "device": "unknown", "dtype": "unknown", "status": "ok"}
+# pytest checks no agreement: a benchmark row is never "ok", so never ranked nor named fastest.
+UNCHECKED = {"status": "unchecked", "reason": "pytest-benchmark JSON: agreement not checked"}
+BENCHMARK_DEFAULTS = {"workload": UNNAMED, "device": "unknown", "dtype": "unknown", **UNCHECKED}
 
 
 def entry_keys():
@@ -773,7 +777,9 @@ def from_pytest_benchmark(document, source):
     """Convert `pytest --benchmark-json` output into the normalized layout.
 
     Each benchmark becomes an entry: its extra_info gives what was run and its
-    stats the step time. Keys the benchmark did not record stay unknown.
+    stats the step time. Keys the benchmark did not record stay unknown. No
+    agreement was checked, so every entry that ran is "unchecked" (UNCHECKED):
+    shown with its time, never ranked.
     """
     if not isinstance(document["machine_info"], dict):
         raise Invalid("machine_info", f"must be an object, got {describe(document['machine_info'])}")
@@ -888,6 +894,8 @@ def benchmark_entry(benchmark, index, machine):
             leftovers.setdefault(f"pytest_{key}", benchmark[key])
     raw["extra"] = leftovers
     raw = {**BENCHMARK_DEFAULTS, **raw}
+    if raw["status"] == "ok":  # an extra_info that claims "ok" is unchecked all the same
+        raw.update(UNCHECKED)
     entry = checked(Entry, raw, f"{here}.extra_info", overrides).model_dump()
     # Derive what pytest-benchmark's stats and the machine's peaks imply.
     if entry["gflops"] is None and entry["flops_per_step"]:

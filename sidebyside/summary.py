@@ -13,7 +13,9 @@ fastest (the fastest itself, when it shares rank 1, reads the tie alone).
 Runs that disagree with the float64 reference keep their row, their time and
 their reason, but get no rank and no ×best. "cores" is CPU
 seconds over wall seconds of the timed steps against the threads asked for;
-"!" marks more than ranking.OVERSUBSCRIBED times the threads.
+"!" marks more than ranking.OVERSUBSCRIBED times the threads. A step faster
+than the measured peak gets no share of peak: "%peak" reads "> peak" and the
+line under the table says the peak is unsound there (sidebyside.peak.UNSOUND).
 
 Names and reasons come from entries, so every cell is a rich Text (never
 parsed as console markup: a reason holding "[/x]" prints as written).
@@ -24,8 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sidebyside import ranking, workloads
-
-PEAK_FAULT = 1.0  # a share of the measured peak above 100 % is a measurement fault, never a result
+from sidebyside.peak import UNSOUND, beats
 
 
 def describe_status(entry):
@@ -82,7 +83,7 @@ def print_summary(document, console=None):
                 f"{median * 1e6:,.0f}" if median else "n/a",
                 times_best(entry, best) if place else "n/a",
                 f"{entry['gflops']:.1f}" if entry.get("gflops") else "n/a",
-                (f"{peak * 100:.0f}" + (" !" if peak > PEAK_FAULT else "")) if peak else "n/a",
+                ("> peak" if beats(peak) else f"{peak * 100:.0f}") if peak else "n/a",
                 cores(entry),
                 first_cost(entry),
                 f"{entry['agreement']:.1e}" if entry.get("agreement") is not None else "n/a",
@@ -117,7 +118,7 @@ def cores(entry):
 
 
 def notes(group, ranked):
-    """Lines under a table: a tie for fastest, runs over their threads, shares of peak above 100 %."""
+    """Lines under a table: a tie for fastest, runs over their threads, steps faster than the measured peak."""
     lines = []
     first = [item.entry["implementation"] for item in ranked if item.rank == 1]
     if len(first) > 1:
@@ -126,8 +127,7 @@ def notes(group, ranked):
             for e in group if ranking.over_threads(e)]
     if over:
         lines.append(f"  ! more cores busy than threads (over {ranking.OVERSUBSCRIBED:g}×): {', '.join(over)}")
-    faults = [f"{e['implementation']} ({e['peak_fraction'] * 100:.0f} %)"
-              for e in group if (e.get("peak_fraction") or 0) > PEAK_FAULT]
-    if faults:
-        lines.append(f"  ! share of peak above 100 %, a measurement fault: {', '.join(faults)}")
+    unsound = [e["implementation"] for e in group if beats(e.get("peak_fraction"))]
+    if unsound:
+        lines.append(f"  ! > peak, {', '.join(unsound)}: {UNSOUND}")
     return lines

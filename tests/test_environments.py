@@ -119,3 +119,4 @@ def test_two_environments_run_interleaved_into_one_file_and_compare(tmp_path):
     name = document["machine"]["name"]
     assert f"{name} [a]" in machines and f"{name} [b]" in machines and "verdict" in machines
     assert os.path.exists(tmp_path / "report" / "index.html")
+

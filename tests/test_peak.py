@@ -85,26 +85,11 @@ def test_recorded_peak_is_not_beaten_by_a_plain_matmul(measured):
     assert recorded >= 0.85 * oracle, f"recorded {recorded:.1f} GFLOP/s, a plain numpy matmul did {oracle:.1f}"
 
 
-def test_theoretical_peak_is_cores_times_clock_times_flops_per_cycle(monkeypatch):
-    monkeypatch.setattr(peak, "clock_mhz", lambda: (3000.0, "test"))
-    monkeypatch.setattr(peak.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(peak, "physical_cores", lambda cpus: len(cpus))
-    monkeypatch.setattr(peak, "cpu_flags", lambda: ({"sse2", "avx", "avx2", "fma"}, 3000.0))
-    avx2 = peak.theoretical_peak(threads=2)
-    # 2 cores × 3.0 GHz × (8 lanes × 2 FLOP per FMA × 2 FMA units)
-    assert avx2["float32"] == pytest.approx(2 * 3.0 * 32) and avx2["float64"] == pytest.approx(2 * 3.0 * 16)
-    assert avx2["fma_units_assumed"] is True and avx2["cores"] == 2
-    monkeypatch.setattr(peak, "cpu_flags", lambda: ({"avx2", "fma", "avx512f"}, 3000.0))
-    assert peak.theoretical_peak(threads=8)["float32"] == pytest.approx(4 * 3.0 * 64)  # only 4 cores in the mask
-    monkeypatch.setattr(peak, "cpu_flags", lambda: (set(), None))
-    assert peak.theoretical_peak(threads=2) is None
-
-
-def test_theoretical_peak_of_this_machine_is_readable_or_none():
+def test_theoretical_peak_of_this_machine_is_left_out_with_its_readable_factors():
+    # The count of FMA units is never readable (tests/test_peak_share.py checks the rule with made-up flags).
     theoretical = peak.theoretical_peak(THREADS)
-    if theoretical is not None:
-        assert theoretical["float32"] > 0 and theoretical["float64"] == theoretical["float32"] / 2
-        assert 1 <= theoretical["cores"] <= THREADS
+    assert theoretical["float32"] is None and theoretical["float64"] is None and theoretical["why"]
+    assert 1 <= theoretical["cores"] <= THREADS
 
 
 def test_combine_keeps_the_higher_and_records_the_spread():

@@ -171,10 +171,10 @@ def test_console_summary_says_tie_and_never_ranks_a_disagreeing_run():
         assert row_of(text, name)[1:4] == ["—", "100", "n/a"]  # timed, but no rank and no ×best
     assert row_of(text, "first_a")[1:4] == ["1 tie", "200", TIE]  # ×best: no winner to be 1.00 against
     assert row_of(text, "first_b")[1:4] == ["1 tie", "202", f"1.01, {TIE}"]
-    assert row_of(text, "slower")[1:7] == ["3", "300", "1.50", "100.0", "130 !", "3.10/2 !"]
+    assert row_of(text, "slower")[1:7] == ["3", "300", "1.50", "100.0", "> peak", "3.10/2 !"]
     assert row_of(text, "first_a")[6] == "1.90/2"
     assert "more cores busy than threads (over 1.2×): slower (3.10 cores, 2 threads)" in text
-    assert "share of peak above 100 %, a measurement fault: slower (130 %)" in text
+    assert "> peak, slower: faster than the measured peak: the peak is unsound here" in text
 
 
 def test_console_summary_names_a_separated_winner_and_prints_markup_as_text():

@@ -61,4 +61,4 @@ class Slowdown(importlib.abc.MetaPathFinder):
 
 if TARGET:
     implementation, _, amount = TARGET.partition(":")
-    sys.meta_path.insert(0, Slowdown(f"sidebyside.implementations.two_layer.{implementation}", float(amount or 0.15)))
+    sys.meta_path.insert(0, Slowdown(f"sidebyside.implementations.two_layer.{implementation}", float(amount)))

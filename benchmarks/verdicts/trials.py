@@ -15,11 +15,13 @@ tutorial size (float32, the CPU, the default rounds, no sweep):
 3. Against a baseline: a run with numpy_manual slowed, compared with the first
    run of A/A pair i, taken minutes before (the canary's case). Right: as in 2.
 
-Every run, slowed or not, has this folder on PYTHONPATH, so every process
-imports the same sitecustomize.py (doing nothing where SIDEBYSIDE_SLOWDOWN is
-unset): a process's start-up changes its memory layout, and an empty
-sitecustomize.py on the path alone moved numpy_manual's step by a third on
-this machine; only the wrapper differs between A and B.
+Every process, slowed or not, starts alike: this folder on PYTHONPATH and
+SIDEBYSIDE_SLOWDOWN set to the same length (numpy_manual:0.00 where nothing is
+slowed), so every process runs the same sitecustomize.py and wraps the same
+step; only the fraction the wrapper spins differs between A and B. A
+process's start-up changes its memory layout, and its layout alone can move
+numpy_manual's step by a third on this machine (an empty sitecustomize.py on
+the path did; docs/verdicts.md).
 
 It prints one line per trial and the rates, and keeps every run under --out.
 A script, not a test: it takes about ten minutes and its figures are this
@@ -59,8 +61,7 @@ def run(out, env=None, extra=()):
     if REUSE and (Path(out) / "results.json").is_file():
         return out
     if env is None:  # the same start-up as a slowed process, unslowed
-        env = dict(os.environ, PYTHONPATH=plug_in_path())
-        env.pop("SIDEBYSIDE_SLOWDOWN", None)
+        env = slowed_environment(0)
     result = sidebyside("run", *CASES, *extra, "--out", str(out), env=env)
     if result.returncode != 0:
         sys.exit(f"sidebyside run failed ({result.returncode}): {result.stderr.strip().splitlines()[-1:]}")
@@ -68,14 +69,15 @@ def run(out, env=None, extra=()):
 
 
 def slowed_environment(fraction):
-    """os.environ with this folder's sitecustomize slowing SLOWED by `fraction`."""
-    return dict(os.environ, PYTHONPATH=plug_in_path(), SIDEBYSIDE_SLOWDOWN=f"{SLOWED}:{fraction}")
+    """os.environ with this folder's sitecustomize slowing SLOWED by `fraction` (0: wrapped, not slowed)."""
+    return dict(os.environ, PYTHONPATH=plug_in_path(), SIDEBYSIDE_SLOWDOWN=f"{SLOWED}:{fraction:.2f}")
 
 
 def slowed_python(folder, fraction):
-    """An interpreter for --env: this Python, started with the slowdown on."""
+    """An interpreter for --env: this Python, started with the slowdown on (0: wrapped, not slowed)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
     script = Path(folder) / "slowed-python"
-    script.write_text(f"#!/bin/sh\nPYTHONPATH='{plug_in_path()}' SIDEBYSIDE_SLOWDOWN='{SLOWED}:{fraction}' "
+    script.write_text(f"#!/bin/sh\nPYTHONPATH='{plug_in_path()}' SIDEBYSIDE_SLOWDOWN='{SLOWED}:{fraction:.2f}' "
                       f"exec '{sys.executable}' \"$@\"\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
@@ -134,9 +136,10 @@ def main():
 
     if "interleaved" in chosen:
         python = slowed_python(out, args.slowdown)
+        unslowed = slowed_python(out / "unslowed", 0)  # the same start-up as B's
         caught = wrong = 0
         for trial in range(1, args.trials + 1):
-            both = run(out / f"ab-{trial}", extra=["--env", f"a={sys.executable}", "--env", f"b={python}"])
+            both = run(out / f"ab-{trial}", extra=["--env", f"a={unslowed}", "--env", f"b={python}"])
             code, rows, blamed = compare(both)
             hit = code == 1 and SLOWED in blamed
             wrong += UNTOUCHED in blamed

@@ -41,6 +41,9 @@ ALPHA = round_stats.ALPHA
 # (3 and 3: at least 2 / C(6, 3) = 0.1; 4 and 4: 2 / C(8, 4) = 0.029).
 MIN_ROUNDS = 4
 CASE = ("workload", "implementation", "device", "dtype", "size_label")
+# Statuses whose step time compares: a run that finished ("unchecked": pytest-benchmark's, its agreement
+# never judged, is timed all the same).
+TIMED = ("ok", "unchecked")
 NOT_SIGNIFICANT = "~"
 RESULTS_FILE = "results.json"
 
@@ -123,8 +126,8 @@ def status_change(status_before, status_after):
 def case_change(before, after):
     """The Change from row `before` to row `after` (mappings with status, reason, median, samples)."""
     statuses = (value(before["status"]), value(after["status"]))
-    if statuses != ("ok", "ok"):
-        bad = before if statuses[0] != "ok" else after
+    if not all(status in TIMED for status in statuses):
+        bad = before if statuses[0] not in TIMED else after
         side = "before" if bad is before else "after"
         detail = fmt.status_text(bad["status"], bad["reason"], bad.get("diverged_at"))
         return Change(None, None, False, f"{side}: {one_line(detail, 120)}")
@@ -254,7 +257,7 @@ def case_name(case):
 
 def change_text(change, status_before, status_after):
     """The change column: "+3.1%", or the statuses where a side did not run cleanly."""
-    if value(status_before) != "ok" or value(status_after) != "ok":
+    if value(status_before) not in TIMED or value(status_after) not in TIMED:
         return status_change(value(status_before), value(status_after))
     return fmt.MISSING if change.percent is None else f"{change.percent:+.1f}%"
 

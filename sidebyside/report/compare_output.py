@@ -13,7 +13,8 @@ import pandas as pd
 from sidebyside.report import formatting as fmt
 from sidebyside.report import markdown
 from sidebyside.report.build import csv_safe
-from sidebyside.report.compare import ALPHA, CASE, MIN_ROUNDS, NOT_SIGNIFICANT, case_name, change_text, p_text
+from sidebyside.report.compare import ALPHA, CASE, MIN_ROUNDS, NOT_SIGNIFICANT, TIMED, case_name, change_text, p_text
+from sidebyside.rounds import MACHINE_MOVED
 from sidebyside.results import one_line
 
 CASE_HEADINGS = {"workload": "Workload", "implementation": "Implementation", "device": "Device",
@@ -21,8 +22,9 @@ CASE_HEADINGS = {"workload": "Workload", "implementation": "Implementation", "de
 LEGEND = (f"change: of the median of the round medians, before to after; canary: of the drift canary timed "
           f"beside each round (the machine's own change); normalized: of the rounds over their canaries. "
           f"{NOT_SIGNIFICANT}: no significant difference (the rounds of one side do not all lie beyond the other's "
-          f"by the noise margin, or the exact Mann–Whitney U test on the rounds gives p ≥ {ALPHA:g}); where the "
-          f"canary moved, the verdict is decided on the normalized rounds. At least {MIN_ROUNDS} rounds a side.")
+          f"by the noise margin, or the exact Mann–Whitney U test on the rounds gives p ≥ {ALPHA:g}); a change "
+          f"must show in the rounds and in the normalized rounds alike, but where the canary moved by more than "
+          f"{MACHINE_MOVED:.0%} the normalized rounds alone decide. At least {MIN_ROUNDS} rounds a side.")
 
 
 def percent_text(fraction):
@@ -31,7 +33,7 @@ def percent_text(fraction):
 
 def median_text(median, status):
     """A side's median, or its status where it has none to compare."""
-    return fmt.seconds(median) if status in ("ok", "disagrees") and median is not None else status
+    return fmt.seconds(median) if status in (*TIMED, "disagrees") and median is not None else status
 
 
 def shared_fields(frame):

@@ -17,8 +17,10 @@ one's distance from the compute limit, and what it changes (the registry's
 `tuning`).
 
 `measurement_warnings` gives the lines that say a measurement itself is suspect: a run
-that kept more cores busy than its threads, a share of peak above 100 %, a
-peak that moved by more than 10 % between the start and the end of the run.
+that kept more cores busy than its threads, a step faster than the measured
+peak (no share above 100 % is ever given: the peak is unsound there), a
+peak that moved by more than 10 % between the start and the end of the run,
+a measured peak above the theoretical one.
 """
 
 from collections import Counter
@@ -26,11 +28,13 @@ from collections import Counter
 import pandas as pd
 
 from sidebyside import noise, ranking
+from sidebyside.peak import UNSOUND
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import value
-from sidebyside.report.tables import (DEVICE_ORDER, PEAK_FAULT, PEAK_SPREAD_WARNING, Table, comparable_median, hardware,
-                            limit_ratio, ordered, peak_devices, peak_drift, ranking_entry, registry, rows_separated,
-                            speedup, tuned_pairs, tuned_rows, tuned_step_cell, versus)
+from sidebyside.report.tables import (DEVICE_ORDER, PEAK_SPREAD_WARNING, Table, comparable_median, hardware,
+                            limit_ratio, ordered, over_peak, over_theoretical, peak_devices, peak_drift,
+                            ranking_entry, registry, rows_separated, speedup, tuned_pairs, tuned_rows,
+                            tuned_step_cell, versus)
 
 SLOW_FIRST_STEP = 20.0  # a first step this many times a steady one is worth explaining
 LOOP_GAIN = 0.8  # a synced-once loop at most this share of the per-step time is worth saying
@@ -170,7 +174,8 @@ def tuned_sentences(collection, frame, pairs):
             else:
                 faster = f"{fmt.times(1 / ratio)} slower than {idiom_name} on this {hardware(tuned['device'])}"
             limit = limit_ratio(tuned)
-            limit = f", {fmt.times(limit)} the compute limit" if limit is not None else ""
+            limit = ("" if limit is None else f", {UNSOUND}" if over_peak(tuned["peak_fraction"])
+                     else f", {fmt.times(limit)} the compute limit")
             said = (f"{framework}: {name} takes {fmt.seconds(mine)} a step against {idiom_name}'s "
                     f"{fmt.seconds(comparable_median(idiom))} ({where}), {faster}{limit}")
         else:
@@ -285,9 +290,9 @@ def unstable_sentence(frame):
 
 
 def peak_sentence(frame):
-    """Per device and dtype, the run closest to that dtype's measured peak (shares above 100 % are warnings)."""
+    """Per device and dtype, the run closest to that dtype's measured peak (a step beating it is a warning)."""
     ok = frame[(frame["status"] == "ok") & frame["peak_fraction"].notna()]
-    ok = ok[ok["peak_fraction"].astype(float) <= PEAK_FAULT]
+    ok = ok[[not over_peak(x) for x in ok["peak_fraction"]]] if not ok.empty else ok
     sentences = []
     for (device, dtype), rows in ok.groupby(["device", "dtype"], sort=False):
         best = rows.loc[rows["peak_fraction"].astype(float).idxmax()]
@@ -372,16 +377,28 @@ def over_threads_warning(frame):
             f"outside the requested ones ran, so these times are not times at the stated thread count.")
 
 
-def over_peak_warning(frame):
-    rows = frame[frame["peak_fraction"].notna()]
-    rows = rows[rows["peak_fraction"].astype(float) > PEAK_FAULT]
-    if rows.empty:
+def over_peak_warning(frame, machine):
+    """One line naming the steps faster than the measured peak (and whether it was measured once more), else None."""
+    rows = [row for _, row in frame.iterrows() if over_peak(row["peak_fraction"])]
+    if not rows:
         return None
-    parts = [f"{described(row)}: {fmt.percent(row['peak_fraction'])} of the {row['device']} {row['dtype']} peak"
-             for _, row in rows.iterrows()]
-    return (f"Share of peak above 100%, a measurement fault: {listing(parts)}. No run can beat the measured "
-            f"ceiling, so either the peak was measured low (load while it ran) or the FLOP count is wrong; "
-            f"read these shares as relative, not absolute.")
+    parts = [f"{described(row)}: {fmt.rate(row['gflops'])} GFLOP/s against the measured {fmt.rate(row['peak_gflops'])}"
+             for row in rows]
+    remeasured = "remeasured" in (machine.get("peak_detail") or {})
+    again = ", even measured once more at the end of the run" if remeasured else ""
+    return (f"Faster than the measured peak{again}: {listing(parts)}. No step can beat a sound peak, so the peak "
+            f"is unsound here (measured low, under load) or the FLOP count is wrong; these rows give no share of "
+            f"peak, only “{UNSOUND}”.")
+
+
+def theoretical_warning(machine):
+    """One line where a measured peak is above the theoretical one, else None."""
+    parts = [f"{device} {dtype}: {fmt.rate(measured)} measured against {fmt.rate(theoretical)} GFLOP/s"
+             for (device, dtype), (measured, theoretical) in over_theoretical(machine).items()]
+    if not parts:
+        return None
+    return (f"The measured peak is above the theoretical one ({listing(parts)}): what the theoretical peak "
+            f"assumes (clock, FMA units per core) does not hold on this machine.")
 
 
 def peak_spread_warning(machine):
@@ -417,8 +434,8 @@ def measurement_warnings(collection):
     result = []
     for label, machine, document in collection.machines:
         part = frame[frame["machine"] == label]
-        lines = [line for line in (over_threads_warning(part), over_peak_warning(part), peak_spread_warning(machine),
-                                   drift_warning(document))
+        lines = [line for line in (over_threads_warning(part), over_peak_warning(part, machine),
+                                   peak_spread_warning(machine), theoretical_warning(machine), drift_warning(document))
                  if line] + noise.warnings(machine.get("conditions"))
         result.append((label, lines))
     return result

@@ -164,7 +164,7 @@ def merge(documents):
             flops = float(flops) if flops else None
             median = timing.get("median")
             gflops = entry["gflops"]
-            if gflops is None and flops and median and entry["status"] == "ok":
+            if gflops is None and flops and median and entry["status"] in ("ok", "unchecked"):
                 gflops = gflops_of(flops, median)
             # The share of peak is always against the entry's own device AND dtype: a float64 run
             # against the float32 peak would look twice as far from the hardware as it is.

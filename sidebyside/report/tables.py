@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sidebyside import ranking, rounds
+from sidebyside.peak import UNSOUND, beats
 from sidebyside.report import compare
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import value
 
 DEVICE_ORDER = {"cpu": 0, "cuda": 1}
-PEAK_FAULT = 1.0  # a share of the measured peak above this is impossible: the peak or the FLOP count is wrong
 
 
 @dataclass
@@ -154,6 +154,9 @@ def group_starts(frame):
     return classes
 
 
+TIMED = ("ok", "disagrees", "unchecked")  # statuses whose step time is shown, ranked ("ok") or not
+
+
 def step_cell(median, unstable):
     text = fmt.seconds(median)
     return text + " ±" if unstable and text != fmt.MISSING else text
@@ -169,14 +172,12 @@ def notes(row):
         parts.append("unstable")
     if ranking.over_threads(ranking_entry(row)):
         parts.append(f"used {cores_cell(row['cpu_utilization'], row['threads'])} cores: more than its threads")
-    if over_peak(row["peak_fraction"]):
-        parts.append(f"{fmt.percent(row['peak_fraction'])} of peak: a measurement fault")
     return "; ".join(parts)
 
 
 def over_peak(fraction):
-    fraction = value(fraction)
-    return fraction is not None and fraction > PEAK_FAULT
+    """Whether a share of peak (a frame's cell) is above 100 %: the step beat the measured peak (peak.beats)."""
+    return beats(value(fraction))
 
 
 def cores_cell(used, threads):
@@ -188,9 +189,8 @@ def cores_cell(used, threads):
 
 
 def peak_cell(fraction):
-    """A share of peak; above 100 % it is marked, since no run can beat the measured ceiling."""
-    text = fmt.percent(fraction)
-    return text + " (fault)" if over_peak(fraction) else text
+    """A share of peak; above 100 % no number but UNSOUND, since no step can beat a sound peak."""
+    return UNSOUND if over_peak(fraction) else fmt.percent(fraction)
 
 
 def rounds_cell(round_medians):
@@ -252,6 +252,7 @@ def summary_data(frame, lines_of_code):
             "cpu_utilization": frame["cpu_utilization"],
             "gflops": frame["gflops"],
             "peak_fraction": frame["peak_fraction"],
+            "beats_peak": [over_peak(x) for x in frame["peak_fraction"]],  # then peak_fraction is no share
             "first_step_s": frame["first_step_s"],
             "peak_memory_bytes": frame["peak_memory_bytes"],
             "agreement": frame["agreement"],
@@ -292,8 +293,8 @@ def summary_table(collection, lines_of_code):
             "Size": frame["size_label"],
             "Dtype": frame["dtype"],
             "Implementation": frame["implementation"],
-            # A disagreeing run was timed: its time is shown, but it is never ranked.
-            "Step (median)": [step_cell(m, u) if s in ("ok", "disagrees") and value(m) is not None else s
+            # A disagreeing or unchecked run was timed: its time is shown, but it is never ranked.
+            "Step (median)": [step_cell(m, u) if s in TIMED and value(m) is not None else s
                               for m, u, s in zip(frame["median"], frame["unstable"], frame["status"])],
             "Rank": [rank_cell(r, t) for r, t in zip(frame["rank"], frame["tied"])],
             "vs fastest": [ratio_cell(r, s, k, t, a) for r, s, k, t, a in
@@ -327,7 +328,7 @@ def summary_table(collection, lines_of_code):
 def ratio_cell(ratio, status, rank=None, tied=None, apart=True):
     """"fastest" for a lone first rank, the tie for a shared one, else the ratio (the tie after it where
     the row is not separated from the fastest); never for unranked rows."""
-    if status == "disagrees":
+    if status in ("disagrees", "unchecked"):
         return "not ranked"
     ratio, rank = value(ratio), value(rank)
     if status != "ok" or ratio is None:
@@ -378,6 +379,13 @@ def limit_ratio(row):
     """Step time over the compute limit (FLOPs / measured peak): 1 / share of peak."""
     fraction = value(row["peak_fraction"]) if row is not None else None
     return 1.0 / fraction if fraction else None
+
+
+def limit_cell(row):
+    """× limit of a comparable row: the ratio, UNSOUND where the step beat the peak (never below 1×), else n/a."""
+    if comparable_median(row) is None or limit_ratio(row) is None:
+        return NOT_AVAILABLE
+    return UNSOUND if over_peak(row["peak_fraction"]) else fmt.times(limit_ratio(row))
 
 
 def tuned_step_cell(row):
@@ -456,6 +464,11 @@ def tuned_table(collection, pairs=None):
             "separated": [rows_separated(t, i) if r is not None else None for t, i, r in zip(tuned, idioms, ratios)],
             "idiomatic_over_limit": [limit_ratio(i) if comparable_median(i) is not None else None for i in idioms],
             "tuned_over_limit": [limit_ratio(t) if comparable_median(t) is not None else None for t in tuned],
+            # Where True, the step beat the measured peak: its ratio below 1 is no distance from the limit.
+            "idiomatic_beats_peak": [over_peak(i["peak_fraction"]) if comparable_median(i) is not None else None
+                                     for i in idioms],
+            "tuned_beats_peak": [over_peak(t["peak_fraction"]) if comparable_median(t) is not None else None
+                                 for t in tuned],
             "tuning": [record[3] for record in records],
         }
     )
@@ -468,10 +481,8 @@ def tuned_table(collection, pairs=None):
             "Tuned": data["tuned"],
             "Tuned step": [tuned_step_cell(t) for t in tuned],
             "Idiomatic ÷ tuned": [speedup_cell(t, i) for t, i in zip(tuned, idioms)],
-            "Idiomatic × limit": [fmt.times(x) if value(x) is not None else NOT_AVAILABLE
-                                  for x in data["idiomatic_over_limit"]],
-            "Tuned × limit": [fmt.times(x) if value(x) is not None else NOT_AVAILABLE
-                              for x in data["tuned_over_limit"]],
+            "Idiomatic × limit": [limit_cell(i) for i in idioms],
+            "Tuned × limit": [limit_cell(t) for t in tuned],
         }
     )
     if display["Workload"].nunique() <= 1:
@@ -485,8 +496,9 @@ def tuned_table(collection, pairs=None):
              "times: above 1× the tuned code is faster, below 1× slower on this machine, both only where "
              "the timing rounds separate the two (the summary's rule); otherwise “" + ranking.TIE + "” "
              "follows the ratio. × limit is the step time over the compute limit, the "
-             "FLOPs of a step over the measured peak. n/a: no comparable timing (missing, not run, failed, "
-             "diverged or disagreeing with the reference).",
+             "FLOPs of a step over the measured peak; a step faster than that peak reads “" + UNSOUND + "” "
+             "instead. n/a: no comparable timing (missing, not run, failed, diverged or disagreeing with the "
+             "reference).",
     )
 
 
@@ -499,6 +511,8 @@ def timing_table(collection):
     data = frame[columns].rename(columns={"size_label": "size", "median": "median_s", "iqr": "iqr_s",
                                           "min": "min_s", "max": "max_s", "mean": "mean_s", "stddev": "stddev_s",
                                           "loop_per_step": "loop_per_step_s", "flops": "flops_per_step"})
+    data.insert(data.columns.get_loc("peak_fraction") + 1, "beats_peak",
+                [over_peak(x) for x in frame["peak_fraction"]])  # then peak_fraction is no share
     # The rounds' medians as a JSON array per cell (empty where the file has none), for re-analysis.
     data["round_medians_s"] = [json.dumps(value(x)) if isinstance(value(x), list) else None
                                for x in frame["round_medians"]]
@@ -537,10 +551,10 @@ def timing_table(collection):
 
 
 def median_cell(median, unstable, status, reason, diverged_at):
-    """The median; a run that did not finish shows why instead, a disagreeing one both."""
+    """The median; a run that did not finish shows why instead, a disagreeing or unchecked one both."""
     if status == "ok":
         return step_cell(median, unstable)
-    if status == "disagrees" and value(median) is not None:
+    if status in TIMED and value(median) is not None:
         return f"{step_cell(median, unstable)}; {fmt.status_text(status, reason, diverged_at)}"
     return fmt.status_text(status, reason, diverged_at)
 
@@ -578,7 +592,7 @@ def machines_table(collection):
             continue
         medians[key][row.machine] = value(row.median)
         runs[key][row.machine] = row._asdict()
-        if row.status != "ok":
+        if row.status not in ("ok", "unchecked"):  # an unchecked run's time, beside the others'
             cells[key][row.machine] = fmt.status_text(row.status, row.reason, row.diverged_at)
         else:
             cells[key][row.machine] = step_cell(row.median, row.unstable)
@@ -594,9 +608,10 @@ def machines_table(collection):
         note += (f" Change: of the median step time (the median of its rounds), from {machines[0]} to "
                  f"{machines[1]}; verdict: a change only where every round of one lies beyond every round of "
                  f"the other by more than the noise margin (exact Mann–Whitney U on the rounds, p < "
-                 f"{compare.ALPHA:g}), “~” where there is no significant difference; where the drift canary "
-                 "timed beside each round moved, the machine's change is named and the verdict is decided on "
-                 "the rounds over their canaries (`sidebyside compare`, the same rule).")
+                 f"{compare.ALPHA:g}), “~” where there is no significant difference; a change must show in the "
+                 "rounds and in the rounds over their drift canaries alike, and where the canary moved by more "
+                 "than 10% the machine's change is named and the rounds over their canaries alone decide "
+                 "(`sidebyside compare`, the same rule).")
     return Table("machines", "Median step time on each machine", data, display, [""] * len(display), note=note)
 
 
@@ -685,7 +700,8 @@ def status_table(collection):
     )
     classes = ["status-" + {"n/a": "na"}.get(s, s) for s in frame["status"]]
     return Table(
-        "not_ok", "Runs not ranked: skipped (n/a), diverged, failed, or disagreeing with the reference",
+        "not_ok", "Runs not ranked: skipped (n/a), diverged, failed, disagreeing with the reference, or "
+                  "unchecked (pytest-benchmark JSON)",
         data, display, classes,
         facet="Machine",
     )
@@ -857,10 +873,29 @@ def peak_devices(machine):
     return pairs
 
 
+ABOVE_THEORETICAL = "below the measured peak, so what it assumes (clock, FMA units per core) does not hold here"
+
+
+def over_theoretical(machine):
+    """{(device, dtype): (measured, theoretical)} where the measured peak is above the theoretical one."""
+    detail = machine.get("peak_detail") or {}
+    found = {}
+    for device, dtype in peak_devices(machine):
+        measured = detail_number(machine["peak_gflops"][device].get(dtype))
+        theoretical = peak_detail_value(detail, "theoretical", device, dtype)
+        if measured is not None and theoretical is not None and measured > theoretical:
+            found[(device, dtype)] = (measured, theoretical)
+    return found
+
+
 def peak_rows(machine):
-    """Environment rows: each measured peak, its start and end values and spread, the theoretical peak."""
+    """Environment rows: each measured peak, its start and end values and spread, the theoretical peak.
+
+    A theoretical peak below the measured one reads as such (ABOVE_THEORETICAL), not as a bare number.
+    """
     rows = {}
     detail = machine.get("peak_detail") or {}
+    beaten = over_theoretical(machine)
     for device, by_dtype in (machine.get("peak_gflops") or {}).items():
         if by_dtype is None:
             rows[f"Measured peak, {device} (GFLOP/s)"] = None
@@ -876,7 +911,8 @@ def peak_rows(machine):
                 rows[f"Peak drift, {device} {dtype} (GFLOP/s)"] = text
             theoretical = peak_detail_value(detail, "theoretical", device, dtype)
             if theoretical is not None:
-                rows[f"Theoretical peak, {device} {dtype} (GFLOP/s)"] = theoretical
+                rows[f"Theoretical peak, {device} {dtype} (GFLOP/s)"] = (
+                    f"{fmt.rate(theoretical)}: {ABOVE_THEORETICAL}" if (device, dtype) in beaten else theoretical)
     return rows
 
 

@@ -2,8 +2,9 @@
 
 Its tasks are the configuration's sizes in full (every dtype, the full number
 of steps: the loss trajectory agreement is judged on) and the sweep's sizes
-(the first dtype, a time budget: timing only). Its entries are the ones the
-report ranks: they fill the summary, agreement and timing sections.
+(the first dtype, a time budget; agreement judged on the first
+SWEEP_AGREEMENT_STEPS steps). Its entries are the ones the report ranks: they
+fill the summary, agreement and timing sections.
 A case is measured in the worker (`measure`: burn-in, timed steps, the loop
 view, memory), timed again in later rounds (`time_round`), and judged in the
 runner against the float64 reference of sidebyside/workloads/two_layer/agreement.py.
@@ -27,6 +28,7 @@ from sidebyside.workloads.two_layer.tasks import (NAME, SIZE_KEYS, finite_or_non
 LAUNCHERS = {"torchrun": "sidebyside.workloads.two_layer.ddp_launch", "tf_config": "sidebyside.workloads.two_layer.multiworker",
              "jax_coordinator": "sidebyside.workloads.two_layer.multiworker"}
 WARM_UP_SIZE = {"N": 4, "D_in": 8, "H": 4, "D_out": 2}
+SWEEP_AGREEMENT_STEPS = 20  # a sweep size's check: its first losses against the reference's (all, if fewer)
 
 
 def overrides_for(spec, task, threads):
@@ -202,14 +204,25 @@ class TwoLayer(Workload):
                 net.close()
 
     def judge(self, entry, task, references):
-        """Compare a full-length run's losses with the float64 reference (sweep sizes are timing only)."""
+        """Compare a run's losses with the float64 reference of its task: same size, learning rate, seed, data.
+
+        A full-size run is judged on every step. A sweep size (timed within a
+        budget) is judged on its first SWEEP_AGREEMENT_STEPS losses, or all of
+        them where it has fewer, against the reference of that many steps;
+        `extra.agreement_steps` says how many. Nothing timed goes unchecked.
+        """
         from sidebyside.workloads.two_layer import agreement
 
-        if "budget_s" in task or not entry["losses"]:
+        if not entry["losses"]:
             return
-        key = (self.name, tuple(task["size"].values()), task["learning_rate"], task["seed"], task["steps"])
-        (losses, y), _ = references.once(key, lambda: self.reference(task))
-        result = agreement.compare(entry["losses"], losses, entry["dtype"], y)
+        losses, steps = entry["losses"], task["steps"]
+        if "budget_s" in task:
+            steps = min(SWEEP_AGREEMENT_STEPS, steps)
+            losses = losses[:steps]
+            entry["extra"]["agreement_steps"] = len(losses)
+        key = (self.name, tuple(task["size"].values()), task["learning_rate"], task["seed"], steps)
+        (reference, y), _ = references.once(key, lambda: self.reference({**task, "steps": steps}))
+        result = agreement.compare(losses, reference, entry["dtype"], y)
         entry["extra"]["agreement_ratio"] = result.pop("agreement_ratio")
         entry.update(result)
 

@@ -35,7 +35,8 @@ def loop_steps(config, size):
 
 
 def task(config, device, dtype, size, full):
-    """One task: a size in full (agreement, every timing view) or a sweep size (timed within a budget)."""
+    """One task: a size in full (agreement, every timing view) or a sweep size (timed within a budget,
+    agreement on its first steps)."""
     planned = {
         "workload": NAME, "device": device, "dtype": dtype, "size": size_dict(size),
         "steps": config.steps, "seed": config.seed, "warmup": min(config.warmup, max(config.steps // 10, 1)),
