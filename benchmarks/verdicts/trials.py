@@ -134,33 +134,28 @@ def main():
         if "aa" in chosen:
             tally["A/A: exit 0 and no significant verdict"] = right
 
+    def slowdown_trials(what, runs):
+        """Each trial's comparison: is SLOWED caught (exit 1, named), is UNTOUCHED ever blamed?"""
+        caught = wrong = 0
+        for trial in range(1, args.trials + 1):
+            code, rows, blamed = compare(*runs(trial))
+            hit = code == 1 and SLOWED in blamed
+            wrong += UNTOUCHED in blamed
+            caught += hit
+            print(f"{what} {trial}: exit {code}, {'caught' if hit else 'MISSED'}"
+                  f"{', BLAMED ' + UNTOUCHED if UNTOUCHED in blamed else ''}: {brief(rows)}", flush=True)
+        tally[f"{what}: {SLOWED} caught"] = caught
+        tally[f"{what}: {UNTOUCHED} blamed"] = wrong
+
     if "interleaved" in chosen:
         python = slowed_python(out, args.slowdown)
         unslowed = slowed_python(out / "unslowed", 0)  # the same start-up as B's
-        caught = wrong = 0
-        for trial in range(1, args.trials + 1):
-            both = run(out / f"ab-{trial}", extra=["--env", f"a={unslowed}", "--env", f"b={python}"])
-            code, rows, blamed = compare(both)
-            hit = code == 1 and SLOWED in blamed
-            wrong += UNTOUCHED in blamed
-            caught += hit
-            print(f"interleaved {trial}: exit {code}, {'caught' if hit else 'MISSED'}"
-                  f"{', BLAMED ' + UNTOUCHED if UNTOUCHED in blamed else ''}: {brief(rows)}", flush=True)
-        tally[f"interleaved A/B: {SLOWED} caught"] = caught
-        tally[f"interleaved A/B: {UNTOUCHED} blamed"] = wrong
+        slowdown_trials("interleaved A/B", lambda trial: [
+            run(out / f"ab-{trial}", extra=["--env", f"a={unslowed}", "--env", f"b={python}"])])
 
     if "baseline" in chosen:
-        caught = wrong = 0
-        for trial in range(1, args.trials + 1):
-            slowed = run(out / f"slowed-{trial}", env=slowed_environment(args.slowdown))
-            code, rows, blamed = compare(out / f"aa-{trial}-first", slowed)
-            hit = code == 1 and SLOWED in blamed
-            wrong += UNTOUCHED in blamed
-            caught += hit
-            print(f"baseline {trial}: exit {code}, {'caught' if hit else 'MISSED'}"
-                  f"{', BLAMED ' + UNTOUCHED if UNTOUCHED in blamed else ''}: {brief(rows)}", flush=True)
-        tally[f"against a baseline: {SLOWED} caught"] = caught
-        tally[f"against a baseline: {UNTOUCHED} blamed"] = wrong
+        slowdown_trials("against a baseline", lambda trial: [
+            out / f"aa-{trial}-first", run(out / f"slowed-{trial}", env=slowed_environment(args.slowdown))])
 
     print(f"\n{args.trials} trials each, {time.monotonic() - start:.0f} s, runs in {out}")
     for what, count in tally.items():
