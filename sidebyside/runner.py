@@ -333,7 +333,9 @@ class Run:
         entry["peak_fraction"] = peak_fraction(entry.get("gflops"), peak)
 
     def add_round(self, entry, record):
-        """Add one later round to an entry: its median is one more vote, its steps join the samples.
+        """Add one later round to an entry (True), or nothing where the round timed no step (False).
+
+        The round's median is one more vote, its steps join the samples.
 
         The entry's median is then the median of its round medians
         (sidebyside/rounds.py); the spread statistics (IQR, min, max, ...)
@@ -341,7 +343,7 @@ class Run:
         """
         samples = record.get("samples") or []
         if not samples or not entry.get("step_time"):
-            return
+            return False
         step_time = entry["step_time"]
         medians = step_time.get("round_medians", []) + [float(np.median(samples))]
         canaries = list(step_time.get("canary") or [None] * (len(medians) - 1)) + [None]  # set_canary fills it
@@ -360,6 +362,7 @@ class Run:
         if entry.get("flops_per_step"):
             entry["gflops"] = gflops(entry["flops_per_step"], entry["step_time"]["median"])
         self.set_peak_fraction(entry)
+        return True
 
     # Processes --------------------------------------------------------------
 
@@ -427,12 +430,13 @@ class Run:
         return float(answer["seconds"])
 
     def run_job(self, run, mode, on_record):
-        """Run one implementation's tasks in a fresh process; call on_record(record, task) as each lands.
+        """Run one implementation's tasks in a fresh process; on_record(record, task) takes each as it lands
+        and returns the entry it filled.
 
         The canary is timed before and after the process (the one after also
-        serves as the next process's before). Returns the tasks left without
-        a record, the child's exit code, and the canary's seconds for this
-        process (None where it could not be timed).
+        serves as the next process's before), and set as the last round's
+        canary of every entry the process filled. Returns the tasks left
+        without a record, and the child's exit code.
         """
         spec = spec_of(run)
         tasks = run["tasks"]
@@ -448,8 +452,8 @@ class Run:
             self.mark(f"{stem} ({mode})")
             zygote = self.zygote(spec, run.get("environment"))
             if zygote is None or not zygote.submit(job_path, stream_path):
-                return tasks, "the worker did not start", None
-            received, code = 0, None
+                return tasks, "the worker did not start"
+            received, code, filled = 0, None, []
             last_progress = time.monotonic()
             while True:
                 answer = zygote.read(0.05)
@@ -458,7 +462,7 @@ class Run:
                 lines = stream_path.read_text().splitlines()
                 complete = [line for line in lines if line.endswith("}")]
                 for line in complete[received:]:
-                    on_record(json.loads(line), tasks[received])
+                    filled.append(on_record(json.loads(line), tasks[received]))
                     received += 1
                     last_progress = time.monotonic()
                 if code is not None or not zygote.alive():
@@ -475,8 +479,9 @@ class Run:
         if code is None:
             code = zygote.process.returncode
         after = self.last_canary = self.time_canary()
-        canary = math.sqrt(before * after) if before and after else None
-        return tasks[received:], code, canary
+        for entry in filter(None, filled):
+            self.set_canary(entry, math.sqrt(before * after) if before and after else None)
+        return tasks[received:], code
 
     def mark(self, phase):
         """A phase's start in worker.log, with the Unix time: where a run's wall time goes."""
@@ -630,14 +635,13 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
         with Progress(*columns, disable=not show_progress, transient=False) as progress:
             bar = progress.add_task("measuring", total=total)
 
-            def on_entry(entry, task, environment=None, finished=None):
+            def on_entry(entry, task, environment=None):
                 entry = run.finish_entry(entry, task, environment)
                 run.document["results"].append(entry)
                 entries[entry_key(entry)] = entry
-                if finished is not None:
-                    finished.append(entry)
                 run.save()
                 progress.advance(bar)
+                return entry
 
             def described(item):
                 where = f" @ {item['environment']}" if item.get("environment") else ""
@@ -654,34 +658,28 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
                 orders.append([job_label(item) for item in order])
             for item in order:
                 progress.update(bar, description=f"round 1 · {described(item):<28}")
-                finished = []
-                left, code, canary = run.run_job(
-                    item, "full", lambda entry, task, item=item: on_entry(entry, task, item.get("environment"), finished))
-                for entry in finished:
-                    run.set_canary(entry, canary)
+                left, code = run.run_job(
+                    item, "full", lambda entry, task, item=item: on_entry(entry, task, item.get("environment")))
                 for task in left:
                     reason = f"worker exited with status {code} before finishing (see worker.log)"
                     on_entry(empty_entry(item, task, config, "failed", reason), task, item.get("environment"))
-                run.save()
+                run.save()  # with the process's canary
             for number in range(2, config.rounds + 1):
                 order = shuffled(timing_round(number), generator)
                 if order:
                     orders.append([job_label(item) for item in order])
                 for item in order:
                     progress.update(bar, description=f"round {number} · {described(item):<28}")
-                    timed = []
 
-                    def on_timing(record, task, item=item, timed=timed):
+                    def on_timing(record, task, item=item):
                         entry = entries[task_key(item, task)]
-                        run.add_round(entry, record)
-                        timed.append(entry)
+                        added = run.add_round(entry, record)
                         run.save()
                         progress.advance(bar)
+                        return entry if added else None  # a round without steps takes no canary
 
-                    left, _, canary = run.run_job(item, "timing", on_timing)
-                    for entry in timed:  # the process has ended: its canary is known
-                        run.set_canary(entry, canary)
-                    run.save()
+                    left, _ = run.run_job(item, "timing", on_timing)
+                    run.save()  # with the process's canary
                     progress.advance(bar, len(left))
             run.mark("closing the workers")
             run.close_workers()

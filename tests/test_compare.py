@@ -227,6 +227,9 @@ def test_an_entry_median_is_the_median_of_its_round_medians():
     assert timing["median"] == pytest.approx(221e-6)  # one vote each: not the pooled steps' 408 µs
     assert float(np.median(timing["samples"])) == pytest.approx(408e-6)
     assert entry["gflops"] == pytest.approx(1000 / 221e-6 / 1e9)
+    # A later round that timed no step (it diverged, or failed) is no round: nothing for its canary to fill.
+    assert run.add_round(entry, {"samples": [], "reason": "RuntimeError"}) is False
+    assert timing["round_medians"] == [408e-6, 221e-6, 216e-6] and timing["canary"] == [350e-6, 351e-6, 351e-6]
 
 
 # ----------------------------------------------------------------------------

@@ -21,9 +21,8 @@ import pytest
 from rich.console import Console
 
 from sidebyside import peak
-from sidebyside.report.build import build_report
 from sidebyside.summary import print_summary
-from tests.test_report_data import PEAKS, TUTORIAL, write
+from tests.test_report_data import PEAKS, TUTORIAL, report_of
 from tests.test_report_tuned import read_csv, tuned_document
 
 BEATS = 1.47  # the winning step's GFLOP/s over its measured peak
@@ -49,11 +48,7 @@ def winning_document():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("share")
-    document = winning_document()
-    index = build_report([write(folder, "share.json", document)], folder / "out", formats=("html", "markdown"))
-    return {"out": folder / "out", "html": index.read_text(encoding="utf-8"), "document": document,
-            "markdown": (folder / "out" / "report.md").read_text(encoding="utf-8")}
+    return report_of(tmp_path_factory.mktemp("share"), "share", winning_document())
 
 
 def html_rows(html, table):

@@ -23,7 +23,7 @@ from sidebyside.report.cli import main
 from sidebyside.report.merge import machine_labels, merge
 from sidebyside.results import load_results, parse_results
 from tests.test_report_data import (PEAKS, TUTORIAL, entry, flops, make_benchmark_json, make_document,
-                                    reference_losses, write)
+                                    report_of, reference_losses, write)
 
 EVIL_MACHINE = "<script>window.__pwned = true</script>"
 EVIL_IMPLEMENTATION = '<img src=x onerror="window.__pwned = true">|pipe'
@@ -645,11 +645,7 @@ def truths_document():
 
 @pytest.fixture(scope="module")
 def truths(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("truths")
-    document = truths_document()
-    index = build_report([write(folder, "truths.json", document)], folder / "out", formats=("html", "markdown"))
-    return {"out": folder / "out", "html": index.read_text(encoding="utf-8"), "document": document,
-            "markdown": (folder / "out" / "report.md").read_text(encoding="utf-8")}
+    return report_of(tmp_path_factory.mktemp("truths"), "truths", truths_document())
 
 
 def findings_text(html):

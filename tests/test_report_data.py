@@ -207,6 +207,15 @@ def write(tmp_path, name, document):
     return path
 
 
+def report_of(folder, name, document):
+    """The HTML and Markdown report of one document: {"out", "html", "document", "markdown"}."""
+    from sidebyside.report.build import build_report
+
+    index = build_report([write(folder, f"{name}.json", document)], folder / "out", formats=("html", "markdown"))
+    return {"out": folder / "out", "html": index.read_text(encoding="utf-8"), "document": document,
+            "markdown": (folder / "out" / "report.md").read_text(encoding="utf-8")}
+
+
 def test_synthetic_results_file_is_valid(tmp_path):
     document = load_results(write(tmp_path, "results.json", make_document(gpu=True)))
     statuses = {entry["status"] for entry in document["results"]}

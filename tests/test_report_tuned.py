@@ -21,7 +21,7 @@ from sidebyside.report.findings import tuned_sentences
 from sidebyside.report.merge import merge
 from sidebyside.results import parse_results
 from sidebyside.report.tables import tuned_pairs
-from tests.test_report_data import PEAKS, TUTORIAL, entry, flops, make_document, reference_losses, write
+from tests.test_report_data import PEAKS, TUTORIAL, entry, flops, make_document, reference_losses, report_of, write
 
 FRAMEWORKS = {"numpy_tuned": "numpy", "torch_tuned": "torch", "jax_tuned": "jax", "tensorflow_tuned": "tensorflow"}
 MEDIANS = {"numpy_tuned": 1.6e-4, "torch_tuned": 1.2e-4, "jax_tuned": 3.0e-4, "tensorflow_tuned": 4.0e-4}
@@ -60,12 +60,8 @@ def tuned_document(name="tuned-box"):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tuned")
-    document = tuned_document()
-    index = build_report([write(folder, "tuned.json", document)], folder / "out", formats=("html", "markdown"))
-    return {"out": folder / "out", "html": index.read_text(encoding="utf-8"), "document": document,
-            "markdown": (folder / "out" / "report.md").read_text(encoding="utf-8"),
-            "rows": read_csv(folder / "out" / "tuned.csv")}
+    result = report_of(tmp_path_factory.mktemp("tuned"), "tuned", tuned_document())
+    return {**result, "rows": read_csv(result["out"] / "tuned.csv")}
 
 
 def median_of(document, name, device="cpu", dtype="float32"):
