@@ -82,8 +82,8 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"sidebyside {metadata.version('sidebyside')}"
 
 
-def test_the_readme_example_is_a_valid_settings_file(tmp_path, monkeypatch):
-    readme = (ROOT / "README.md").read_text()
+def test_the_documented_example_is_a_valid_settings_file(tmp_path, monkeypatch):
+    readme = (ROOT / "docs" / "running.md").read_text()
     example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "pyproject.toml").write_text(example)
     config = config_in(tmp_path, monkeypatch=monkeypatch)

@@ -105,3 +105,11 @@ def test_steal_share_counts_the_hypervisors_time_over_the_block(monkeypatch):
     with noise.StealShare() as steal:
         pass
     assert steal.share is None
+
+
+def test_no_share_above_the_peak_is_printed_as_a_number():
+    # A step that beats the peak it is judged by says the peak is unsound, not "147 % of peak" or "0.7x the limit".
+    assert targets.share_text(1.47) == targets.UNSOUND
+    assert targets.limit_text(0.7) == targets.UNSOUND
+    assert targets.share_text(0.42) == "42% of peak"
+    assert targets.limit_text(1.5) == "1.50x the compute limit"

@@ -190,6 +190,19 @@ def build(name, size, learning_rate=1e-6):
     return cases.build(Net, spec, "cpu", "float32", dict(zip(("N", "D_in", "H", "D_out"), size)), learning_rate)
 
 
+UNSOUND = "faster than the measured peak: the peak is unsound here"
+
+
+def share_text(share):
+    """A share of the peak, never above 100 % as a number."""
+    return UNSOUND if share > 1 else f"{share:.0%} of peak"
+
+
+def limit_text(ratio):
+    """A step over the compute limit, never below 1× as a number (a step cannot beat the peak it is judged by)."""
+    return UNSOUND if ratio < 1 else f"{ratio:.2f}x the compute limit"
+
+
 def measure(threads, rounds=ROUNDS, report=print):
     from sidebyside import fairness
     from sidebyside.workloads.two_layer.baselines import BASELINES, EAGER_COUNTERPARTS
@@ -251,7 +264,7 @@ def measure(threads, rounds=ROUNDS, report=print):
     by_median = sorted(results["medians"], key=results["medians"].get)
     limit = problem.flops_per_step() / (peak * 1e9)  # seconds a step would take at the run's peak
     report(f"tutorial size: fastest by its median {by_median[0]} {results['medians'][by_median[0]] * 1e6:.0f} µs, "
-           f"{results['medians'][by_median[0]] / limit:.2f}x the limit at the peak measured first "
+           f"{limit_text(results['medians'][by_median[0]] / limit)} at the peak measured first "
            f"({limit * 1e6:.0f} µs; minutes apart, for reference)")
     candidates, steps = {}, {}
     for name in by_median[:LIMIT_CANDIDATES]:
@@ -276,7 +289,7 @@ def measure(threads, rounds=ROUNDS, report=print):
                            "block_ratios": blocks, "probe": {"library": probe_case.library, "size": probe_case.size},
                            "paired": {name: value for name, (value, _) in paired.items()}}
     results["tutorial"]["steal_share"] = steal.share
-    report(f"tutorial size: fastest {fastest}, {ratio:.2f}x the compute limit, blocks "
+    report(f"tutorial size: fastest {fastest}, {limit_text(ratio)}, blocks "
            f"{min(blocks):.2f}-{max(blocks):.2f} (target <= {TUTORIAL_LIMIT_RATIO})"
            + (f"; the hypervisor took {steal.share:.1%} of this machine's CPU time meanwhile (steal)"
               if steal.share is not None else ""))
@@ -292,8 +305,12 @@ def measure(threads, rounds=ROUNDS, report=print):
         if hasattr(net, "close"):
             net.close()
     best = max(shares, key=shares.get)
+    if shares[best] > 1:  # faster than the peak: measure the peak once more before saying anything
+        remeasured = best_cpu_case().gflops
+        results["peak_remeasured_gflops"] = remeasured
+        shares = {name: share * peak / remeasured for name, share in shares.items()}
     results["largest"] = {"size": largest, "best": best, "peak_share": shares[best], "shares": shares}
-    report(f"largest sweep size {largest}: best {best} at {shares[best]:.0%} of peak (target >= {LARGEST_PEAK_SHARE:.0%})")
+    report(f"largest sweep size {largest}: best {best} at {share_text(shares[best])} (target >= {LARGEST_PEAK_SHARE:.0%})")
     results["met"] = {
         "no_strawmen": all(item["ratio"] <= 1.05 for item in results["baselines"].values()),
         "tutorial_within_limit": ratio <= TUTORIAL_LIMIT_RATIO,
