@@ -3,6 +3,7 @@
     pytest benchmarks/ --benchmark-only                 # tutorial size + short sweep
     pytest benchmarks/ --benchmark-only --sweep         # the full grid
     pytest benchmarks/ --benchmark-only --no-sweep      # the tutorial size only
+    pytest benchmarks/ --benchmark-only --sweep-size 256,1000,100,10   # this sweep size instead
     pytest benchmarks/ --benchmark-only --threads 1 --benchmark-json out.json
 
 Keras takes its backend from KERAS_BACKEND when first imported, so one
@@ -15,17 +16,23 @@ import os
 import pytest
 
 from sidebyside import fairness, machine
+from sidebyside.cli import positive_int, size
+from sidebyside.config import RunConfig
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("sidebyside")
     group.addoption("--sweep", action="store_true", help="benchmark the full grid of sizes")
     group.addoption("--no-sweep", action="store_true", help="benchmark the tutorial size only")
+    group.addoption("--sweep-size", type=size, action="append", default=None, metavar="N,D_in,H,D_out",
+                    help="a sweep size to benchmark instead of the short sweep (repeatable)")
     group.addoption("--threads", type=int, default=None, help="threads for every framework (default: all cores)")
     group.addoption("--device", choices=("cpu", "cuda", "all"), default="all", help="devices to benchmark")
     group.addoption("--impl", action="append", default=None, help="implementation names (repeatable)")
     group.addoption("--dtype", choices=("float32", "float64"), default="float32")
     group.addoption("--tf32", action="store_true", help="allow TF32 matmuls on GPUs")
+    group.addoption("--ranks", type=positive_int, default=RunConfig.ranks,
+                    help=f"torch_ddp: processes (default {RunConfig.ranks}), threads // ranks each")
     group.addoption("--targets", action="store_true", help="also run the speed-target ratios and the protocol agreement (minutes)")
 
 

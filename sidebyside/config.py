@@ -27,6 +27,7 @@ class RunConfig:
     threads: int = 1  # one thread count for every framework
     tf32: bool = False  # allow TF32 matmuls on GPUs (off: full float32)
     warmup: int = 10  # burn-in steps after the first, not counted
+    sweep_warmup: int = 3  # ... at a sweep size
     sweep_budget_s: float = 0.3  # seconds of timed steps per sweep size (round 1)
     peak_budget_s: float = 2.0  # seconds of matmul timing per device for the peak, at the start and the end
     rounds: int = 5  # timing rounds, each a fresh process per implementation in a shuffled order

@@ -3,15 +3,19 @@
 Thread pools are sized by environment variables that each library reads once,
 when it loads, so `set_environment` must run before any framework is
 imported; `apply` then sets the run-time knobs of the frameworks a process
-actually uses and returns what it set, for the results file.
+actually uses. What a process records is not what was asked but what its
+pools have: `read_back` asks each library (threadpoolctl for the native
+BLAS and OpenMP pools, each framework's adapter for its own), and `off_request`
+names the pools whose size is not the one asked for.
 
 A thread count alone is a request: XLA (JAX, TensorFlow's jit_compile) sizes
 its pools from the CPUs it may run on, and ignores every environment
 variable above. So `set_environment` first pins the process to exactly T CPUs
 (`os.sched_setaffinity`); everything it starts afterwards, every framework's
 pool and every child process, can use at most those T cores, whatever it
-was told. The worker checks that it worked by measuring the CPU time over
-the wall time of the timed steps (`cpu_utilization`).
+was told. A pool of more threads than that then waits for its cores, which
+the CPU time cannot show (it stays within T); the timed steps count the
+runnable threads instead (sidebyside.timing.Runnable).
 
 What each framework needs set is its adapter's (sidebyside/frameworks/):
 its environment variables and its run-time knobs. Inter-op pools are set to
@@ -47,7 +51,7 @@ def pin(threads):
 
     Takes the lowest-numbered CPUs of the current affinity mask. Asking for
     more threads than there are CPUs pins to all of them (the pools are then
-    oversubscribed, which `cpu_utilization` will show). Returns the CPUs.
+    oversubscribed, which the runnable-thread count will show). Returns the CPUs.
     """
     try:
         available = sorted(os.sched_getaffinity(0))
@@ -73,16 +77,48 @@ def set_environment(threads):
 def apply(names, threads, tf32=False):
     """Set threads and TF32 in the frameworks named (import names, already importable), through their adapters.
 
-    Returns the settings as a flat dict for the results' `threads` record.
+    Returns the settings as a flat dict for the results' `threads` record:
+    the CPUs and what the adapters record as set (XLA_FLAGS); the pools'
+    sizes are `read_back`'s.
     """
     from threadpoolctl import threadpool_limits
 
     applied = {"requested": threads, "tf32": tf32}
     if hasattr(os, "sched_getaffinity"):
         applied["cpus"] = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    applied.update(frameworks.configure(names, threads, tf32))
+    # After the frameworks' own settings, which import them: the native
+    # libraries they load (numpy's BLAS, with JAX) are then there to limit.
     # Keep a module-level reference: the limits last while the object lives.
     global _blas_limits
     _blas_limits = threadpool_limits(limits=threads)
-    applied["blas"] = threads
-    applied.update(frameworks.configure(names, threads, tf32))
     return applied
+
+
+def read_back(names):
+    """Every thread pool of this process as its library reports it now: {pool: threads}, flat.
+
+    threadpoolctl's report for the native libraries loaded (keyed by their
+    internal_api: "openblas", "openmp", "mkl"; a second copy of one by its
+    file's prefix too), then each computing framework of `names`
+    (`frameworks.pools`: torch's intra- and inter-op threads, TensorFlow's
+    configuration, the threads of XLA's pool).
+    """
+    from threadpoolctl import threadpool_info
+
+    pools = {}
+    for library in threadpool_info():
+        key = library["internal_api"]
+        pools[f"{key} ({library['prefix']})" if key in pools else key] = library["num_threads"]
+    pools.update(frameworks.pools(names))
+    return pools
+
+
+def asked(pool, threads):
+    """The size a pool of `read_back` is asked for: one thread for an inter-op pool (see above), else `threads`."""
+    return 1 if pool.endswith("_inter_op") else threads
+
+
+def off_request(pools, threads):
+    """The pools of `read_back` at another size than asked: {pool: (size, asked)}."""
+    return {pool: (size, asked(pool, threads)) for pool, size in pools.items() if size != asked(pool, threads)}

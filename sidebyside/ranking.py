@@ -166,20 +166,42 @@ def fastest(entries):
 # Is the comparison fair? Checks shown beside the ranks, by the console and the report alike
 # ----------------------------------------------------------------------------
 
-# A process that kept more than this many times its requested thread count
-# busy ran thread pools beyond the requested ones (an inter-op pool, a BLAS
-# pool sized before the setting took effect): its time is not a time at T
-# threads. The 20 % leaves room for the interpreter, the garbage collector
-# and the timer beside T busy workers.
-OVERSUBSCRIBED = 1.2
+def extra_of(entry):
+    extra = entry.get("extra") if isinstance(entry, dict) else None
+    return extra if isinstance(extra, dict) else {}
 
 
-def over_threads(entry):
-    """Whether an entry's cpu_utilization exceeds OVERSUBSCRIBED × its threads (False where unknown)."""
-    if not isinstance(entry, dict):
-        return False
-    used, threads = number(entry.get("cpu_utilization")), number(entry.get("threads"))
-    return used is not None and threads is not None and threads > 0 and used > OVERSUBSCRIBED * threads
+# Fewer samples than this are no evidence: a pool that spins for a moment after
+# the case's set-up (OpenBLAS's, after the data was drawn) fills a short run's few samples.
+MIN_RUNNABLE_SAMPLES = 5
+
+
+def oversubscribed(entry):
+    """"N runnable threads on M CPUs" where more of the process's threads were runnable than CPUs in its mask
+    (the median of the samples taken during the timed steps, extra.runnable_threads), else None.
+
+    Threads beyond the CPUs wait for one in the middle of a step: the time is
+    not a time at the stated thread count. CPU time cannot show it: pinned to
+    M CPUs, a process never gets more than M CPU seconds a second.
+    """
+    sample = extra_of(entry).get("runnable_threads")
+    if not isinstance(sample, dict) or (number(sample.get("samples")) or 0) < MIN_RUNNABLE_SAMPLES:
+        return None
+    runnable, cpus = number(sample.get("median")), number(sample.get("cpus"))
+    if runnable is None or cpus is None or runnable <= cpus:
+        return None
+    return f"{runnable:g} runnable threads on {cpus:g} CPU{'' if cpus == 1 else 's'}"
+
+
+def pools_off(entry):
+    """The thread pools read back at another size than asked (extra.threads_read_back):
+    ["torch_intra_op 3 (asked 2)", ...], [] where every pool matches or none was read."""
+    from sidebyside.fairness import off_request
+
+    pools, threads = extra_of(entry).get("threads_read_back"), entry.get("threads") if isinstance(entry, dict) else None
+    if not isinstance(pools, dict) or not isinstance(threads, int):
+        return []
+    return [f"{pool} {size} (asked {want})" for pool, (size, want) in off_request(pools, threads).items()]
 
 
 def idle_devices(entries):

@@ -34,6 +34,9 @@ too is shown as faster than an unsound peak, never as a share above 100 %.
 results.json is rewritten atomically (a temporary file, then a rename) each
 time an entry arrives, so Ctrl-C, SIGTERM, a crash or a full disk never
 leaves a half-written file, and `--resume DIR` can pick up where a run stopped.
+A resumed run keeps every finished round of an entry (its median, canary and
+samples, which the rounds still owed join) and times only those rounds, so
+its entries hold what an uninterrupted run's do.
 """
 
 import datetime
@@ -261,6 +264,7 @@ class Run:
         self.peaks = []  # the peak process, until it has measured for the last time
         self.canary = None  # the drift canary's process (sidebyside/canary.py)
         self.last_canary = None  # the canary timed at the end of the last process, if nothing ran since
+        self.canary_before = None  # the canary timed before the process running now (run_job)
         self.pythons = dict(config.environments)  # environment name -> its interpreter
 
     # Output ---------------------------------------------------------------
@@ -316,7 +320,7 @@ class Run:
                                f"(tolerance {entry['agreement_tolerance']:.1e})")
         if entry.get("step_time"):
             entry["step_time"]["round_medians"] = [entry["step_time"]["median"]]
-            entry["step_time"]["canary"] = [None]  # the process's canary, once it has ended (set_canary)
+            entry["step_time"]["canary"] = [self.canary_before]  # the process's, once it has ended (set_canary)
             entry["step_time"]["samples"] = compact(self.samples[entry_key(entry)]) or None
         self.set_peak_fraction(entry)
         return entry
@@ -346,7 +350,7 @@ class Run:
             return False
         step_time = entry["step_time"]
         medians = step_time.get("round_medians", []) + [float(np.median(samples))]
-        canaries = list(step_time.get("canary") or [None] * (len(medians) - 1)) + [None]  # set_canary fills it
+        canaries = list(step_time.get("canary") or [None] * (len(medians) - 1)) + [self.canary_before]
         # Resumed: the samples saved so far are where the pool starts.
         pooled = self.samples.setdefault(entry_key(entry), list(step_time.get("samples") or ()))
         previous_wall = sum(pooled)
@@ -435,14 +439,17 @@ class Run:
 
         The canary is timed before and after the process (the one after also
         serves as the next process's before), and set as the last round's
-        canary of every entry the process filled. Returns the tasks left
-        without a record, and the child's exit code.
+        canary of every entry the process filled. Until then an entry holds the
+        canary before, so one cut short by Ctrl-C keeps that (and a resumed
+        run has a canary for every round). Returns the tasks left without a
+        record, and the child's exit code.
         """
         spec = spec_of(run)
         tasks = run["tasks"]
         stem = f"{run['workload']}-{run['implementation']}" + (f"-{run['environment']}" if run.get("environment") else "")
         before = self.last_canary if self.last_canary is not None else self.time_canary()
         self.last_canary = None
+        self.canary_before = before
         job_path = self.out_dir / f".job-{stem}.json"
         stream_path = self.out_dir / f".entries-{stem}.jsonl"
         job = {"run": run, "mode": mode, "threads": self.config.threads, "tf32": self.config.tf32}

@@ -13,9 +13,12 @@ fastest (the fastest itself, when it shares rank 1, reads the tie alone).
 Runs that disagree with the float64 reference keep their row, their time and
 their reason, but get no rank and no ×best. "cores" is CPU
 seconds over wall seconds of the timed steps against the threads asked for;
-"!" marks more than ranking.OVERSUBSCRIBED times the threads. A step faster
-than the measured peak gets no share of peak: "%peak" reads "> peak" and the
-line under the table says the peak is unsound there (sidebyside.peak.UNSOUND).
+"!" marks a run that had more runnable threads than CPUs (ranking.oversubscribed:
+CPU time cannot show it under pinning); the lines under the table name those
+runs, and any run whose thread pools read back at another size than asked.
+A step faster than the measured peak gets no share of peak: "%peak" reads
+"> peak" and the line under the table says the peak is unsound there
+(sidebyside.peak.UNSOUND).
 
 Names and reasons come from entries, so every cell is a rich Text (never
 parsed as console markup: a reason holding "[/x]" prints as written).
@@ -109,24 +112,26 @@ def times_best(entry, best):
 
 
 def cores(entry):
-    """Cores kept busy against the threads asked for, "1.96/2"; "!" past ranking.OVERSUBSCRIBED × threads."""
+    """Cores kept busy against the threads asked for, "1.96/2"; "!" where the run was oversubscribed."""
     used, threads = entry.get("cpu_utilization"), entry.get("threads")
     if used is None:
         return "n/a"
     text = f"{used:.2f}" + (f"/{threads}" if threads else "")
-    return text + (" !" if ranking.over_threads(entry) else "")
+    return text + (" !" if ranking.oversubscribed(entry) else "")
 
 
 def notes(group, ranked):
-    """Lines under a table: a tie for fastest, runs over their threads, steps faster than the measured peak."""
+    """Lines under a table: a tie for fastest, oversubscribed runs, pools not as asked, steps faster than the peak."""
     lines = []
     first = [item.entry["implementation"] for item in ranked if item.rank == 1]
     if len(first) > 1:
         lines.append(f"  fastest: {ranking.TIE} between {', '.join(first)}: their timing rounds do not separate them")
-    over = [f"{e['implementation']} ({e['cpu_utilization']:.2f} cores, {e['threads']} threads)"
-            for e in group if ranking.over_threads(e)]
+    over = [f"{e['implementation']} ({ranking.oversubscribed(e)})" for e in group if ranking.oversubscribed(e)]
     if over:
-        lines.append(f"  ! more cores busy than threads (over {ranking.OVERSUBSCRIBED:g}×): {', '.join(over)}")
+        lines.append(f"  ! oversubscribed: {', '.join(over)}")
+    off = [f"{e['implementation']}: {', '.join(ranking.pools_off(e))}" for e in group if ranking.pools_off(e)]
+    if off:
+        lines.append(f"  ! thread pools not at the size asked for: {'; '.join(off)}")
     unsound = [e["implementation"] for e in group if beats(e.get("peak_fraction"))]
     if unsound:
         lines.append(f"  ! > peak, {', '.join(unsound)}: {UNSOUND}")

@@ -106,6 +106,7 @@ def run_job(job, emit, log):
             entry.update(status="failed", reason=one_line(error))
             log.write(f"--- {spec.name} {task}\n{traceback.format_exc()}\n")
             log.flush()
+        entry["extra"]["threads_read_back"] = fairness.read_back(spec.requires)  # what the case's pools had
         emit(entry)
 
 

@@ -4,10 +4,13 @@ The kernel a framework multiplies with is read in the process, not typed:
 numpy's BLAS from threadpoolctl, torch's from its build configuration,
 TensorFlow's from a traced run of one MatMul, JAX's from the program XLA
 compiled for one product. Threads and precision are set through the
-adapters and read back from each framework.
+adapters and read back from each framework: asked for two threads in a
+one-CPU mask, every pool reads back two (a pool follows the request, not
+the mask), as the library itself reports it.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 from sidebyside import frameworks
 from tests.conftest import ROOT
 
-INTERFACE = ("environment", "configure", "kernels", "reset_peak", "peak_bytes", "forget_compiled", "gpu_present",
+INTERFACE = ("environment", "configure", "pools", "kernels", "reset_peak", "peak_bytes", "forget_compiled", "gpu_present",
              "matmul")
 
 
@@ -48,12 +51,29 @@ def test_an_unknown_framework_is_a_clear_error():
 
 
 DETECT = """
-import json, sys
+import json, os, sys
 from sidebyside import fairness, frameworks
-fairness.set_environment(1)
+fairness.set_environment(2)
 name = sys.argv[1]
-settings = fairness.apply([name], 1)
-print(json.dumps({"kernels": frameworks.kernels(name), "settings": settings}))
+__import__(name)  # as the worker's zygote does, before any setting
+fairness.apply([name], 2)
+kernel = frameworks.kernels(name)
+# Each library's own report, asked here without the harness: the oracle of fairness.read_back.
+from threadpoolctl import threadpool_info
+native = [(library["internal_api"], library["num_threads"]) for library in threadpool_info()]
+own = {}
+if name == "torch":
+    import torch
+    own.update(torch_intra_op=torch.get_num_threads(), torch_inter_op=torch.get_num_interop_threads())
+if name == "tensorflow":
+    import tensorflow as tf
+    own.update(tensorflow_intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
+               tensorflow_inter_op=tf.config.threading.get_inter_op_parallelism_threads())
+if name == "jax":
+    names = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
+    own["xla_intra_op"] = names.count("tf_XLAEigen")
+print(json.dumps({"kernels": kernel, "read_back": fairness.read_back([name]), "own": own, "native": native,
+                  "cpus": len(os.sched_getaffinity(0))}))
 """
 
 EXPECTED_KERNEL = {
@@ -62,26 +82,34 @@ EXPECTED_KERNEL = {
     "tensorflow": ("MatMul",),
     "jax": ("XLA CPU (", "jaxlib"),
 }
+EXPECTED_POOLS = {  # besides the native libraries threadpoolctl finds
+    "numpy": set(),
+    "torch": {"torch_intra_op", "torch_inter_op"},
+    "tensorflow": {"tensorflow_intra_op", "tensorflow_inter_op"},
+    "jax": {"xla_intra_op"},
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_KERNEL))
 def test_kernels_are_detected_and_threads_read_back(name):
     pytest.importorskip(name)
+    one_cpu = min(os.sched_getaffinity(0))
     result = subprocess.run([sys.executable, "-c", DETECT, name], capture_output=True, text=True, timeout=300,
-                            cwd=ROOT)
+                            cwd=ROOT, preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}))
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
     kernel = found["kernels"]
     assert "unknown" not in kernel and all(part.lower() in kernel.lower() for part in EXPECTED_KERNEL[name]), kernel
-    settings = found["settings"]
-    assert settings["blas"] == 1
-    if name == "torch":
-        assert (settings["torch_intra_op"], settings["torch_inter_op"]) == (1, 1)
     if name == "tensorflow":
-        assert (settings["tensorflow_intra_op"], settings["tensorflow_inter_op"]) == (1, 1)
         assert kernel.startswith(("Eigen", "oneDNN"))
-    if name == "jax":
-        assert "--xla_cpu_multi_thread_eigen=false" in settings["xla_flags"]
+    pools = found["read_back"]
+    assert found["cpus"] == 1 and found["native"], found  # numpy's BLAS at least
+    assert {pool: size for pool, size in pools.items() if pool in EXPECTED_POOLS[name]} == found["own"]
+    # A second copy of one library (numpy's and scipy's OpenBLAS) is told apart by its file's prefix.
+    assert sorted((pool.split(" (")[0], size) for pool, size in pools.items() if pool not in found["own"]) == sorted(
+        map(tuple, found["native"]))
+    # Two threads asked for on one CPU: every pool has two (inter-op pools one), whatever the mask says.
+    assert pools == {pool: 1 if pool.endswith("_inter_op") else 2 for pool in pools}
 
 
 PRECISION = """

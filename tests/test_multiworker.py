@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+from sidebyside.implementations.two_layer.problem import Problem
 from sidebyside.results import load_results
 from tests.conftest import ROOT, oracle_run, skip_if_missing
 from tests.test_cli import sidebyside
@@ -56,7 +57,12 @@ def test_two_processes_on_cpus_of_their_own_and_the_exchange_measured(entries, n
     cpus = [set(share.split(",")) for share in extra["threads_cpus"].split(";")]
     assert len(cpus) == 2 and all(len(share) == 1 for share in cpus) and not cpus[0] & cpus[1]
     assert extra["communication_s_per_step"] > 0
-    assert entries[name, "float32"]["peak_memory_bytes"] > 0
+    # What the case adds in each process above its baseline after imports, summed: at least part of the
+    # whole problem each process draws (Problem.bytes_needed), never a whole process with its framework.
+    needed = Problem(N=64, D_in=1000, H=100, D_out=10).bytes_needed()
+    per_process = [int(value) for value in extra["memory_per_process"].split(",")]
+    assert len(per_process) == 2 and sum(per_process) == entries[name, "float32"]["peak_memory_bytes"]
+    assert all(needed / 2 < value < 120e6 for value in per_process), (per_process, needed)
 
 
 @pytest.mark.parametrize("arguments, expected", [

@@ -161,7 +161,9 @@ def test_console_summary_says_tie_and_never_ranks_a_disagreeing_run():
         console_entry("old_wrong", 1e-4, [0.99e-4, 1e-4, 1.01e-4], agrees=False),
         console_entry("first_a", 2.00e-4, [1.98e-4, 2.00e-4, 2.03e-4]),
         console_entry("first_b", 2.02e-4, [2.00e-4, 2.02e-4, 2.04e-4]),  # 1 % slower, rounds overlap: a tie
-        console_entry("slower", 3.0e-4, [2.97e-4, 3.0e-4, 3.03e-4], cpu_utilization=3.1, peak_fraction=1.3),
+        console_entry("slower", 3.0e-4, [2.97e-4, 3.0e-4, 3.03e-4], peak_fraction=1.3,
+                      extra={"runnable_threads": {"median": 3.5, "max": 4, "samples": 30, "cpus": 2},
+                             "threads_read_back": {"openblas": 2, "torch_intra_op": 3, "torch_inter_op": 1}}),
     ]
     text = printed(entries)
     assert "fastest: tie (within noise) between first_a, first_b" in text
@@ -171,9 +173,10 @@ def test_console_summary_says_tie_and_never_ranks_a_disagreeing_run():
         assert row_of(text, name)[1:4] == ["—", "100", "n/a"]  # timed, but no rank and no ×best
     assert row_of(text, "first_a")[1:4] == ["1 tie", "200", TIE]  # ×best: no winner to be 1.00 against
     assert row_of(text, "first_b")[1:4] == ["1 tie", "202", f"1.01, {TIE}"]
-    assert row_of(text, "slower")[1:7] == ["3", "300", "1.50", "100.0", "> peak", "3.10/2 !"]
+    assert row_of(text, "slower")[1:7] == ["3", "300", "1.50", "100.0", "> peak", "1.90/2 !"]
     assert row_of(text, "first_a")[6] == "1.90/2"
-    assert "more cores busy than threads (over 1.2×): slower (3.10 cores, 2 threads)" in text
+    assert "! oversubscribed: slower (3.5 runnable threads on 2 CPUs)" in text
+    assert "! thread pools not at the size asked for: slower: torch_intra_op 3 (asked 2)" in text
     assert "> peak, slower: faster than the measured peak: the peak is unsound here" in text
 
 

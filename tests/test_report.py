@@ -284,6 +284,12 @@ def test_digits_section(built):
     assert {r["implementation"] for r in rows} == {"numpy_manual", "torch_nn", "keras_tensorflow", "keras_jax"}
     keras = next(r for r in rows if r["implementation"] == "keras_tensorflow" and r["machine"] == "ci-box")
     assert float(keras["first_epoch_s"]) == pytest.approx(4.5) and float(keras["later_epoch_median_s"]) == 1.5
+    # The start (first step) apart and the cores busy, as the entry recorded them.
+    numpy = next(r for r in rows if r["implementation"] == "numpy_manual" and r["machine"] == "ci-box")
+    recorded = next(e for e in built["documents"]["cpu.json"]["results"]
+                    if e["workload"] == "digits" and e["implementation"] == "numpy_manual")
+    assert float(numpy["first_step_s"]) == recorded["first_step_s"] != recorded["cpu_utilization"]
+    assert float(numpy["cpu_utilization"]) == recorded["cpu_utilization"] and numpy["threads"] == "2"
     section = built["html"][built["html"].index('id="workload-digits"'):]
     assert "Code side by side" in section[:section.index("</section>")]
 
@@ -358,7 +364,8 @@ def hostile_document():
     document["results"][1]["implementation"] = FORMULA
     document["results"][4]["reason"] = "</td></tr></table><script>window.__pwned = true</script>"
     document["machine"]["frameworks"]["<b>bold</b>"] = "1.0"
-    document["results"][0]["cpu_utilization"] = 9.0  # over its threads: the name reaches a warning line too
+    # Oversubscribed: the name reaches a warning line too.
+    document["results"][0]["extra"]["runnable_threads"] = {"median": 9.0, "max": 9, "samples": 10, "cpus": 2}
     document["results"][2].update(status="disagrees", reason="<script>window.__pwned = true</script> differs")
     document["results"][6]["implementation"] = SCRIPT_END  # has loss curves and timings: in chart data
     return document
@@ -622,7 +629,8 @@ def truths_document():
 
     a disagreeing run faster than all (status "disagrees"), an older file's way of saying
     the same (status "ok", agrees false), a tie for fastest (torch_manual and numpy_manual,
-    1.3 % apart with overlapping rounds), a run using more cores than its threads, a
+    1.3 % apart with overlapping rounds), a run with more runnable threads than CPUs, one whose
+    thread pool read back at another size than asked, a
     float64 step faster than the measured peak, and a float64 peak that moved 15 % during the run.
     """
     document = make_document("truth-box", digits=False)
@@ -636,7 +644,8 @@ def truths_document():
         document["results"].append(record)
     case(document, "torch_manual")["step_time"].update(median=1.500e-4, round_medians=[1.485e-4, 1.5e-4, 1.515e-4])
     case(document, "numpy_manual")["step_time"].update(median=1.520e-4, round_medians=[1.50e-4, 1.52e-4, 1.54e-4])
-    case(document, "torch_autograd")["cpu_utilization"] = 3.5
+    case(document, "torch_autograd")["extra"]["runnable_threads"] = {"median": 5.0, "max": 6, "samples": 40, "cpus": 2}
+    case(document, "torch_nn")["extra"]["threads_read_back"] = {"openblas": 2, "torch_intra_op": 3, "torch_inter_op": 1}
     case(document, "keras_tensorflow", dtype="float64")["gflops"] = 1.3 * PEAKS["cpu"]["float64"]
     document["machine"]["peak_detail"]["start"]["cpu"]["float64"] = 170.0
     document["machine"]["peak_detail"]["spread"]["cpu"]["float64"] = 0.15
@@ -704,17 +713,22 @@ def test_a_tie_within_noise_is_said_to_be_one(truths):
     assert "cpu, float64, 64×1000×100×10: torch_manual is fastest" in text
 
 
-def test_cores_used_are_shown_and_runs_over_their_threads_flagged(truths):
+def test_cores_used_are_shown_and_oversubscribed_runs_and_pools_not_as_asked_flagged(truths):
     rows = read_csv(truths["out"] / "timing.csv")
     autograd = next(r for r in rows if r["implementation"] == "torch_autograd" and r["dtype"] == "float32"
                     and r["size"] == "64×1000×100×10")
-    assert float(autograd["cpu_utilization"]) == 3.5 and autograd["threads"] == "2"
+    assert float(autograd["cpu_utilization"]) == 1.9 and autograd["threads"] == "2"
     assert json.loads(autograd["round_medians_s"]) == case(truths["document"], "torch_autograd")["step_time"][
         "round_medians"]
-    assert "3.50 of 2 (over)" in truths["html"] and "1.90 of 2" in truths["html"]
-    over = [line for line in warning_lines(truths["html"]) if "more cores than its threads" in line]
+    assert "1.90 of 2 (oversubscribed)" in truths["html"] and "oversubscribed: 5 runnable threads on 2 CPUs" in truths[
+        "html"]
+    over = [line for line in warning_lines(truths["html"]) if "Oversubscribed:" in line]
     assert len(over) == 1
-    assert "torch_autograd (cpu, float32, 64×1000×100×10): 3.50 cores busy with 2 threads" in over[0]
+    assert "torch_autograd (cpu, float32, 64×1000×100×10): 5 runnable threads on 2 CPUs" in over[0]
+    off = [line for line in warning_lines(truths["html"]) if "Thread pools not at the size asked" in line]
+    assert len(off) == 1
+    assert "torch_nn (cpu, float32, 64×1000×100×10): torch_intra_op 3 (asked 2)" in off[0]
+    assert "openblas" not in off[0] and "torch_inter_op" not in off[0]
 
 
 def test_share_of_peak_uses_the_entrys_own_dtype_and_a_step_beating_it_is_one_line(truths):
@@ -745,8 +759,8 @@ def test_peak_drift_is_shown_and_a_spread_over_ten_percent_warned(truths):
     spread = [line for line in warning_lines(truths["html"]) if "measured peak moved" in line]
     assert len(spread) == 1 and "cpu float64 by 15.0%: 170 then 200 GFLOP/s" in spread[0]
     assert "cpu float32" not in spread[0]  # 2.5 % is within the 10 % allowed
-    assert len(warning_lines(truths["html"])) == 3
-    assert truths["markdown"].count("> **Warning:**") == 3
+    assert len(warning_lines(truths["html"])) == 4  # with oversubscribed, pools not as asked, faster than the peak
+    assert truths["markdown"].count("> **Warning:**") == 4
 
 
 def test_a_clean_file_has_no_warnings(built):

@@ -65,36 +65,72 @@ def test_two_threads_do_use_two_cores(tmp_path):
 
 
 def test_memory_is_per_case_and_grows_with_the_problem(tmp_path):
+    """Two sizes in one process each, the larger first: each case's memory is what it adds.
+
+    The oracle is the problem's own count of its arrays (Problem.bytes_needed:
+    the float64 draws, the data, weights, gradients and activations). The
+    larger case runs first, so a high-water mark that was never reset would
+    give the smaller case at least the larger one's peak.
+    """
+    from sidebyside.implementations.two_layer.problem import Problem
+
     names = available("numpy_manual", "torch_manual", "torch_nn", "jax_jit")
     out = tmp_path / "memory"
     result = sidebyside(*QUICK, *arguments_for(names), "--threads", "1", "--size", "64,1000,100,10",
-                        "--size", "4096,1000,100,10", "--steps", "20", "--rounds", "1", "--out", str(out))
+                        "--size", "4096,1000,100,10", "--steps", "20", "--learning-rate", "1e-9", "--rounds", "1",
+                        "--out", str(out))
     assert result.returncode == 0, result.stderr
     by_case = {(entry["implementation"], entry["size"]["N"]): entry["peak_memory_bytes"] for entry in entries(out)}
+    small, large = (Problem(N=N, D_in=1000, H=100, D_out=10).bytes_needed() for N in (64, 4096))
     for name in names:
-        # x alone is 4096·1000 float32 = 16 MB at the larger size.
-        assert by_case[name, 4096] > by_case[name, 64] + 8e6, (name, by_case)
-    assert by_case["numpy_manual", 64] < 20e6, "numpy at the tutorial size needs a few MB, not hundreds"
+        assert 0.6 * large < by_case[name, 4096] < 2 * large, (name, by_case[name, 4096], large)
+        assert by_case[name, 64] < by_case[name, 4096] / 2, (name, by_case)
+    assert by_case["numpy_manual", 64] < 4 * small, "numpy at the tutorial size adds its arrays, not MBs more"
+
+
+REGISTER_PID_NETS = """
+from sidebyside import implementations
+for name in ("numpy_pid_a", "numpy_pid_b"):
+    implementations.REGISTRY[name] = implementations.Implementation(
+        name, "tests.stubs.pid_net", "numpy", ("numpy",), "numpy")
+"""
 
 
 def test_every_implementation_runs_in_a_fresh_process_each_round(tmp_path):
-    """Three rounds of two implementations: six processes, in recorded shuffled orders."""
-    out = tmp_path / "rounds"
-    result = sidebyside(*QUICK, "--impl", "numpy_manual", "--threads", "1", "--steps", "60", "--rounds", "3",
-                        "--out", str(out))
+    """Two implementations of two sizes, three rounds: six processes, each new.
+
+    The nets write down their own process ids (tests/stubs/pid_net.py): one
+    process per implementation per round, its cases the largest first (round
+    1 starts with the warm-up's tiny net), and no process id seen twice.
+    """
+    site, out, log = tmp_path / "site", tmp_path / "rounds", tmp_path / "pids"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(REGISTER_PID_NETS)
+    result = sidebyside(*QUICK, "--impl", "numpy_pid_a", "--impl", "numpy_pid_b", "--size", "64,1000,100,10",
+                        "--size", "64,1000,400,10", "--learning-rate", "1e-8", "--threads", "1", "--steps", "60",
+                        "--rounds", "3", "--out", str(out),
+                        env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "SIDEBYSIDE_PID_LOG": str(log)})
     assert result.returncode == 0, result.stderr
+    processes = []  # [pid, [H of each net it built, in order]], one per run of lines from one process
+    for pid, H in (map(int, line.split()) for line in log.read_text().splitlines()):
+        if not processes or processes[-1][0] != pid:
+            processes.append([pid, []])
+        processes[-1][1].append(H)
+    pids = [pid for pid, _ in processes]
+    assert len(pids) == 6 and len(set(pids)) == 6 and os.getpid() not in pids, processes
+    assert [cases for _, cases in processes] == [[4, 400, 100]] * 2 + [[400, 100]] * 4, processes
     document = json.loads((out / "results.json").read_text())
-    assert len(document["rounds"]) == 3
-    (entry,) = document["results"]
-    rounds = entry["step_time"]["round_medians"]
-    assert len(rounds) == 3 and all(value > 0 for value in rounds)
-    assert min(rounds) <= entry["step_time"]["median"] <= max(rounds) * 1.5
-    # Every timed step of every round is kept (for later significance tests), rounded to 4 digits.
-    samples = entry["step_time"]["samples"]
-    assert len(samples) == entry["step_time"]["rounds"] and all(value > 0 for value in samples)
-    # The entry's median is the median of its round medians: each round one vote, not each step.
-    assert entry["step_time"]["median"] == statistics.median(rounds)
-    assert len(entry["step_time"]["canary"]) == 3 and all(value > 0 for value in entry["step_time"]["canary"])
+    assert len(document["rounds"]) == 3 and all(len(order) == 2 for order in document["rounds"])
+    for entry in document["results"]:
+        rounds = entry["step_time"]["round_medians"]
+        assert len(rounds) == 3 and all(value > 0 for value in rounds)
+        assert min(rounds) <= entry["step_time"]["median"] <= max(rounds) * 1.5
+        # Every timed step of every round is kept (for later significance tests), rounded to 4 digits.
+        samples = entry["step_time"]["samples"]
+        assert len(samples) == entry["step_time"]["rounds"] and all(value > 0 for value in samples)
+        # The entry's median is the median of its round medians: each round one vote, not each step.
+        assert entry["step_time"]["median"] == statistics.median(rounds)
+        assert len(entry["step_time"]["canary"]) == 3 and all(value > 0 for value in entry["step_time"]["canary"])
 
 
 def descendants(process):

@@ -1,43 +1,37 @@
-"""JAX, written for speed: w1 and x kept transposed, one jitted step with donated weights, train() as one compiled loop.
+"""JAX, written for speed: w1 kept transposed, one jitted step with donated weights, train() as one compiled loop.
 
 The maths, data and steps are jax_jit's. What changes:
 
-- Every large operand is kept transposed: w1 as an H×D_in array (`w1t`),
-  the layout `torch.nn.Linear` keeps its weight in, and x as D_in×N
-  (`x_t`), copied once by `prepare` for each x it is given; the hidden
-  layer is computed transposed too (H×N). `params()` hands w1 back as
-  D_in×H. XLA's CPU dot kernels are not equally fast for every
-  arrangement of the same product, and this one gets fast ones for both
-  large products: the forward is hᵀ = w1t·x_t, and the weight-gradient
-  product grad_hᵀ·x_tᵀ is already the new w1t's shape, so no transpose is
-  made in the step. Timed alone (2 threads, jaxlib 0.10.2, a 2-vCPU AMD
-  EPYC Zen 4, the medians of 600 calls, interleaved): the update's product
-  took 151 µs as grad_hᵀ·x_tᵀ, 202 as grad_hᵀ·x (this file's previous
-  layout, with x as given), 191 as x_t·grad_h and 234 as jax_jit's xᵀ·grad_h;
-  the forward 128 µs as w1t·x_t, 131 as x·w1tᵀ and 144 as jax_jit's x·w1.
-  In the step, XLA runs the large dots as YNNPACK fusions, and the layout
-  counts for less: whole steps of this file, of its previous layout and of
-  jax_jit, alternating, the best of five medians of 300 in each of five
-  processes (two with torch and TensorFlow loaded too, as in the targets),
-  took 0.83-0.97 of jax_jit's step, the previous layout 0.94-0.97. Single
-  repeats of either reached 1.0-1.08: at this size the margin over jax_jit
-  is thin, and the targets pair the two five times for that reason.
+- w1 is kept transposed, as an H×D_in array (`w1t`), the layout
+  `torch.nn.Linear` keeps its weight in, and the hidden layer is computed
+  transposed too (H×N); `params()` hands w1 back as D_in×H. XLA's CPU dot
+  kernels are not equally fast for every arrangement of the same product,
+  and this one got faster kernels for both large products than jax_jit's.
+  x arrives as every implementation receives it, N×D_in and row-major, and
+  the compiled step transposes it (x_t, D_in×N): the forward is
+  hᵀ = w1t·x_t, and the weight-gradient product grad_hᵀ·x_tᵀ is already
+  the new w1t's shape. XLA may fold the transpose into the dots or make
+  it; either way it is inside the step: a training loop gets a new batch
+  every step and would pay for it every step, so it is timed with the step. (In `train`'s loop over one fixed
+  batch XLA may hoist it out of the loop, as it may any loop-invariant
+  work of any compiled loop.) docs/tuned-variants.md keeps the figures
+  behind this layout, measured when x was transposed once, outside the
+  clock; at this size the margin over jax_jit was thin.
 - The backward pass is written by hand, as in numpy_manual, instead of by
   `jax.value_and_grad`, so the factor 2 of the squared error's derivative
   and the learning rate are applied once, to the 64×10 error, and the
   products give the weight updates directly (scalars commute with the
   products: the same maths, rounded in another place). XLA compiles the
   whole step into one program either way: with the weights in jax_jit's
-  layout, the hand-written step was no faster than jax_jit's (3-10 %
-  slower in paired runs), so this alone buys nothing.
+  layout, the hand-written step was no faster than jax_jit's in paired
+  runs, so this alone buys nothing.
 - The weights are donated (`donate_argnums`) and so updated in place, with
   no way to turn it off. On this jaxlib's CPU backend donation is real, not
   a no-op with a warning: the donated arrays are deleted after the call
   (`is_deleted()`). jax_jit donates by default too.
 - `step` copies the loss to the host with `np.asarray(...).item()`, which
-  reads the array's buffer; `float()` of a JAX array, as jax_jit does, took
-  about 20-35 µs more per call there (timed on a jitted program that does
-  nothing else).
+  reads the array's buffer; `float()` of a JAX array, as jax_jit does,
+  takes a slower path.
 - `train` runs its steps inside one compiled `lax.fori_loop`, one call for
   a chunk of up to CHUNK steps instead of one Python dispatch per step.
   The trip count is an argument, not a constant, so XLA builds one while
@@ -90,22 +84,10 @@ class Net:
         self.compiled_loop = jax.jit(
             functools.partial(train_loop, learning_rate=learning_rate), donate_argnums=(0, 1)
         )
-        self.x_layouts = None  # (x, its D_in×N copy), made by prepare
 
     def prepare(self, x, y):
-        """JAX arrays of our dtype on our device; no copy if they already are.
-
-        Also x transposed (D_in×N), copied once for each x it is given, so
-        that steps on the array it returns find it ready.
-        """
-        x = self.to_device(x)
-        if self.x_layouts is None or self.x_layouts[0] is not x:
-            self.x_layouts = x, x.T  # a new array, transposed on the device: JAX has no views
-        return x, self.to_device(y)
-
-    def transposed(self, x):
-        """x transposed: prepare's copy where it made one for this x, else transposed on the device."""
-        return self.x_layouts[1] if self.x_layouts and self.x_layouts[0] is x else x.T
+        """JAX arrays of our dtype on our device; no copy if they already are."""
+        return self.to_device(x), self.to_device(y)
 
     def to_device(self, array):
         if isinstance(array, jax.Array) and array.dtype == self.dtype and array.devices() == {self.device}:
@@ -118,7 +100,7 @@ class Net:
 
         `np.asarray` copies the loss to the host, which waits for the device;
         it takes the array's buffer directly, where `float()` of a JAX array
-        takes a slower path (measured: about 20-35 µs more per call here).
+        takes a slower path.
         """
         return np.asarray(self.dispatch_step(*self.prepare(x, y))).item()
 
@@ -133,7 +115,7 @@ class Net:
         for start in range(0, steps, CHUNK):
             count = min(CHUNK, steps - start)
             # The count is a device scalar of one dtype: every length runs the same program.
-            losses, self.w1t, self.w2 = self.compiled_loop(self.w1t, self.w2, self.transposed(x), y, np.int32(count))
+            losses, self.w1t, self.w2 = self.compiled_loop(self.w1t, self.w2, x, y, np.int32(count))
             chunks.append((losses, count))
         got = jax.device_get([losses for losses, _ in chunks])
         return np.concatenate([np.asarray(g[:count]) for g, (_, count) in zip(got, chunks)] or [np.zeros(0)]).astype(
@@ -159,12 +141,14 @@ class Net:
 
     def dispatch_step(self, x, y):
         # The compiled step returns new weights; the old ones were donated.
-        loss, self.w1t, self.w2 = self.compiled_step(self.w1t, self.w2, self.transposed(x), y)
+        loss, self.w1t, self.w2 = self.compiled_step(self.w1t, self.w2, x, y)
         return loss
 
 
-def train_step(w1t, w2, x_t, y, learning_rate):
-    # Forward pass: compute predicted y, the hidden layer transposed: hᵀ = w1t·xᵀ
+def train_step(w1t, w2, x, y, learning_rate):
+    # Forward pass: compute predicted y, the hidden layer transposed:
+    # hᵀ = w1t·xᵀ, x transposed here, in the step
+    x_t = x.T
     h_t = w1t.dot(x_t)
     h_relu_t = jnp.maximum(h_t, 0)
     y_pred = h_relu_t.T.dot(w2)
@@ -189,12 +173,12 @@ def train_step(w1t, w2, x_t, y, learning_rate):
     return loss, w1t - update_w1t, w2 - update_w2
 
 
-def train_loop(w1t, w2, x_t, y, count, learning_rate):
+def train_loop(w1t, w2, x, y, count, learning_rate):
     """`count` steps (a traced scalar, at most CHUNK) in one XLA while loop; every step's loss."""
 
     def body(t, carry):
         losses, w1t, w2 = carry
-        loss, w1t, w2 = train_step(w1t, w2, x_t, y, learning_rate)
+        loss, w1t, w2 = train_step(w1t, w2, x, y, learning_rate)
         return losses.at[t].set(loss), w1t, w2
 
     losses = jnp.zeros(CHUNK, dtype=w1t.dtype)

@@ -17,14 +17,13 @@ Every matrix is kept transposed, as in torch_tuned: w1 as H×D_in
 the batch as their rows' length (H×N, D_out×N). The two large products,
 the forward hᵀ = w1ᵀ·xᵀ and the update's grad_hᵀ·x, then read and write
 w1ᵀ row by row with its long side (D_in) as the rows' length, and both read
-their operands as stored, with no transposed view for BLAS to turn. On a
-2-vCPU AMD EPYC (Zen 4, 2 threads; the best of five medians of 300 steps,
-the variants' steps alternating, four processes) this file's step took
-228 µs against 264 for the same code with w1 as D_in×H, 275 for its first
-version (w1 as D_in×H, the update through x's `.T` view, a mask of h < 0
-filled with `copyto(where=)`) and 282 for numpy_manual; in the slow minutes
-of that shared machine 434-452 µs against 518-531, 547-550 and 492-499:
-there the untransposed versions fell behind numpy_manual, this one did not.
+their operands as stored, with no transposed view for BLAS to turn. x
+arrives as every implementation receives it, N×D_in and row-major, so the
+step copies it transposed into a buffer made once per batch shape (D_in×N)
+for the forward; the update reads x as given. A training loop gets a new
+batch every step and would pay that copy every step, so it is timed with
+the step (docs/tuned-variants.md keeps the figures measured when the copy
+was made once, outside the clock).
 
 Smaller changes, the same maths rounded in another place:
 - the loss, the sum of the squared errors, is one BLAS dot product of the
@@ -37,14 +36,11 @@ Smaller changes, the same maths rounded in another place:
   and one multiply: the gradient passes where h > 0. numpy_manual blocks it
   where h < 0; the two differ only where h is exactly 0, where ReLU has no
   derivative and either choice is a subgradient.
-The forward reads x transposed from a copy made once by `prepare` (D_in×N,
-contiguous); the update reads x as given.
 
 What is left is numpy's: every ufunc runs on the calling thread, so the
 in-place update of w1 on one core reads the part of the update that
 OpenBLAS's second thread wrote, and takes back the part of w1 that thread
-read out of its core's cache. With w1 as D_in×H the subtraction took
-60-280 µs in the step where it takes 9-13 µs alone; transposed, 12-49 µs.
+read out of its core's cache (less so with w1 transposed than as D_in×H).
 numpy has no product that adds into its output (BLAS's beta) to fold the
 update into; torch_tuned's `addmm_` is one.
 """
@@ -69,25 +65,20 @@ class Net:
         self.update_w1_t = np.empty_like(self.w1_t)
         self.update_w2_t = np.empty_like(self.w2_t)
         self.buffers_for = None  # the batch shape the step buffers below were made for
-        self.x_layouts = None  # (x, its D_in×N copy), made by prepare
 
     def prepare(self, x, y):
-        """numpy arrays of our dtype, contiguous; no copy if they already are.
-
-        Also x transposed (D_in×N), copied once for each x it is given, so
-        that steps on the array it returns find it ready. x is read as data:
-        it must not change in place between steps.
-        """
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        if self.x_layouts is None or self.x_layouts[0] is not x:
-            self.x_layouts = x, np.ascontiguousarray(x.T)
-        return x, np.ascontiguousarray(y, dtype=self.dtype)
+        """numpy arrays of our dtype, contiguous; no copy if they already are."""
+        return (
+            np.ascontiguousarray(x, dtype=self.dtype),
+            np.ascontiguousarray(y, dtype=self.dtype),
+        )
 
     def allocate(self, x, y):
         """The step's intermediates, transposed, made once per batch shape (N, D_out)."""
         if self.buffers_for == (x.shape, y.shape):
             return
         N, H = x.shape[0], self.w1_t.shape[0]
+        self.x_t = np.empty(x.shape[::-1], dtype=self.dtype)
         self.h_t = np.empty((H, N), dtype=self.dtype)
         self.h_relu_t = np.empty((H, N), dtype=self.dtype)
         self.y_pred_t = np.empty(y.shape[::-1], dtype=self.dtype)
@@ -112,17 +103,15 @@ class Net:
         # no compiler (results.json records this next to the compiled ones).
         return {"compiled": False, "preallocated": True}
 
-    def transposed(self, x):
-        """x transposed: prepare's contiguous copy where it made one for this x, else a view."""
-        return self.x_layouts[1] if self.x_layouts and self.x_layouts[0] is x else x.T
-
     def train_step(self, x, y):
         w1_t, w2_t = self.w1_t, self.w2_t
         self.allocate(x, y)
         h_t, h_relu_t, y_pred_t, grad_h_t = self.h_t, self.h_relu_t, self.y_pred_t, self.grad_h_t
 
-        # Forward pass: compute predicted y, transposed: hᵀ = w1ᵀ·xᵀ
-        np.dot(w1_t, self.transposed(x), out=h_t)
+        # Forward pass: compute predicted y, transposed: hᵀ = w1ᵀ·xᵀ, with
+        # xᵀ copied from this step's batch into its buffer
+        np.copyto(self.x_t, x.T)
+        np.dot(w1_t, self.x_t, out=h_t)
         np.maximum(h_t, 0, out=h_relu_t)
         np.dot(w2_t, h_relu_t, out=y_pred_t)
 

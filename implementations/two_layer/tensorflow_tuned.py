@@ -10,30 +10,31 @@ The maths, data and steps are tf_function's; the weights are still
   (scalars commute with the products: the same maths, rounded in another
   place).
 - The step is a `tf.function` graph, as tf_function's, and NOT compiled by
-  XLA: at the tutorial size on the CPU, XLA's dot kernels are no faster
+  XLA: at the tutorial size on the CPU, XLA's dot kernels were no faster
   than the ones TensorFlow's graph runs (Eigen's `MatMul`, the op
-  sidebyside/frameworks/tensorflow.py finds in a traced graph here). In
-  paired runs of this same step, alternating, best of 5, the plain graph
-  took 0.99× XLA's time (0.97–1.01 across the repeats; 948 against 961 µs,
-  2 threads, a 2-core AMD EPYC, TensorFlow 2.21), and about 0.9× on the
-  machine this was first written on. XLA buys nothing here, and the plain
+  sidebyside/frameworks/tensorflow.py finds in a traced graph here) in
+  paired runs of this same step. XLA buys nothing here, and the plain
   graph keeps TensorFlow's own kernels.
-- Calling the graph costs more than running it: a traced step that only
-  slices its input took about 190 µs per call through its
-  `ConcreteFunction`, about 110 µs through the concrete function's flat
-  call (`_call_flat`, which skips binding the arguments to the function's
-  signature, casting and checking them: the arguments here are already
-  tensors of the traced shape and dtype) and 290 µs through the
+- Calling the graph costs more than running it, and the ways of calling
+  it differ: the concrete function's flat call (`_call_flat`) skips
+  binding the arguments to the function's signature, casting and checking
+  them (the arguments here are already tensors of the traced shape and
+  dtype), and was the fastest, then the `ConcreteFunction`, then the
   `tf.function`. `step` therefore calls the traced step for the batch's
   shape by its flat call, where this TensorFlow has one (`call_path` in
   info() says which was taken), and otherwise the concrete function.
 - `prepare` returns tensors that already are of our dtype on our device
-  without converting them again (`tf.convert_to_tensor` and two device-spec
-  parses took about 20 µs per step in tf_function's `prepare`).
+  without converting them again (tf_function's `prepare`, which its
+  `step` calls, pays `tf.convert_to_tensor` and two device-spec parses
+  each time). It converts and places, nothing more: x reaches the step as
+  every implementation receives it, and the update's xᵀ·grad_h reads it
+  through `transpose_a`, inside the step.
 - `train` is one graph (`tf.function`) whose loop over `tf.range(steps)`
   calls the step and writes each loss into a `TensorArray`: one call from
   Python for the whole loop. `steps` goes in as a tensor, so a loop of a
   new length is not traced again.
+
+docs/tuned-variants.md keeps the figures behind these choices.
 """
 
 import numpy as np

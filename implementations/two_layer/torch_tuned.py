@@ -21,41 +21,36 @@ Every matrix is kept transposed: w1 as H×D_in (`w1_t`), w2 as D_out×H
 (`w2_t`), and the hidden layer and the error with the batch as their rows'
 length (H×N, D_out×N). For the two large products, the forward w1_t·xᵀ
 and the update w1_t += alpha·grad_hᵀ·x both read and write w1_t row by
-row, with its long side (D_in) as the rows' length: in a trial at the
-tutorial size with two threads (a 2-vCPU AMD EPYC), the step ran about 10 %
-faster than with x·w1 and xᵀ·grad_h (best block medians 212 against 236
-µs). For the small ones, MKL is slow when the output's rows are only
-D_out = 10 long: y_pred = h_relu·w2 (64×10) took 10 µs where the same
-product transposed, w2_t·h_reluᵀ (10×64), took 3 µs, and the update of w2
-likewise (10 against 3.6 µs), one thread, on the same machine.
+row, with its long side (D_in) as the rows' length, which ran faster than
+x·w1 and xᵀ·grad_h. For the small ones, MKL is slow when the output's rows
+are only D_out = 10 long: y_pred = h_relu·w2 (64×10) is made as its
+transpose, w2_t·h_reluᵀ (10×64), and the update of w2 likewise. x arrives
+as every implementation receives it, N×D_in and row-major, so the step
+copies it transposed into a buffer made once per batch shape (D_in×N) for
+the forward; the update reads x as given. A training loop gets a new batch
+every step and would pay that copy every step, so it is timed with the
+step. docs/tuned-variants.md keeps the figures behind these choices,
+measured when the copy was made once, outside the clock.
 
 ReLU is applied in place (`relu_`): the hidden layer before the ReLU is not
 needed again, since relu(h) > 0 exactly where h > 0. Its backward is one op,
 `threshold_backward` (the kernel autograd itself runs for ReLU): the
 gradient passes where relu(h) > 0, where torch_manual makes a mask and
-fills (two ops, about 15 µs against 3 µs here). It differs from
-torch_manual's `grad_h[h < 0] = 0` only where h is exactly 0, where ReLU
-has no derivative and either choice is a subgradient. Eight operations in
-all, where torch_manual runs sixteen.
+fills (two ops). It differs from torch_manual's `grad_h[h < 0] = 0` only
+where h is exactly 0, where ReLU has no derivative and either choice is a
+subgradient. Nine operations in all, the copy of x among them, where
+torch_manual runs sixteen.
 
 With more than one thread and a small batch, the hidden units are split
 into one block per thread, and the two large products run as batched
 products of those blocks (`bmm`, `baddbmm_`): torch gives each block of the
 batch to one thread, and each thread computes its block's rows of hᵀ and
 updates the same rows of w1_t with one-thread BLAS, so each thread's part of
-w1 (200 KB at the tutorial size) stays in its own core's cache from step to
-step. A single product with two threads is split by BLAS itself, and at the
-tutorial size it ran at 70 % of its one-thread speed per thread (48 against
-68 µs for the forward); as two blocks it took 36 µs, the update 37 against
-45. The maths is the same: every hidden unit's row of the product is the
-same dot products. On the same machine (2 threads, alternating steps, the
-medians of three runs) the whole step went from 124-137 to 97-110 µs at the
-tutorial size and 1630-1730 to 1350-1445 at N=64, H=1600; at N=256 it was
-even, and at N=1024 and more the split was up to 7 % slower (N=1024, H=100:
-1363-1431 against 1468-1538), so batches of more than SPLIT_MAX_BATCH rows
-keep one product. The forward reads x transposed from a copy made once by
-`prepare` (x D_in×N, contiguous: 36 against 43 µs through the `.t()` view);
-the update reads x as given.
+w1 stays in its own core's cache from step to step. A single product with
+two threads is split by BLAS itself, which ran slower per thread than one
+thread alone. The maths is the same: every hidden unit's row of the product
+is the same dot products. For large batches the split was slower than one
+product, so batches of more than SPLIT_MAX_BATCH rows keep one product.
 
 Ops run under `torch.inference_mode()`, which tells the dispatcher that no
 autograd bookkeeping is needed at all (no version counters, no autograd
@@ -97,19 +92,13 @@ class Net:
         self.use_graph = cuda_graph and self.device.type == "cuda"
         self.graph, self.graph_inputs = None, None
         self.buffers_for = None
-        self.x_layouts = None  # (x, its D_in×N copy), made by prepare
 
     def prepare(self, x, y):
-        """Tensors of our dtype on our device; no copy if they already are.
-
-        Also x transposed (D_in×N), copied once for each x it is given, so
-        that steps on the tensor it returns find it ready. x is read as data:
-        it must not change in place between steps.
-        """
-        x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
-        if self.x_layouts is None or self.x_layouts[0] is not x:
-            self.x_layouts = x, x.t().contiguous()
-        return x, torch.as_tensor(y, dtype=self.dtype, device=self.device)
+        """Tensors of our dtype on our device; no copy if they already are."""
+        return (
+            torch.as_tensor(x, dtype=self.dtype, device=self.device),
+            torch.as_tensor(y, dtype=self.dtype, device=self.device),
+        )
 
     def allocate(self, x, y):
         """The step's outputs, made once per batch shape."""
@@ -118,7 +107,9 @@ class Net:
         N, H, D_out = x.shape[0], self.w1_t.shape[0], self.w2_t.shape[0]
         options = dict(dtype=self.dtype, device=self.device)
         # The hidden layer and the error transposed (H×N, D_out×N), like the
-        # weights; the `.t()` and `.view()` views are made once.
+        # weights, and the step's copy of x transposed (D_in×N); the `.t()`
+        # and `.view()` views are made once.
+        self.x_t = torch.empty(tuple(x.shape)[::-1], **options)
         self.h_relu_t = torch.empty((H, N), **options)  # h, then relu(h) in place
         self.h_relu = self.h_relu_t.t()
         self.w2 = self.w2_t.t()
@@ -202,10 +193,10 @@ class Net:
 
         # Forward pass: compute predicted y, and at once the error
         # y_pred - y, in one BLAS call: addmm's beta=-1 subtracts y.
-        # hᵀ = w1ᵀ·xᵀ, xᵀ from the copy made by prepare, as one product per
-        # block of hidden units, each on its own thread; xᵀ is expanded (a
-        # view, not a copy) to one per block.
-        x_t = self.x_layouts[1] if self.x_layouts[0] is x else x.t()
+        # hᵀ = w1ᵀ·xᵀ, xᵀ copied from this step's batch into its buffer, as
+        # one product per block of hidden units, each on its own thread; xᵀ
+        # is expanded (a view, not a copy) to one per block.
+        x_t = self.x_t.copy_(x.t())
         blocks = self.w1_blocks.shape[0]
         torch.bmm(self.w1_blocks, x_t.expand(blocks, *x_t.shape), out=self.h_blocks)
         h_relu_t.relu_()

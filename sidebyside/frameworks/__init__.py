@@ -6,9 +6,11 @@ inside its functions, so importing an adapter is free, and provides:
 
     PACKAGES                  the distributions whose version results.json records
     environment(threads)      variables to set before the framework is imported
-    configure(threads, tf32)  threads and matmul precision, set and read back (a dict for results.json)
+    configure(threads, tf32)  threads and matmul precision, set (returns what results.json records as set)
+    pools()                   the framework's thread pools as it reports them now: {pool: threads}
     kernels()                 the matrix-multiply library really in use, detected in this process
-    reset_peak(device), peak_bytes(device)   the peak device memory of a case, where the framework counts it
+    reset_peak(device), peak_bytes(device)   the peak device memory of a case: reset_peak starts it afresh and
+                              returns the bytes allocated then, or raises why it cannot (JAX); peak_bytes reads it
     forget_compiled()         drop what a warm-up compiled, so no case inherits its graphs
     matmul(device, dtype, sizes, operands)   the peak's products [(size, multiply)], or None (no BLAS of its own to try)
     gpu_present()             whether this framework sees a CUDA device here
@@ -61,6 +63,20 @@ def configure(names, threads, tf32=False):
     return applied
 
 
+def pools(names):
+    """The thread pools of each computing framework of `names`, read back from the framework, merged.
+
+    A framework that cannot say (JAX without a CPU platform) adds nothing.
+    """
+    sizes = {}
+    for name in computing(names):
+        try:
+            sizes.update(adapter(name).pools())
+        except Exception:  # the framework keeps no such setting here
+            continue
+    return sizes
+
+
 def kernels(framework):
     """The matrix-multiply library `framework` uses in this process ("unknown" for no adapter)."""
     return adapter(framework).kernels() if framework in NAMES else "unknown"
@@ -79,9 +95,14 @@ def forget_compiled(framework):
 
 
 def reset_gpu_peak(framework, device):
-    """Start a case's peak device-memory count afresh, where the framework allows."""
+    """Start a case's peak device-memory count afresh; the bytes allocated now, or None where the
+    framework cannot reset its peak (sidebyside.timing.GpuPeak says why)."""
     if device == "cuda" and framework in NAMES:
-        adapter(framework).reset_peak(device)
+        try:
+            return adapter(framework).reset_peak(device)
+        except Exception:
+            return None
+    return None
 
 
 def gpu_peak_bytes(framework):

@@ -1,4 +1,4 @@
-"""JAX: XLA compiles every step; its threads come from the CPU mask and XLA_FLAGS, its precision from a config flag."""
+"""JAX: XLA compiles every step; its threads come from PJRT_NPROC and XLA_FLAGS, its precision from a config flag."""
 
 from sidebyside.frameworks import _xla as xla
 
@@ -15,7 +15,15 @@ def configure(threads, tf32=False):
     import jax
 
     jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
-    return {"xla_flags": os.environ.get("XLA_FLAGS", "")}
+    return {"xla_flags": os.environ.get("XLA_FLAGS", "")}  # as set: XLA has no call that reads its flags back
+
+
+def pools():
+    """XLA's intra-op pool: its threads, once the CPU client (which starts them) exists."""
+    import jax
+
+    jax.devices("cpu")  # creates the client where no computation has yet
+    return {"xla_intra_op": xla.pool_threads()}
 
 
 # How XLA's CPU backend lowered a product, read from the compiled program.
@@ -44,13 +52,12 @@ def kernels():
 
 
 def reset_peak(device):
-    pass  # JAX keeps a running peak only
+    raise RuntimeError("JAX keeps one peak of device memory over the process's life (peak_bytes_in_use), "
+                       "which cannot be reset for one case")
 
 
 def peak_bytes(device):
-    import jax
-
-    return int(jax.devices("gpu")[0].memory_stats()["peak_bytes_in_use"])
+    return None  # a lifetime peak is no case's figure (reset_peak)
 
 
 def forget_compiled():

@@ -11,6 +11,10 @@ def configure(threads, tf32=False):
     return {}  # the BLAS limit is applied for every process (fairness.apply); no precision switch
 
 
+def pools():
+    return {}  # its BLAS's pool is read back by threadpoolctl for every process (fairness.read_back)
+
+
 def kernels():
     """The BLAS numpy loaded, with the kernel it runs (OPENBLAS_CORETYPE can pin an older one)."""
     import numpy  # noqa: F401  (loads its BLAS, so threadpoolctl can see it)
@@ -24,7 +28,7 @@ def kernels():
 
 
 def reset_peak(device):
-    pass
+    raise RuntimeError("numpy has no device memory")
 
 
 def peak_bytes(device):

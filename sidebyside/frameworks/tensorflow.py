@@ -18,6 +18,13 @@ def configure(threads, tf32=False):
     except RuntimeError:  # TensorFlow was already initialised
         pass
     tf.config.experimental.enable_tensor_float_32_execution(tf32)
+    return {}
+
+
+def pools():
+    """TensorFlow's configuration of its pools (where the set above failed, the one it started with)."""
+    import tensorflow as tf
+
     return {"tensorflow_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "tensorflow_inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
@@ -48,9 +55,11 @@ def kernels():
 
 
 def reset_peak(device):
+    """Start the peak of allocated device memory afresh; the bytes allocated now (the case's baseline)."""
     import tensorflow as tf
 
     tf.config.experimental.reset_memory_stats("GPU:0")
+    return int(tf.config.experimental.get_memory_info("GPU:0")["current"])
 
 
 def peak_bytes(device):

@@ -20,6 +20,12 @@ def configure(threads, tf32=False):
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    return {}
+
+
+def pools():
+    import torch
+
     return {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads()}
 
 
@@ -33,10 +39,12 @@ def kernels():
 
 
 def reset_peak(device):
+    """Start the peak of allocated device memory afresh; the bytes allocated now (the case's baseline)."""
     import torch
 
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
+    return int(torch.cuda.memory_allocated())
 
 
 def peak_bytes(device):

@@ -17,7 +17,8 @@ one's distance from the compute limit, and what it changes (the registry's
 `tuning`).
 
 `measurement_warnings` gives the lines that say a measurement itself is suspect: a run
-that kept more cores busy than its threads, a step faster than the measured
+with more threads runnable than CPUs to run them, thread pools read back at
+another size than asked, a step faster than the measured
 peak (no share above 100 % is ever given: the peak is unsound there), a
 peak that moved by more than 10 % between the start and the end of the run,
 a measured peak above the theoretical one.
@@ -367,14 +368,24 @@ def listing(parts, limit=6):
     return ", ".join(parts[:limit]) + more
 
 
-def over_threads_warning(frame):
-    rows = [row for _, row in frame.iterrows() if ranking.over_threads(ranking_entry(row))]
-    if not rows:
+def oversubscribed_warning(frame):
+    """One line naming the runs with more runnable threads than CPUs during their timed steps, else None."""
+    parts = [f"{described(row)}: {over}" for _, row in frame.iterrows()
+             if (over := ranking.oversubscribed(ranking_entry(row)))]
+    if not parts:
         return None
-    parts = [f"{described(row)}: {value(row['cpu_utilization']):.2f} cores busy with {value(row['threads'])} "
-             f"thread{'s' if value(row['threads']) != 1 else ''}" for row in rows]
-    return (f"Used more cores than its threads (over {ranking.OVERSUBSCRIBED:g}×): {listing(parts)}. A thread pool "
-            f"outside the requested ones ran, so these times are not times at the stated thread count.")
+    return (f"Oversubscribed: {listing(parts)} (the median of samples taken during the timed steps). Threads "
+            f"waited for a CPU in the middle of a step, so these times are not times at the stated thread count.")
+
+
+def pools_warning(frame):
+    """One line naming the runs whose thread pools, read back from each library, are not the size asked for."""
+    parts = [f"{described(row)}: {' and '.join(off)}" for _, row in frame.iterrows()
+             if (off := ranking.pools_off(ranking_entry(row)))]
+    if not parts:
+        return None
+    return (f"Thread pools not at the size asked for: {listing(parts)}, as each library reported them after "
+            f"the settings. These times are not times at the stated thread count.")
 
 
 def over_peak_warning(frame, machine):
@@ -434,7 +445,7 @@ def measurement_warnings(collection):
     result = []
     for label, machine, document in collection.machines:
         part = frame[frame["machine"] == label]
-        lines = [line for line in (over_threads_warning(part), over_peak_warning(part, machine),
+        lines = [line for line in (oversubscribed_warning(part), pools_warning(part), over_peak_warning(part, machine),
                                    peak_spread_warning(machine), theoretical_warning(machine), drift_warning(document))
                  if line] + noise.warnings(machine.get("conditions"))
         result.append((label, lines))

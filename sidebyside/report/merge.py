@@ -31,6 +31,8 @@ COLUMNS = (
     "target_accuracy", "time_to_target_s", "first_epoch_s", "has_losses", "kernels", "jit",
     "round_medians",  # a list per row (or None): each timed round's median, for sidebyside.ranking
     "cpu_utilization",  # CPU seconds / wall seconds of the timed steps: cores busy, against `threads`
+    "runnable_threads",  # a dict per row (or None): runnable threads sampled in the timed steps, against the CPUs
+    "threads_read_back",  # a dict per row (or None): each thread pool's size as its library reported it
     "samples",  # a list per row (or None): every timed step's seconds
     "canary",  # a list per row (or None): the drift canary's seconds beside each round (sidebyside/canary.py)
 )
@@ -221,6 +223,8 @@ def merge(documents):
                     "jit": text_or_none(entry["extra"].get("jit_compile", entry["extra"].get("compile"))),
                     "round_medians": timing.get("round_medians"),
                     "cpu_utilization": entry["cpu_utilization"],
+                    "runnable_threads": entry["extra"].get("runnable_threads"),
+                    "threads_read_back": entry["extra"].get("threads_read_back"),
                     "samples": timing.get("samples"),
                     "canary": timing.get("canary"),
                 }

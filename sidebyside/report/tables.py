@@ -86,6 +86,8 @@ def ranking_entry(row):
         "threads": value(row["threads"]), "cpu_utilization": value(row["cpu_utilization"]),
         "step_time": {"median": value(row["median"]), "iqr": value(row["iqr"]),
                       "round_medians": value(row["round_medians"])},
+        "extra": {"runnable_threads": value(row["runnable_threads"]),
+                  "threads_read_back": value(row["threads_read_back"])},
     }
 
 
@@ -170,8 +172,11 @@ def notes(row):
         parts.append(f"unstable: IQR {100 * row['iqr'] / row['median']:.0f}% of median")
     elif row["unstable"]:
         parts.append("unstable")
-    if ranking.over_threads(ranking_entry(row)):
-        parts.append(f"used {cores_cell(row['cpu_utilization'], row['threads'])} cores: more than its threads")
+    over, off = ranking.oversubscribed(ranking_entry(row)), ranking.pools_off(ranking_entry(row))
+    if over:
+        parts.append(f"oversubscribed: {over}")
+    if off:
+        parts.append(f"thread pools not as asked: {', '.join(off)}")
     return "; ".join(parts)
 
 
@@ -321,8 +326,17 @@ def summary_table(collection, lines_of_code):
              f"{ranking.NOISE_MARGIN:.0%} (without rounds: their IQRs do not overlap). Runs that disagree with "
              "the float64 reference are shown but never ranked. ± marks an unstable timing (IQR over 10% of "
              "the median). GFLOP/s and the first step are in the timing table, lines of code in the code "
-             "section.",
+             "section. " + MEMORY_NOTE,
     )
+
+
+# The memory column's one meaning (sidebyside/timing.py case_memory, job_results.py for the jobs).
+MEMORY_NOTE = ("Peak memory is the most a case adds above what its process held at the case's start: resident "
+               "memory (the kernel's high-water mark, reset as the case starts), on a GPU the framework's allocated "
+               "device memory. The cases of an implementation share a process, the largest first, so a reset that "
+               "did nothing would show. A data-parallel job counts it in each of its processes, above that "
+               "process's memory after its imports, and sums them. n/a where the peak cannot be reset (JAX on a "
+               "GPU).")
 
 
 def ratio_cell(ratio, status, rank=None, tied=None, apart=True):
@@ -531,7 +545,8 @@ def timing_table(collection):
             "Mean ± sd": [mean_sd(m, s) for m, s in zip(frame["mean"], frame["stddev"])],
             "Rounds": [fmt.general(x) for x in frame["rounds"]],
             "Round medians": [rounds_cell(x) for x in frame["round_medians"]],
-            "Cores used": [cores_cell(u, t) + (" (over)" if ranking.over_threads(ranking_entry(row)) else "")
+            "Cores used": [cores_cell(u, t) + (" (oversubscribed)" if ranking.oversubscribed(ranking_entry(row))
+                                               else "")
                            for u, t, (_, row) in zip(frame["cpu_utilization"], frame["threads"], frame.iterrows())],
             "Loop (per step)": [loop_cell(p, n) for p, n in zip(frame["loop_per_step"], frame["loop_steps"])],
             "GFLOP/s": [fmt.rate(x) for x in frame["gflops"]],
@@ -545,8 +560,10 @@ def timing_table(collection):
              "is a training loop that syncs once at the end, divided by its number of steps. Round medians: "
              "the range of the medians of the timed rounds, each in a fresh process. Cores used: CPU "
              "seconds of the process and its children over the wall seconds of the timed steps, against "
-             f"the threads asked for; “over” marks more than {ranking.OVERSUBSCRIBED:g}× the threads. First "
-             "step includes tracing, compilation and start-up; in brackets, its ratio to a steady step.",
+             "the threads asked for; “oversubscribed” marks more threads runnable than CPUs to run them, "
+             "sampled during the timed steps (pinned to its CPUs, a process never keeps more cores busy "
+             "than it has, however many threads wait). First step includes tracing, compilation and "
+             "start-up; in brackets, its ratio to a steady step.",
     )
 
 

@@ -27,7 +27,6 @@ from sidebyside.workloads.two_layer.tasks import (NAME, SIZE_KEYS, finite_or_non
 # Implementations started as jobs of several processes, and the module that launches each kind.
 LAUNCHERS = {"torchrun": "sidebyside.workloads.two_layer.ddp_launch", "tf_config": "sidebyside.workloads.two_layer.multiworker",
              "jax_coordinator": "sidebyside.workloads.two_layer.multiworker"}
-WARM_UP_SIZE = {"N": 4, "D_in": 8, "H": 4, "D_out": 2}
 SWEEP_AGREEMENT_STEPS = 20  # a sweep size's check: its first losses against the reference's (all, if fewer)
 
 
@@ -95,35 +94,35 @@ class TwoLayer(Workload):
                                      f"only {available:,} are available")
 
     def tasks(self, config, spec, device):
-        # Smallest first: a process that held a larger case's arrays
-        # would report a smaller one's growth as too little.
-        planned = [task(config, device, dtype, size, full=True)
-                   for size in sorted(config.sizes, key=problem_bytes) for dtype in config.dtypes]
-        planned += [task(config, device, config.dtypes[0], size, full=False)
-                    for size in sorted(config.sweep, key=problem_bytes)]
-        return planned
+        # The cases of an implementation share its process: the largest size
+        # first, so a memory reset that did nothing would show (a smaller case
+        # would report at least the larger one's peak; sidebyside/timing.py).
+        # Within a size the dtypes keep their order: a float64 case switches
+        # JAX's 64-bit mode on for the rest of the process.
+        planned = [task(config, device, dtype, size, full=True) for size in config.sizes for dtype in config.dtypes]
+        planned += [task(config, device, config.dtypes[0], size, full=False) for size in config.sweep]
+        return sorted(planned, key=lambda case: problem_bytes(tuple(case["size"].values())), reverse=True)
 
     def measure(self, spec, task, entry, threads):
         """Fill `entry` with the losses and timings of one run."""
         import importlib
 
         from sidebyside import timing
-        from sidebyside.frameworks import compute_framework, gpu_peak_bytes, reset_gpu_peak
+        from sidebyside.frameworks import compute_framework
 
         if spec.launcher:
             return importlib.import_module(LAUNCHERS[spec.launcher]).measure(spec, task, entry, threads)
 
         framework = compute_framework(spec)
-        memory = timing.PeakMemory()
+        memory = timing.case_memory(framework, task["device"])  # from here on, what the case adds
         net, x, y, problem = build(spec, task, threads)
         try:
-            reset_gpu_peak(framework, task["device"])
             losses, entry["first_step_s"], diverged_at = timing.start(net, x, y, task["warmup"])
             durations = []
             if diverged_at is None:
                 more, durations, diverged_at, entry["cpu_utilization"] = timing.timed_steps(
                     net, x, y, problem.steps - len(losses), budget_s=task.get("budget_s"),
-                    min_rounds=task.get("min_steps", 20), first_index=len(losses),
+                    min_rounds=task.get("min_steps", 20), first_index=len(losses), extra=entry["extra"],
                 )
                 losses += more
             entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
@@ -137,11 +136,8 @@ class TwoLayer(Workload):
                 entry["loop_time_s"], loop_losses = timing.time_loop(net, x, y, task["loop_steps"])
                 if not all(math.isfinite(float(value)) for value in loop_losses):
                     entry["extra"]["loop_diverged"] = True
-            if task["device"] == "cuda":
-                entry["peak_memory_bytes"] = gpu_peak_bytes(framework)
-            else:
-                entry["peak_memory_bytes"] = memory.growth()
-                entry["extra"]["memory"] = memory.method
+            entry["peak_memory_bytes"] = memory.growth()
+            entry["extra"]["memory"] = memory.method
             if hasattr(net, "info"):
                 entry["extra"].update(net.info())
             loop_note = getattr(net, "loop_note", None)
@@ -164,26 +160,9 @@ class TwoLayer(Workload):
         processes for every net) or failed (the case itself will then fail and
         say why).
         """
-        from sidebyside import timing
-        from sidebyside.frameworks import compute_framework, forget_compiled
+        from sidebyside.workloads.two_layer import cases
 
-        if "ranks" in spec.options:
-            return None
-        begin = time.perf_counter()
-        try:
-            net, x, y, _ = build(spec, {**task, "size": WARM_UP_SIZE, "steps": 8}, threads)
-        except Exception:
-            return None
-        try:
-            timing.start(net, x, y, 2)
-            timing.time_loop(net, x, y, 2)
-        except Exception:
-            return None
-        finally:
-            if hasattr(net, "close"):
-                net.close()
-            forget_compiled(compute_framework(spec))
-        return time.perf_counter() - begin
+        return cases.warm_up(spec, task, threads)
 
     def time_round(self, spec, task, threads):
         """One timing round: a fresh net, burn-in, then steps within a budget."""

@@ -21,6 +21,9 @@ base_entry), judged against the float64 reference exactly as `sidebyside
 run` judges (sidebyside/runner.py Run.finish_entry), so `sidebyside report`
 reads it like any other. The other ranks write nothing.
 
+Memory: before its case each rank runs torch_nn's warm-up, then counts what
+the case adds in it (job_results.py `case_memory`); rank 0 sums the ranks'.
+
 Communication per step is the wall time of the gradient all-reduce inside
 DDP's comm hook (synchronous: it includes waiting for the slowest rank),
 median over the timed steps of each rank, averaged over the ranks. The
@@ -176,6 +179,9 @@ def train(args, rank):
         from sidebyside import runner
 
         runner.Run(config, args.out).check_writable()  # before anything long: a bad folder fails now
+    if args.device == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # the warm-up and the memory count on this rank's GPU
+    memory = job_results.case_memory("torch_ddp", "torch", task, threads)
     problem = job_results.problem_for(task)
     x, y, w1, w2 = make_data(problem)
     rows_x, rows_y = job_results.rows(x, world_size, rank), job_results.rows(y, world_size, rank)
@@ -186,9 +192,10 @@ def train(args, rank):
     startup_s = time.perf_counter() - begin
     measured = job_results.measure(DataParallelNet(replica), replica.x, replica.y, task, problem)
     # What every rank saw, for rank 0 to record: its step and communication
-    # times, its CPU time over the timed steps, its memory and its CPUs.
+    # times, its CPU time over the timed steps, the memory the case added in it and its CPUs.
     timings = replica.timings()
-    own = job_results.own_facts(measured["utilization"], len(rows_x), timings["communication_s"], timings["step_s"])
+    own = job_results.own_facts(measured["utilization"], len(rows_x), memory.growth(), timings["communication_s"],
+                                timings["step_s"])
     everyone = [None] * world_size
     dist.all_gather_object(everyone, own)
     if rank != 0:
@@ -197,6 +204,7 @@ def train(args, rank):
         "launcher": "torchrun",
         "compiled": False,
         **job_results.layout_facts(everyone, world_size, nodes, local, threads),
+        "memory": job_results.memory_note("torch_ddp", memory),
         "backend": "nccl" if args.device == "cuda" else "gloo",
         "startup_s": startup_s,
         "communication_note": "gradient all-reduce timed inside DDP's comm hook; median per rank, mean over ranks",

@@ -9,6 +9,13 @@ then rank 0 builds the entry with the worker's builder (sidebyside/worker.py
 base_entry), judges it against the float64 reference as the runner does
 (sidebyside/runner.py Run.finish_entry) and writes results.json. The other
 processes write nothing.
+
+Memory has the meaning it has for one process (sidebyside/timing.py
+case_memory), taken in each process: the most bytes the case adds above
+that process's own baseline, its memory after imports and the framework's
+warm-up (`case_memory`), then summed over the processes, each one's in
+`extra.memory_per_process`. Whole-process peaks would count every
+process's imports, hundreds of MB that no single-process case is charged.
 """
 
 import os
@@ -48,6 +55,29 @@ def rows(array, processes, index):
     return np.array_split(array, processes)[index]
 
 
+# The single-process sibling whose warm-up (the workload's `warm_up`, which the worker runs before a
+# process's first case) a job's process runs before its baseline, so that what the framework loads on
+# first use (torch's optimizers import torch._dynamo, about 80 MB) is no more the case's than it is
+# for one process. TensorFlow's strategy must exist before any TensorFlow op runs: none for tf_multiworker.
+WARM_UP_WITH = {"torch_ddp": "torch_nn", "jax_distributed": "jax_jit"}
+
+
+def case_memory(name, framework, task, threads):
+    """This process's count of the case's memory, started after its warm-up (timing.case_memory)."""
+    from sidebyside import implementations, timing
+    from sidebyside.workloads.two_layer import cases
+
+    if name in WARM_UP_WITH:
+        cases.warm_up(implementations.spec(WARM_UP_WITH[name]), task, threads)
+    return timing.case_memory(framework, task["device"])
+
+
+def memory_note(name, memory):
+    """extra.memory of a job: what each process counted, from where, and how the processes add up."""
+    start = "its imports and a warm-up" if name in WARM_UP_WITH else "its imports (no warm-up: see WARM_UP_WITH)"
+    return f"{memory.method}, in each process after {start}, summed over the processes"
+
+
 def measure(net, x, y, task, problem):
     """The timing protocol on one process; every process must call it alike (each step is collective)."""
     from sidebyside import timing
@@ -64,13 +94,11 @@ def measure(net, x, y, task, problem):
             "utilization": utilization, "loop_time_s": loop_time_s}
 
 
-def own_facts(utilization, rows_here, communication_s=None, step_s=None):
-    """What each process reports to rank 0: CPU use, memory, CPUs, rows, and its timings."""
-    from sidebyside import timing
-
+def own_facts(utilization, rows_here, memory, communication_s=None, step_s=None):
+    """What each process reports to rank 0: CPU use, the case's memory (None: n/a), CPUs, rows, and its timings."""
     return {
         "utilization": utilization,
-        "memory": timing.high_water_mark(os.getpid()) or 0,
+        "memory": memory,
         "cpus": ",".join(map(str, sorted(os.sched_getaffinity(0)))) if hasattr(os, "sched_getaffinity") else "",
         "rows": rows_here,
         "communication_s": communication_s,
@@ -88,7 +116,8 @@ def layout_facts(everyone, world_size, nodes, local, threads):
         "threads_per_rank": threads,
         "rows_per_rank": ",".join(str(record["rows"]) for record in everyone),
         "threads_cpus": ";".join(record["cpus"] for record in everyone),
-        "memory": "VmHWM of every process, summed",
+        "memory_per_process": ",".join("n/a" if record["memory"] is None else str(record["memory"])
+                                       for record in everyone),
     }
     if all(record["communication_s"] is not None and record["step_s"] is not None for record in everyone):
         step_s = statistics.fmean(record["step_s"] for record in everyone)
@@ -119,7 +148,8 @@ def write(out_dir, config, task, problem, measured, everyone, extra, label=None)
         entry.update(loop_time_s=measured["loop_time_s"], loop_steps=task["loop_steps"])
     if all(record["utilization"] is not None for record in everyone):
         entry["cpu_utilization"] = float(sum(record["utilization"] for record in everyone))
-    entry["peak_memory_bytes"] = int(sum(record["memory"] for record in everyone))
+    memory = [record["memory"] for record in everyone]
+    entry["peak_memory_bytes"] = None if None in memory else int(sum(memory))
     entry["extra"].update(extra)
     run.start_document(machine.describe(label or None))
     run.document["machine"]["threads"] = {"requested": config.threads}

@@ -9,7 +9,8 @@ One process of a job:
 
 Each process pins itself to its share of this machine's CPUs (by
 `--local-index` of `--local-processes`, by default the only process on its
-machine; the harness, which starts them all on one, passes both), sizes its thread pools (sidebyside/fairness.py), keeps its
+machine; the harness, which starts them all on one, passes both), sizes its thread pools (sidebyside/fairness.py), counts the memory its case
+adds (job_results.py `case_memory`), keeps its
 rows of the shared batch, runs the timing protocol and reports to process 0,
 which writes DIR/results.json (sidebyside/workloads/two_layer/job_results.py). Communication per
 step is an all-reduce of gradient-sized buffers timed apart, after training
@@ -122,6 +123,7 @@ def train(args, index, processes):
     import numpy as np
 
     from sidebyside import fairness
+    from sidebyside.inputs import check_prepared
     from sidebyside.workloads.two_layer import job_results
     from sidebyside.implementations.two_layer.problem import make_data
 
@@ -138,6 +140,7 @@ def train(args, index, processes):
         from sidebyside import runner
 
         runner.Run(config, args.out).check_writable()
+    memory = job_results.case_memory(args.name, framework, task, threads)
     problem = job_results.problem_for(task)
     x, y, w1, w2 = make_data(problem)
     rows_x, rows_y = job_results.rows(x, processes, index), job_results.rows(y, processes, index)
@@ -145,10 +148,12 @@ def train(args, index, processes):
     net = module.Net(w1, w2, problem.learning_rate, dtype=args.dtype)
     local_x, local_y = net.prepare(rows_x, rows_y)
     startup_s = time.perf_counter() - begin
+    # jax_distributed's prepare makes this process's rows part of one global array: the whole batch's shape.
+    check_prepared((x, y) if args.name == "jax_distributed" else (rows_x, rows_y), (local_x, local_y))
     measured = job_results.measure(net, local_x, local_y, task, problem)
     communication_s = net.communication_s()
     step_s = float(np.median(measured["durations"])) if measured["durations"] else None
-    own = job_results.own_facts(measured["utilization"], len(rows_x), communication_s, step_s)
+    own = job_results.own_facts(measured["utilization"], len(rows_x), memory.growth(), communication_s, step_s)
     everyone = gather_facts(net, own, index, processes)
     if index != 0:
         return 0
@@ -157,6 +162,7 @@ def train(args, index, processes):
         "launcher": "TF_CONFIG" if args.name == "tf_multiworker" else "jax.distributed",
         "compiled": True,
         **job_results.layout_facts(everyone, processes, nodes, local, threads),
+        "memory": job_results.memory_note(args.name, memory),
         "startup_s": startup_s,
         "communication_note": "all-reduce of gradient-sized buffers timed apart after training (median of 50), "
                               "mean over processes",
@@ -179,7 +185,8 @@ def gather_facts(net, own, index, processes):
     everyone = []
     for row in rows:
         record = {key: (None if np.isnan(value) else float(value)) for key, value in zip(NUMERIC_FACTS, row)}
-        record["rows"], record["memory"] = int(record["rows"]), int(record["memory"] or 0)
+        record["rows"] = int(record["rows"])
+        record["memory"] = None if record["memory"] is None else int(record["memory"])
         mask = int(row[-1])
         record["cpus"] = ",".join(str(cpu) for cpu in range(mask.bit_length()) if mask >> cpu & 1)
         everyone.append(record)

@@ -45,8 +45,23 @@ def task(config, device, dtype, size, full):
         "round_budget_s": config.round_budget_s, "min_steps": config.min_timed_steps,
     }
     if not full:
-        planned.update(budget_s=config.sweep_budget_s, warmup=3)
+        planned.update(budget_s=config.sweep_budget_s, warmup=config.sweep_warmup)
     return planned
+
+
+def budget_steps(task, step_s):
+    """How many steps `task` times after its first and its burn-in, for steps of about `step_s` seconds.
+
+    At full length every step left; at a sweep size as many as fill its
+    budget, at least `min_steps`. The worker stops once the steps it timed
+    have spent the budget; this is the same rule counted in advance, for a
+    timer that needs the count first (pytest-benchmark's pedantic rounds).
+    """
+    left = task["steps"] - 1 - task["warmup"]
+    if "budget_s" not in task:
+        return left
+    wanted = math.ceil(task["budget_s"] / step_s) if step_s > 0 else left
+    return min(left, max(task["min_steps"], wanted))
 
 
 def finite_or_none(value):
