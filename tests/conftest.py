@@ -7,7 +7,7 @@ jit_compile=True, keras_jax_eager's jit_compile=False) are always applied,
 and passes it through `VariantCheck`: after training, the framework itself
 is asked what the step ran as (a graph XLA must compile, graphs Dynamo
 captured, a jax.jit trace of the whole step), and both that and the net's
-`info()` must match the name's promise (`promise`).
+`info()` must match the name's promise (`promise`, from its registry entry).
 """
 
 import functools
@@ -26,6 +26,52 @@ from sidebyside.implementations.two_layer.problem import Problem, make_data
 from tests import oracle
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Two tiers. `pytest` runs the fast one, for the edit loop: in-process where
+# it can be, minutes. `pytest --e2e` runs the end-to-end one: every test marked
+# `e2e` (real `sidebyside run`s, torchrun, Chromium, tmux), every test that
+# needs the session's real run (`quick_run`), and every test of a Keras
+# implementation (a process per backend) or a slow starter (compiling,
+# starting ranks). CI (.ci/run) runs both. A test named by its node id runs
+# whatever its tier.
+
+
+def pytest_addoption(parser):
+    parser.addoption("--e2e", action="store_true", help="run the end-to-end tier instead of the fast one")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "quick_run" in getattr(item, "fixturenames", ()) or any(map(slow_to_test, parameters(item))):
+            item.add_marker(pytest.mark.e2e)
+    if config.getoption("-m") or any("::" in argument for argument in config.args):
+        return  # a marker expression or a named test chooses for itself
+    end_to_end = config.getoption("--e2e")
+    keep = [item for item in items if (item.get_closest_marker("e2e") is not None) == end_to_end]
+    if len(keep) < len(items):
+        kept = set(map(id, keep))
+        config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
+        items[:] = keep
+        config.tier_note = ("end-to-end tier: the fast tests run with plain `pytest`" if end_to_end else
+                            "fast tier: the end-to-end tests run with `pytest --e2e`")
+
+
+def parameters(item):
+    callspec = getattr(item, "callspec", None)
+    return list(callspec.params.values()) if callspec else []
+
+
+def slow_to_test(value):
+    """A two-layer implementation's name whose every test starts processes or compiles: Keras, or a slow starter."""
+    if not isinstance(value, str) or value not in implementations.names():
+        return False
+    return is_keras(value) or implementations.spec(value).slow_start
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    note = getattr(config, "tier_note", None)
+    if note:
+        terminalreporter.write_line(note)
 
 
 def is_keras(name):
@@ -75,37 +121,14 @@ def keras_auto_jit(backend):
         return cuda_available("tensorflow")
     return {"jax": True, "torch": False}[backend]
 
-# What each non-Keras name promises its step is. "compiled": the step runs as
-# one traced program (a graph, an XLA program, Dynamo's graphs) rather than
-# op by op from Python; "jit_compile": tf.function's XLA switch.
-PROMISES = {
-    "numpy_manual": {"compiled": False},
-    "torch_manual": {"compiled": False},
-    "torch_autograd": {"compiled": False},
-    "torch_nn": {"compiled": False},
-    "torch_ddp": {"compiled": False},
-    "tf_multiworker": {"compiled": True},  # the step is a tf.function
-    "jax_distributed": {"compiled": True},  # the step is one jitted shard_map
-    "jax_jit": {"compiled": True},
-    "torch_compile": {"compiled": True},
-    "tf_function": {"compiled": True, "jit_compile": False},
-    "tf_function_xla": {"compiled": True, "jit_compile": True},
-    # The speed-written variants promise what their idiomatic siblings do:
-    # tensorflow_tuned is a graph without XLA, as tf_function is (XLA was
-    # slower at the tutorial size on the CPU).
-    "numpy_tuned": {"compiled": False},
-    "torch_tuned": {"compiled": False},
-    "jax_tuned": {"compiled": True},
-    "tensorflow_tuned": {"compiled": True, "jit_compile": False},
-}
-
 
 def promise(name):
     """What the registered `name` says its step is, as info() must record it.
 
-    Keras names take jit_compile from the registry entry, or from what
-    "auto" means on that backend here; on TensorFlow the step is a
-    tf.function graph either way, on JAX and torch only under jit_compile.
+    The others declare it (their entry's `promise`). Keras names take
+    jit_compile from the registry entry, or from what "auto" means on that
+    backend here; on TensorFlow the step is a tf.function graph either way,
+    on JAX and torch only under jit_compile.
     """
     spec = implementations.spec(name)
     if is_keras(name):
@@ -113,9 +136,9 @@ def promise(name):
         if jit == "auto":
             jit = keras_auto_jit(spec.backend)
         return {"compiled": jit or spec.backend == "tensorflow", "jit_compile": jit}
-    if name not in PROMISES:
-        raise AssertionError(f"{name} is registered but tests/conftest.py PROMISES does not say what it is")
-    return PROMISES[name]
+    if spec.promise is None:
+        raise AssertionError(f"{name} is registered but its IMPLEMENTATIONS entry declares no promise")
+    return spec.promise
 
 
 def uses(name, framework):

@@ -7,8 +7,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks import protocol
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e  # the pytest-benchmark suite and sidebyside run, in processes of their own
 
 
 def test_benchmarks_record_machine_and_extra_info(tmp_path):

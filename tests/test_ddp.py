@@ -31,7 +31,7 @@ from sidebyside import implementations
 from sidebyside.implementations.two_layer.problem import Problem, make_data
 from tests.conftest import ROOT, oracle_run, skip_if_missing
 
-pytestmark = pytest.mark.slow  # every test here starts processes that import torch
+pytestmark = pytest.mark.e2e  # every test here starts processes that import torch
 
 SMALL = Problem(N=8, D_in=20, H=6, D_out=3, learning_rate=1e-3)
 

@@ -128,7 +128,7 @@ def test_process_warm_up_trains_a_tiny_net_and_forgets_it(name, monkeypatch):
     assert WORKLOAD.warm_up(spec, {**TASK, "device": "gpu-that-is-not"}, 1) is None  # the case will say why
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_digits_run_has_rounds_that_compare_gives_verdicts(tmp_path):
     out = tmp_path / "run"
     result = sidebyside("run", "--workload", "digits", "--impl", "numpy_manual", "--device", "cpu", "--threads", "1",

@@ -360,6 +360,7 @@ def keras_run(name):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.e2e  # Keras in a process per backend
 @pytest.mark.parametrize("name", KERAS)
 def test_keras_float64_follows_its_adam_step_by_step(name):
     skip_if_missing(name)

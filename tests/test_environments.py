@@ -18,6 +18,8 @@ from sidebyside.results import by_environment, parse_results
 from tests.test_cli import one_line_error, sidebyside
 from tests.test_compare import read_csv, write
 
+pytestmark = pytest.mark.e2e  # real runs in two environments
+
 
 def test_env_must_be_name_equals_python_and_named_once():
     line = one_line_error(sidebyside("run", "--env", "python3", "--no-report"))
@@ -88,7 +90,7 @@ def test_compare_of_one_run_compares_its_environments(tmp_path):
         assert expected in one_line_error(sidebyside("compare", *arguments))
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_two_environments_run_interleaved_into_one_file_and_compare(tmp_path):
     wrapper = tmp_path / "other-python"
     wrapper.write_text(f"#!/bin/sh\nexec '{sys.executable}' \"$@\"\n")

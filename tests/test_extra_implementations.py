@@ -188,7 +188,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
 def test_keras_runs_with_jit_compile_on_and_off(backend):
     """Each backend has an entry with jit_compile on and one with it off, and records which."""

@@ -16,12 +16,15 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.e2e  # a virtual environment without the extras, and real runs
+
 # The report and digits extras' import names and distributions (pyproject.toml).
 TAKEN_AWAY = ("pandas", "matplotlib", "mpl_toolkits", "jinja2", "pygments", "plotly", "scipy", "sklearn",
               "scikit_learn", "pil", "pillow")
 
 SITE = """
 import site, sys
+
 original = {original!r}
 sys.path[:] = [entry for entry in sys.path if entry != original]
 site.addsitedir({farm!r})

@@ -63,7 +63,7 @@ print(json.dumps({name: faults(name) for name in NAMES}))
 """
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", sorted({implementations.spec(name).backend for name in keras_names()}))
 def test_keras_prepare_keeps_shape_and_layout(backend):
     """Every Keras name of one backend, in one process of that backend."""

@@ -124,6 +124,7 @@ print(json.dumps([torch.get_float32_matmul_precision(), torch.backends.cuda.matm
 """
 
 
+@pytest.mark.e2e  # a process per framework
 def test_tf32_is_off_in_every_framework_by_default():
     for name in ("torch", "tensorflow", "jax"):
         pytest.importorskip(name)

@@ -126,7 +126,7 @@ def test_torch_tuned_allocates_nothing_in_the_step():
     net = implementations.create("torch_tuned", w1, w2, 1e-3)
     x, y = net.prepare(x, y)
     net.step(x, y)
-    names = ("w1_t", "w2_t", "x_t", "h_relu_t", "error_t", "grad_h_t", "loss")
+    names = ("w1_t", "w2_t", "h_relu_t", "error_t", "grad_h_t", "loss")
     before = {name: getattr(net, name).data_ptr() for name in names}
     losses = net.train(x, y, 3)
     net.step(x, y)

@@ -48,7 +48,7 @@ TWO_LAYER = implementations.names("two_layer")
 
 
 def case(name, slow):
-    return pytest.param(name, marks=pytest.mark.slow) if slow else name
+    return pytest.param(name, marks=pytest.mark.e2e) if slow else name
 
 
 # Not the multi-process jobs (tf_multiworker, jax_distributed): no in-process Net; their loop view is timed by

@@ -21,7 +21,7 @@ from sidebyside.results import load_results
 from tests.conftest import ROOT, oracle_run, skip_if_missing
 from tests.test_cli import sidebyside
 
-pytestmark = pytest.mark.slow  # each job starts processes that import TensorFlow or JAX
+pytestmark = pytest.mark.e2e  # each job starts processes that import TensorFlow or JAX
 
 JOBS = ("tf_multiworker", "jax_distributed")
 

@@ -51,6 +51,7 @@ def test_conditions_measure_other_processes(burner):
     assert len(conditions["load_average"]) == 3
 
 
+@pytest.mark.e2e  # a real run beside a busy process
 def test_a_busy_machine_is_warned_about_in_the_console_and_the_report(tmp_path, burner):
     out = tmp_path / "run"
     result = sidebyside("run", "--workload", "two_layer", "--quick", "--threads", "1", "--impl", "numpy_manual",
@@ -64,6 +65,7 @@ def test_a_busy_machine_is_warned_about_in_the_console_and_the_report(tmp_path, 
     assert f"Busy machine: other processes kept {conditions['other_cpu_cores']:.2f} cores busy" in html
 
 
+@pytest.mark.e2e  # a real run
 def test_corrupted_conditions_are_refused_in_one_line(tmp_path):
     out = tmp_path / "run"
     assert sidebyside(*QUICK, "--impl", "numpy_manual", "--device", "cpu", "--out", str(out)).returncode == 0

@@ -43,7 +43,7 @@ def independent_best_gflops(size, seconds=0.6):
     return 2 * size**3 / best / 1e9
 
 
-@pytest.mark.slow  # the measurement imports torch and jax: over 10 s on 2 shared cores
+@pytest.mark.e2e  # the measurement imports torch and jax: over 10 s on 2 shared cores
 def test_entry_point_prints_one_json_line(measured):
     stdout, _ = measured
     lines = stdout.strip().splitlines()
@@ -51,7 +51,7 @@ def test_entry_point_prints_one_json_line(measured):
     assert set(json.loads(lines[0])) == {"peak_gflops", "peak_detail"}
 
 
-@pytest.mark.slow  # the measurement imports torch and jax: over 10 s on 2 shared cores
+@pytest.mark.e2e  # the measurement imports torch and jax: over 10 s on 2 shared cores
 def test_shape_has_both_dtypes_and_serializes(measured):
     _, document = measured
     assert json.loads(json.dumps(document)) == document
@@ -75,7 +75,7 @@ def test_shape_has_both_dtypes_and_serializes(measured):
         assert set(document["peak_gflops"]["cuda"]) == {"float32", "float64"}
 
 
-@pytest.mark.slow  # the measurement imports torch and jax: over 10 s on 2 shared cores
+@pytest.mark.e2e  # the measurement imports torch and jax: over 10 s on 2 shared cores
 def test_recorded_peak_is_not_beaten_by_a_plain_matmul(measured):
     # Measured right after the recorded peak: if a plain best-of numpy product
     # beats it by more than 15 %, the "peak" was not one.

@@ -288,6 +288,7 @@ print(len(set(sys.modules) - before))
 """
 
 
+@pytest.mark.e2e  # a fresh process importing torch
 @pytest.mark.parametrize("workload", ["two_layer", "digits"])
 def test_the_preload_of_torch_nn_covers_what_its_optimizer_imports(workload):
     # The zygote imports a spec's `preload` before forking; what building the

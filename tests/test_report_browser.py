@@ -29,9 +29,9 @@ from tests.test_report import EVIL_IMPLEMENTATION, EVIL_MACHINE, hostile_documen
 from tests.test_report_data import make_benchmark_json, make_document, write
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium) for the browser test"
-)
+)]
 
 WATCH = """
 window.__problems = [];

@@ -74,7 +74,7 @@ def check_pooled(entry):
     assert math.isclose(entry["gflops"], entry["flops_per_step"] / timing["median"] / 1e9, rel_tol=1e-9)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_interrupted_and_resumed_run_has_the_entries_of_an_uninterrupted_one(tmp_path):
     names = available("numpy_manual", "torch_manual")
     impls = [argument for name in names for argument in ("--impl", name)]

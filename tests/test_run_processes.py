@@ -22,7 +22,7 @@ from sidebyside.results import load_results
 from tests.conftest import ROOT
 from tests.test_cli import available, sidebyside
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 BASE = ["run", "--workload", "two_layer", "--device", "cpu", "--no-report", "--no-sweep", "--dtype", "float32"]
 QUICK = [*BASE, "--quick"]  # a short peak measurement; steps and rounds are set by each test
@@ -221,7 +221,7 @@ def test_a_wrong_implementation_is_reported_disagrees_and_never_ranked(tmp_path)
     (site / "sitecustomize.py").write_text(REGISTER_WRONG)
     out = tmp_path / "wrong"
     result = sidebyside("run", "--workload", "two_layer", "--device", "cpu", "--no-sweep", "--threads", "1",
-                        "--steps", "200", "--impl", "numpy_manual", "--impl", "numpy_wrong", "--out", str(out),
+                        "--steps", "200", "--rounds", "2", "--impl", "numpy_manual", "--impl", "numpy_wrong", "--out", str(out),
                         env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"})
     assert result.returncode == 0, result.stderr
     by_case = {(entry["implementation"], entry["dtype"]): entry for entry in entries(out)}

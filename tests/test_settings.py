@@ -58,6 +58,7 @@ def test_a_bad_settings_file_is_one_line_naming_it(tmp_path, text, expected):
     assert line.startswith(f"sidebyside: error: {tmp_path / 'sidebyside.toml'}: ") and expected in line
 
 
+@pytest.mark.e2e  # a real run
 def test_a_run_records_the_merged_settings(tmp_path):
     (tmp_path / "sidebyside.toml").write_text(
         '[tool.sidebyside]\nimpl = ["numpy_manual"]\nworkload = ["two_layer"]\nquick = true\n'

@@ -16,11 +16,14 @@ import json
 import time
 
 import numpy as np
+import pytest
 
 from sidebyside import timing, workloads
 from sidebyside.config import RunConfig
 from sidebyside.implementations import Implementation
 from sidebyside.implementations.devices import DeviceUnavailable
+
+pytestmark = pytest.mark.e2e  # a real run of a plug-in workload
 
 NAME = "line_fit"
 PLUGIN = {"SIDEBYSIDE_WORKLOADS": __name__}

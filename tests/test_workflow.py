@@ -118,7 +118,7 @@ def light_environment(folder, source):
     return folder
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_ab_compare_runs_both_commits_interleaved_and_fails_on_a_slowdown(tmp_path):
     """.ci/ab-compare against this very commit, numpy_manual made 3× slower in the head only: exit 1, named.
 

@@ -25,12 +25,12 @@ row, with its long side (D_in) as the rows' length, which ran faster than
 x·w1 and xᵀ·grad_h. For the small ones, MKL is slow when the output's rows
 are only D_out = 10 long: y_pred = h_relu·w2 (64×10) is made as its
 transpose, w2_t·h_reluᵀ (10×64), and the update of w2 likewise. x arrives
-as every implementation receives it, N×D_in and row-major, so the step
-copies it transposed into a buffer made once per batch shape (D_in×N) for
-the forward; the update reads x as given. A training loop gets a new batch
-every step and would pay that copy every step, so it is timed with the
-step. docs/tuned-variants.md keeps the figures behind these choices,
-measured when the copy was made once, outside the clock.
+as every implementation receives it, N×D_in and row-major; the forward
+reads it as xᵀ through a view (BLAS takes a transposed operand as it is:
+no copy), and the update reads x as given. A copy of xᵀ made in the step
+would cost a training loop, which gets a new batch every step, that copy
+every step; the view costs nothing. docs/tuned-variants.md keeps the
+figures behind these choices, with their dates.
 
 ReLU is applied in place (`relu_`): the hidden layer before the ReLU is not
 needed again, since relu(h) > 0 exactly where h > 0. Its backward is one op,
@@ -38,8 +38,7 @@ needed again, since relu(h) > 0 exactly where h > 0. Its backward is one op,
 gradient passes where relu(h) > 0, where torch_manual makes a mask and
 fills (two ops). It differs from torch_manual's `grad_h[h < 0] = 0` only
 where h is exactly 0, where ReLU has no derivative and either choice is a
-subgradient. Nine operations in all, the copy of x among them, where
-torch_manual runs sixteen.
+subgradient. Eight operations in all, where torch_manual runs sixteen.
 
 With more than one thread and a small batch, the hidden units are split
 into one block per thread, and the two large products run as batched
@@ -107,9 +106,7 @@ class Net:
         N, H, D_out = x.shape[0], self.w1_t.shape[0], self.w2_t.shape[0]
         options = dict(dtype=self.dtype, device=self.device)
         # The hidden layer and the error transposed (H×N, D_out×N), like the
-        # weights, and the step's copy of x transposed (D_in×N); the `.t()`
-        # and `.view()` views are made once.
-        self.x_t = torch.empty(tuple(x.shape)[::-1], **options)
+        # weights; the `.t()` and `.view()` views are made once.
         self.h_relu_t = torch.empty((H, N), **options)  # h, then relu(h) in place
         self.h_relu = self.h_relu_t.t()
         self.w2 = self.w2_t.t()
@@ -193,10 +190,11 @@ class Net:
 
         # Forward pass: compute predicted y, and at once the error
         # y_pred - y, in one BLAS call: addmm's beta=-1 subtracts y.
-        # hᵀ = w1ᵀ·xᵀ, xᵀ copied from this step's batch into its buffer, as
-        # one product per block of hidden units, each on its own thread; xᵀ
-        # is expanded (a view, not a copy) to one per block.
-        x_t = self.x_t.copy_(x.t())
+        # hᵀ = w1ᵀ·xᵀ, as one product per block of hidden units, each on its
+        # own thread; xᵀ is this step's batch read transposed (a view: BLAS
+        # takes a transposed operand as it is, no copy), expanded (a view
+        # too) to one per block.
+        x_t = x.t()
         blocks = self.w1_blocks.shape[0]
         torch.bmm(self.w1_blocks, x_t.expand(blocks, *x_t.shape), out=self.h_blocks)
         h_relu_t.relu_()
