@@ -1,13 +1,24 @@
-"""The one registry of implementations, imported lazily, and the one way to build them.
+"""The one registry of implementations, found by listing, imported lazily, and the one way to build them.
 
-Each entry names the module that holds the variant, the workloads it solves
-(its module of that name lives in each workload's package:
-implementations/two_layer/torch_nn.py, implementations/digits/torch_nn.py),
-the frameworks it needs (import names), the pip extra that installs them, and
-the constructor options that make it that variant (tf_function and
-tf_function_xla are one module, built with jit_compile off and on). Nothing heavy is imported until a net is
-asked for, so `sidebyside list` and the tests can ask what is available
-without paying for TensorFlow's import.
+Each variant file declares its own registry entries in a module-level
+constant, `IMPLEMENTATIONS`: one dict per name it serves, with the fields of
+`Implementation` below (the frameworks it needs as import names, the pip
+extra that installs them, the constructor options that make it that variant,
+...) and `order`, its place in every list. tf_function.py serves tf_function
+and tf_function_xla, built with jit_compile off and on. A dict takes its
+`module` from the file's name and its `workloads` from the folders that
+declare the name: numpy_manual is declared by two_layer/numpy_manual.py and
+by digits/numpy_manual.py, each field in either file (in both, the same).
+
+The registry lists the workload folders (`WORKLOADS`) and reads the
+constants from the source with `ast`, without importing the files: a file
+imports its framework, and `sidebyside list` and the tests ask what is
+available without paying for TensorFlow's import. The modules or packages
+named in SIDEBYSIDE_IMPLEMENTATIONS (import paths, comma-separated; every
+process of a run inherits it) are listed too, so an implementation outside
+this package, a user's or a test's, is added by one file; its dicts name
+their `workloads` (two_layer unless they do) and it is imported by its full
+path.
 
 `create(name, w1, w2, learning_rate, ...)` is how every caller builds a
 registered two-layer variant (`digits.create` the digits one): it imports the module and applies the entry's options,
@@ -15,12 +26,14 @@ so no caller has to remember that tf_function_xla means jit_compile=True.
 `load(name)` returns the bare Net class, for code that needs the class itself.
 """
 
+import ast
 import importlib
 import importlib.util
 import inspect
 import os
+import pkgutil
 from dataclasses import dataclass, field
-
+from pathlib import Path
 
 class ImplementationUnavailable(RuntimeError):
     """A framework the implementation needs is missing, broken, or in conflict."""
@@ -63,6 +76,12 @@ class Implementation:
     # Why its first step is slow, as the report's findings say it ("" for
     # one-time set-up alone: allocation, caches, thread pools).
     first_step: str = ""
+    # What its step is, as its info() must record it and the tests check with
+    # the framework itself (tests/conftest.py, VariantCheck): "compiled", one
+    # traced program (a graph, an XLA program, Dynamo's graphs) rather than op
+    # by op from Python; "jit_compile", XLA's switch. None for Keras, whose
+    # options and backend say it.
+    promise: dict | None = None
 
     @property
     def backend(self):
@@ -81,98 +100,100 @@ TORCH_COMPILER = ("torch._dynamo", "torch._inductor.compile_fx")
 # process that did not have them.
 TORCH_OPTIM = ("torch._dynamo",)
 
-BOTH = ("two_layer", "digits")  # the variants written for both workloads
-
 # What the first call of a compiled or traced variant pays, per way of writing it.
 KERAS_FIRST = "Keras compiles train_on_batch with its backend on the first call"
 JIT_FIRST = "jax.jit traces and compiles on the first call"
 TF_FIRST = "tf.function traces the step into a graph on the first call"
 COMPILE_FIRST = "torch.compile traces and compiles the step on the first call"
 
-REGISTRY = {
-    spec.name: spec
-    for spec in (
-        Implementation("numpy_manual", "numpy_manual", "numpy", ("numpy",), "numpy", workloads=BOTH),
-        Implementation("torch_manual", "torch_manual", "torch", ("torch",), "torch", workloads=BOTH),
-        Implementation("torch_autograd", "torch_autograd", "torch", ("torch",), "torch", workloads=BOTH),
-        Implementation("torch_nn", "torch_nn", "torch", ("torch",), "torch", workloads=BOTH, preload=TORCH_OPTIM),
-        Implementation(
-            "keras_tensorflow", "keras_sequential", "keras", ("keras", "tensorflow"),
-            "keras,tensorflow", {"backend": "tensorflow"}, workloads=BOTH, adam="keras", first_step=KERAS_FIRST,
-        ),
-        Implementation(
-            "keras_torch", "keras_sequential", "keras", ("keras", "torch"),
-            "keras,torch", {"backend": "torch"}, workloads=BOTH, adam="keras", first_step=KERAS_FIRST,
-        ),
-        Implementation(
-            "keras_jax", "keras_sequential", "keras", ("keras", "jax"),
-            "keras,jax", {"backend": "jax"}, workloads=BOTH, adam="keras", first_step=KERAS_FIRST,
-        ),
-        Implementation("jax_jit", "jax_jit", "jax", ("jax",), "jax", first_step=JIT_FIRST),
-        Implementation("torch_compile", "torch_compile", "torch", ("torch",), "torch", slow_start=True,
-                       preload=TORCH_COMPILER, first_step=COMPILE_FIRST),
-        Implementation(
-            "tf_function", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": False},
-            first_step=TF_FIRST,
-        ),
-        Implementation(
-            "tf_function_xla", "tf_function", "tensorflow", ("tensorflow",), "tensorflow", {"jit_compile": True},
-            first_step=TF_FIRST,
-        ),
-        Implementation("torch_ddp", "torch_ddp", "torch", ("torch",), "torch", {"ranks": 2}, slow_start=True,
-                       launcher="torchrun"),
-        Implementation(
-            "keras_tensorflow_xla", "keras_sequential", "keras", ("keras", "tensorflow"),
-            "keras,tensorflow", {"backend": "tensorflow", "jit_compile": True}, first_step=KERAS_FIRST,
-        ),
-        Implementation(
-            "keras_torch_compile", "keras_sequential", "keras", ("keras", "torch"),
-            "keras,torch", {"backend": "torch", "jit_compile": True}, slow_start=True, preload=TORCH_COMPILER,
-            first_step=KERAS_FIRST,
-        ),
-        Implementation(
-            "keras_jax_eager", "keras_sequential", "keras", ("keras", "jax"),
-            "keras,jax", {"backend": "jax", "jit_compile": False}, slow_start=True, first_step=KERAS_FIRST,
-        ),
-        Implementation(
-            "numpy_tuned", "numpy_tuned", "numpy", ("numpy",), "numpy", tuned_from="numpy_manual",
-            tuning="every intermediate is allocated once and written with out=, the loss is one dot product, "
-                   "the factor 2 and the learning rate scale the 64×10 error instead of the gradients, "
-                   "every matrix is kept transposed (the two large products read and write w1 as H×D_in, "
-                   "x transposed copied once), and the ReLU's backward is one multiply by a mask of h > 0",
-        ),
-        Implementation(
-            "torch_tuned", "torch_tuned", "torch", ("torch",), "torch", tuned_from="torch_manual",
-            tuning="outputs are preallocated (mm(out=)), the weights are updated by fused in-place "
-                   "addmm_ with alpha = -2·learning rate, every matrix is kept transposed (the two large "
-                   "products read w1 along D_in, the small ones write D_out×N), the two large products are split "
-                   "into one block of hidden units per thread (bmm, baddbmm_) for batches of up to 256, ReLU runs "
-                   "in place and its backward is one threshold_backward, ops run under inference_mode, "
-                   "and on a GPU the step is replayed as one CUDA graph",
-        ),
-        Implementation(
-            "jax_tuned", "jax_tuned", "jax", ("jax",), "jax", tuned_from="jax_jit",
-            tuning="w1, x (copied once) and the hidden layer are kept transposed so that XLA's faster CPU dot "
-                   "kernels serve both large products, the backward pass is written by hand inside one jitted "
-                   "step with donated weights, the loss is read with np.asarray instead of float(), and train() "
-                   "runs its steps in one compiled lax.fori_loop, compiled once for any length",
-            first_step=JIT_FIRST,
-        ),
-        Implementation(
-            "tensorflow_tuned", "tensorflow_tuned", "tensorflow", ("tensorflow",), "tensorflow",
-            tuned_from="tf_function",
-            tuning="the backward pass is written by hand instead of a GradientTape, in a graph that XLA does "
-                   "not compile (no faster at this size on the CPU), called by its concrete function's flat call, "
-                   "prepare() passes our own tensors through, and train() is one graph loop", first_step=TF_FIRST,
-        ),
-        # Data-parallel over processes, launched as a job of several processes
-        # (sidebyside/workloads/two_layer/multiworker.py); no in-process Net.
-        Implementation("tf_multiworker", "tf_multiworker", "tensorflow", ("tensorflow",), "tensorflow",
-                       {"ranks": 2}, slow_start=True, launcher="tf_config", in_process=False, first_step=TF_FIRST),
-        Implementation("jax_distributed", "jax_distributed", "jax", ("jax",), "jax",
-                       {"ranks": 2}, slow_start=True, launcher="jax_coordinator", in_process=False, first_step=JIT_FIRST),
-    )
-}
+# The constants a declaration may name besides literals (the file imports
+# them from here, so its constant means the same imported as read).
+SHARED = {name: globals()[name] for name in
+          ("TORCH_COMPILER", "TORCH_OPTIM", "KERAS_FIRST", "JIT_FIRST", "TF_FIRST", "COMPILE_FIRST")}
+
+# The folders listed, one per workload, in the order an entry's `workloads` names them.
+WORKLOADS = ("two_layer", "digits")
+BOTH = WORKLOADS  # the variants written for both workloads
+PLUGINS = "SIDEBYSIDE_IMPLEMENTATIONS"
+DECLARATION = "IMPLEMENTATIONS"
+LAST = 1000  # the order of a declaration that gives none: after every bundled one
+
+
+def declarations(path):
+    """The dicts the file's IMPLEMENTATIONS declares ([] for a file without one), read without importing it."""
+    source = Path(path).read_text()
+    if DECLARATION not in source:  # problem.py, data.py, ...: not parsed
+        return []
+
+    class Shared(ast.NodeTransformer):
+        def visit_Name(self, node):
+            if node.id not in SHARED:
+                raise ValueError(f"{path}: {DECLARATION} names {node.id}; besides literals it may name only "
+                                 f"{', '.join(SHARED)}")
+            return ast.Constant(SHARED[node.id])
+
+    for node in ast.parse(source, str(path)).body:
+        if isinstance(node, ast.Assign) and [getattr(target, "id", None) for target in node.targets] == [DECLARATION]:
+            try:
+                return ast.literal_eval(Shared().visit(node.value))
+            except ValueError as error:
+                raise ValueError(str(error) if str(path) in str(error) else
+                                 f"{path}: {DECLARATION} must be a literal: {error}") from None
+    return []
+
+
+def plugin_files(plugin):
+    """[(import path, file)] of the plug-in module, or of each module in the plug-in package."""
+    try:
+        found = importlib.util.find_spec(plugin)  # imports its parent packages, never the module itself
+    except ModuleNotFoundError:
+        found = None
+    if found is None:
+        raise ValueError(f"{PLUGINS}: no module {plugin!r}")
+    if found.submodule_search_locations is None:
+        return [(plugin, Path(found.origin))]
+    return [(f"{plugin}.{info.name}", Path(info.module_finder.path) / f"{info.name}.py")
+            for info in pkgutil.iter_modules(found.submodule_search_locations)
+            if not info.ispkg and not info.name.startswith("_")]
+
+
+def discover(plugins=None):
+    """The registry {name: Implementation}: every declaration, in `order` (then as found).
+
+    The workload folders are listed first, then `plugins` (import paths;
+    those in SIDEBYSIDE_IMPLEMENTATIONS when None). A name declared twice
+    with different values for a field, by two plug-ins, or by files of
+    different names is a ValueError that names the file.
+    """
+    if plugins is None:
+        plugins = [plugin.strip() for plugin in os.environ.get(PLUGINS, "").split(",") if plugin.strip()]
+    folder = Path(__file__).parent
+    sources = [(path, path.stem, (workload,)) for workload in WORKLOADS for path in sorted((folder / workload).glob("*.py"))]
+    sources += [(path, module, None) for plugin in plugins for module, path in plugin_files(plugin)]
+    merged = {}  # name -> its fields, from every file that declares it
+    for path, module, workloads in sources:
+        for declared in declarations(path):
+            fields = merged.setdefault(declared["name"], {"module": module, "workloads": ()})
+            if fields["module"] != module or (workloads is None and fields["workloads"]):
+                raise ValueError(f"{path}: {declared['name']} is already declared by {fields['module']}")
+            for key, value in declared.items():
+                if key == "module" or (key == "workloads" and workloads):
+                    raise ValueError(f"{path}: {declared['name']}'s {key} is where its file is, not declared")
+                if key != "workloads" and fields.setdefault(key, value) != value:
+                    raise ValueError(f"{path}: {declared['name']}'s {key} is {value!r} here, {fields[key]!r} elsewhere")
+            fields["workloads"] += workloads or tuple(declared.get("workloads", ("two_layer",)))
+    registry = {}
+    for fields in sorted(merged.values(), key=lambda fields: fields.get("order", LAST)):
+        fields = {key: tuple(value) if key in ("requires", "preload") else value
+                  for key, value in fields.items() if key != "order"}
+        try:
+            registry[fields["name"]] = Implementation(**fields)
+        except TypeError as error:  # a field missing or unknown
+            raise ValueError(f"{fields['module']}: {fields['name']}: {error}") from None
+    return registry
+
+
+REGISTRY = discover()
 
 
 def names(workload=None):

@@ -370,6 +370,7 @@ def with_settings(args, argv, run_parser):
 
 
 def load_resume(out_dir):
+    from sidebyside.migrate import migrate
     from sidebyside.results import SCHEMA_VERSION, ResultsError, load_results
 
     path = out_dir / "results.json"
@@ -379,7 +380,7 @@ def load_resume(out_dir):
         raise UsageError(str(error)) from None
     import json
 
-    document = json.loads(path.read_text())
+    document = migrate(json.loads(path.read_text()))  # a run resumed from an older schema goes on in the current one
     if document.get("schema") != SCHEMA_VERSION or "config" not in document:
         raise UsageError(f"{path}: not a results file from sidebyside run")
     return RunConfig.from_dict(document["config"]), document

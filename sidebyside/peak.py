@@ -346,10 +346,8 @@ def best_cpu_case():
 
 
 def _per_dtype(value):
-    """A device's peak as {dtype: value}; older results held one float32 number."""
-    if isinstance(value, dict):
-        return {dtype: value.get(dtype) for dtype in DTYPES}
-    return {"float32": value, "float64": None}
+    """A device's peak ({dtype: value} or None) with every dtype."""
+    return {dtype: (value or {}).get(dtype) for dtype in DTYPES}
 
 
 def higher(first, second):

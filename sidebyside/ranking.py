@@ -20,7 +20,7 @@ on on another day. Round medians are compared as they are, not over their
 canaries: the canary is timed in a process of its own, and within one run the
 rounds of the cases compared ran side by side.
 
-Entries without round medians (results written before rounds existed) fall
+Entries without round medians (read from pytest-benchmark JSON) fall
 back to what their statistics hold: the interquartile intervals
 [median - iqr/2, median + iqr/2] must not overlap, and the same margin
 applies. An entry without an IQR counts as a point.
@@ -32,9 +32,9 @@ the console and the report call TIE instead of naming one of them fastest.
 
 Only `rankable` entries are ranked: a run that finished, whose losses agree
 with the float64 reference, with a step time. A fast wrong answer is not a
-winner, so "disagrees" entries (and older files' "ok" entries with agrees
-false) are shown with their reason but never ranked; so are "unchecked"
-entries (read from pytest-benchmark JSON), whose losses were never compared.
+winner, so "disagrees" entries are shown with their reason but never ranked;
+so are "unchecked" entries (read from pytest-benchmark JSON), whose losses
+were never compared.
 
 Entries are plain mappings: a result entry with a `step_time` mapping, or a
 step-time mapping itself ({"median", "iqr", "round_medians"}).

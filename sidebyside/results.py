@@ -14,9 +14,11 @@ same model as a JSON Schema, for other tools (`json_schema`,
 Result files come from other machines, so they are untrusted input. They are
 read as JSON only (never pickle, never eval), at most MAX_BYTES of it.
 `load_results` returns one normalized document whatever the source: the
-results.json layout of schema 1 with every key present (None where the file
-said nothing), as plain dicts. Raw pytest-benchmark JSON is converted into
-that layout first. Anything wrong raises ResultsError, whose message is one
+results.json layout of the current schema (SCHEMA_VERSION) with every key
+present (None where the file said nothing), as plain dicts. A file of an older
+schema is migrated first, by sidebyside/migrate.py alone, so nothing here
+reads an older layout; raw pytest-benchmark JSON is converted into the
+current layout. Anything wrong raises ResultsError, whose message is one
 line naming the file and the field:
 
     results.json: field results[3].step_time.median: must be a positive finite number, got NaN
@@ -50,12 +52,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from sidebyside import migrate
 from sidebyside.workloads import UNNAMED
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = migrate.CURRENT  # 2: older files are migrated on reading (sidebyside/migrate.py)
 MAX_BYTES = 64 * 1024 * 1024  # result files are a few MB at most; refuse anything absurd
 # "disagrees": the run finished but its losses disagree with the float64 reference (its reason says by
-# how much); such a run is shown, never ranked. Older files said status "ok" with agrees false: read the same.
+# how much); such a run is shown, never ranked.
 # "unchecked": timed, but its losses were never compared with the reference (rows read from pytest-benchmark
 # JSON); shown with its time, never ranked.
 STATUSES = ("ok", "n/a", "diverged", "failed", "disagrees", "unchecked")
@@ -106,14 +109,6 @@ def peak_for(peaks, device, dtype):
     """The measured peak (GFLOP/s) of this device and dtype from normalized peak_gflops, else None."""
     by_dtype = (peaks or {}).get(device)
     return by_dtype.get(dtype) if isinstance(by_dtype, dict) else None
-
-
-def disagreement_reason(agreement, tolerance):
-    """The reason the writer gives a "disagrees" entry, for files that recorded only the numbers."""
-    if agreement is None:
-        return "loss differs from the float64 reference"
-    bound = f" (tolerance {tolerance:.1e})" if tolerance is not None else ""
-    return f"loss differs from the float64 reference by {agreement:.1e} relative{bound}"
 
 
 # ----------------------------------------------------------------------------
@@ -284,7 +279,6 @@ Signed = Number()
 NonNegative = Number("non-negative")
 Positive = Number("positive")
 Fraction = Number("non-negative", maximum=1.0)
-PEAK_NUMBER = TypeAdapter(Positive)  # an older file's one peak per device (flat_peak)
 Count = Integer(0)
 PositiveCount = Integer(1)
 Name, Key, Long = Text(MAX_NAME), Text(MAX_KEY), Text(MAX_TEXT)
@@ -308,18 +302,7 @@ def check_free(value, at="", depth=0):
     return value
 
 
-def empty_if_none(empty):
-    """A before-validator reading null as an empty object or array, as older files wrote it."""
-    return lambda value: empty() if value is None else value
-
-
 Free = Annotated[dict[str, Any], AfterValidator(check_free)]
-
-
-def Objects(item, empty=dict):
-    """An object of `item` (or an array where `empty` is list), null read as empty."""
-    return Annotated[item, BeforeValidator(empty_if_none(empty), json_schema_input_type=Optional[item])]
-
 
 Size = Annotated[dict[ShortKey, PositiveCount], Field(max_length=MAX_SIZE_KEYS)]
 Losses = list[Optional[Signed]]
@@ -371,28 +354,13 @@ class Conditions(Model):
 
     load_average: Annotated[Optional[list[NonNegative]], BeforeValidator(first_three)] = None
     other_cpu_cores: Optional[NonNegative] = None
-    busy_processes: Objects(Annotated[list[BusyProcess], Field(max_length=MAX_PROCESSES)], list) = []
+    busy_processes: Annotated[list[BusyProcess], Field(max_length=MAX_PROCESSES)] = []
     cpu_mhz: Optional[NonNegative] = None
     governor: Optional[Name] = None
     turbo: Optional[Flag] = None
     cpus_in_mask: Optional[Count] = None
     cpu_count: Optional[Count] = None
     available_memory_bytes: Optional[Count] = None
-
-
-def flat_peak(value):
-    """An older file's one number per device (the float32 product's peak) as {"float32": x, "float64": None}.
-
-    So a float64 entry of such a file gets no share of peak rather than a share of the wrong peak.
-    """
-    if value is None or isinstance(value, dict):
-        return value
-    try:
-        number = PEAK_NUMBER.validate_python(value)
-    except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        raise PydanticCustomError("sidebyside", first["msg"]) from None
-    return {"float32": number, "float64": None}
 
 
 def every_dtype(by_dtype):
@@ -404,9 +372,8 @@ def every_device(peaks):
 
 
 PeakByDtype = dict[ShortKey, Optional[Positive]]
-Peak = Annotated[Optional[PeakByDtype], BeforeValidator(flat_peak, json_schema_input_type=Optional[
-    PeakByDtype | Positive]), AfterValidator(every_dtype)]
-Peaks = Annotated[Objects(dict[ShortKey, Peak]), AfterValidator(every_device)]
+Peak = Annotated[Optional[PeakByDtype], AfterValidator(every_dtype)]
+Peaks = Annotated[dict[ShortKey, Peak], AfterValidator(every_device)]
 Threads = dict[NameKey, Annotated[Optional[Count] | Name, Field(union_mode="left_to_right"),
                                kind("an integer >= 0, a non-empty string or null")]]
 
@@ -419,7 +386,7 @@ class Environment(Model):
     sidebyside: Optional[Long] = None
     location: Optional[Long] = None
     commit: Optional[Long] = None
-    frameworks: Objects(dict[NameKey, Optional[Long]]) = {}
+    frameworks: dict[NameKey, Optional[Long]] = {}
 
 
 class Machine(Model):
@@ -433,16 +400,16 @@ class Machine(Model):
     python: Optional[Long] = None
     commit: Optional[Long] = None
     cpu_count: Optional[PositiveCount] = None
-    frameworks: Objects(dict[NameKey, Optional[Long]]) = {}
-    env: Objects(dict[NameKey, Optional[Long]]) = {}
-    threads: Objects(Threads) = {}
-    blas: Objects(list[Blas], list) = []
+    frameworks: dict[NameKey, Optional[Long]] = {}
+    env: dict[NameKey, Optional[Long]] = {}
+    threads: Threads = {}
+    blas: list[Blas] = []
     gpu: Optional[Gpu] = None
     tf32: Optional[Flag] = None
     peak_gflops: Peaks = Field(default_factory=lambda: {"cpu": None, "cuda": None})
     conditions: Optional[Conditions] = None
-    peak_detail: Objects(Free) = {}
-    environments: Objects(dict[NameKey, Environment]) = {}  # --env: each environment by name, in the order given
+    peak_detail: Free = {}
+    environments: dict[NameKey, Environment] = {}  # --env: each environment by name, in the order given
 
 
 # ----------------------------------------------------------------------------
@@ -522,10 +489,6 @@ class Entry(Model):
         for index, epoch in enumerate(self.epochs):
             if epoch.epoch is None:
                 epoch.epoch = index + 1
-        if self.status == "ok" and self.agrees is False:
-            # Written before the "disagrees" status existed: the same verdict, so the same treatment.
-            self.status = "disagrees"
-            self.reason = self.reason or disagreement_reason(self.agreement, self.agreement_tolerance)
         return self
 
 
@@ -564,13 +527,14 @@ class Reference(Model):
 
 
 class Document(Model):
-    """A results.json file (schema 1): the run's machine, configuration, references and entries."""
+    """A results.json file (schema SCHEMA_VERSION): the run's machine, configuration, references and entries."""
 
     model_config = ConfigDict(title="sidebyside results.json", extra="ignore")
 
     schema_: Annotated[
         int, Strict(), Field(ge=1, le=SCHEMA_VERSION), kind("a positive integer"), WrapValidator(schema_version)
     ] = Field(alias="schema")
+    migrated_from: Optional[PositiveCount] = None  # set by the reader: the older schema the file was written in
     tool: Optional[Name] = None
     created: Optional[Name] = None
     machine: Machine = Field(default_factory=Machine)
@@ -685,11 +649,11 @@ def normalize(document, source):
     if "schema" not in document:
         raise Invalid(
             "schema",
-            "missing: neither a sidebyside results file (schema 1) nor pytest-benchmark JSON "
+            "missing: neither a sidebyside results file nor pytest-benchmark JSON "
             "(machine_info, benchmarks)",
         )
     try:
-        model = Document.model_validate(document)
+        model = Document.model_validate(migrate.migrate(document))
     except ValidationError as error:
         raise invalid(error) from None
     return dumped(model, source, "sidebyside")
@@ -700,7 +664,8 @@ def dumped(model, source, file_format):
     if model.machine.name is None:
         model.machine.name = environment_name(model.machine.__dict__, source)
     document = model.model_dump(by_alias=True)
-    return {"schema": document["schema"], "tool": document["tool"], "created": document["created"],
+    return {"schema": document["schema"], "migrated_from": document["migrated_from"],
+            "tool": document["tool"], "created": document["created"],
             "source": source, "format": file_format, **{key: document[key] for key in
                                                         ("machine", "config", "references", "results")}}
 
@@ -792,6 +757,7 @@ def from_pytest_benchmark(document, source):
     for key in ("system", "release", "arch", "python"):
         if key in info:
             own[key] = info[key]
+    migrate.machine_from_1(own)  # the hook's record carries no schema: it may be of any age
     machine = checked(Machine, own, "machine_info")
     native = {"name": ("node", "name"), "system": ("system", "text"), "release": ("release", "text"),
               "arch": ("machine", "text"), "python": ("python_version", "text")}

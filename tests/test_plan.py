@@ -16,8 +16,8 @@ def planned(*flags):
 
 
 def test_the_registry_has_slow_starters_to_leave_out():
-    assert {"torch_compile", "keras_torch_compile", "keras_jax_eager", "torch_ddp", "tf_multiworker",
-            "jax_distributed"} == set(SLOW)  # the README names them
+    # Their files declare slow_start: some, not all, so that the tests below leave something out.
+    assert SLOW and set(SLOW) < set(implementations.names())
 
 
 def test_the_default_run_leaves_out_the_slow_starters_and_says_how_to_add_them():

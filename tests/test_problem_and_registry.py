@@ -229,8 +229,8 @@ def test_digits_create_applies_its_registry():
 
 
 def test_every_registered_name_says_what_it_is():
-    """tests/conftest.py's promises cover the registry and agree with its options."""
-    from tests.conftest import PROMISES, is_keras, promise
+    """Every name's promise (tests/conftest.py's `promise`: declared, or Keras's options) agrees with its options."""
+    from tests.conftest import is_keras, promise
 
     for name in implementations.names():
         spec = implementations.spec(name)
@@ -243,18 +243,21 @@ def test_every_registered_name_says_what_it_is():
             assert expected["compiled"] is True, name
         if name.endswith(("_eager", "_manual", "_autograd", "_nn", "_ddp")):
             assert expected["compiled"] is False, name
-    assert set(PROMISES) == {name for name in implementations.names() if not is_keras(name)}
+    # A Keras name's options and backend say what it is: a declared promise could only disagree.
+    assert not [name for name in implementations.names() if is_keras(name) and implementations.spec(name).promise]
 
 
 def test_each_framework_has_a_tuned_variant_paired_with_its_idiom():
     """numpy, torch, jax and tensorflow each have one speed-written variant, paired with its sibling."""
     tuned = {name: spec for name, spec in implementations.REGISTRY.items() if spec.tuned_from}
-    assert {spec.framework: (name, spec.tuned_from) for name, spec in tuned.items()} == {
+    pairs = {spec.framework: (name, spec.tuned_from) for name, spec in tuned.items()}
+    assert len(pairs) == len(tuned), "one tuned variant per framework"
+    assert pairs.items() >= {
         "numpy": ("numpy_tuned", "numpy_manual"),
         "torch": ("torch_tuned", "torch_manual"),
         "jax": ("jax_tuned", "jax_jit"),
         "tensorflow": ("tensorflow_tuned", "tf_function"),
-    }
+    }.items()
     for name, spec in tuned.items():
         sibling = implementations.spec(spec.tuned_from)
         assert sibling.tuned_from is None, f"{name} is paired with another tuned variant"
@@ -314,3 +317,87 @@ def test_the_first_step_reason_is_the_registry_field_not_the_name():
     plain = compile_reason({**row, "implementation": "torch_compile_lookalike"})
     assert plain == "the first step pays one-time set-up (allocation, caches, thread pools)"
     assert compile_reason({**row, "implementation": "numpy_manual", "device": "cuda"}).startswith("the first step pays CUDA")
+
+
+LISTED = """
+import json, sys
+from sidebyside import implementations
+modules = {spec.module for spec in implementations.REGISTRY.values()}
+imported = [name for name in sys.modules if name.partition(".")[0] in ("torch", "tensorflow", "jax", "keras")
+            or name.startswith("tests.stubs.") or name.rpartition(".")[2] in modules]
+print(json.dumps({"names": implementations.names(), "imported": imported}))
+"""
+
+
+def test_a_test_only_implementation_is_one_file_found_by_listing():
+    """tests/stubs/listed_net.py, named in SIDEBYSIDE_IMPLEMENTATIONS, is registered and listed; nothing is imported."""
+    import json
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SIDEBYSIDE_IMPLEMENTATIONS": "tests.stubs", "COLUMNS": "200"}
+    found = subprocess.run([sys.executable, "-c", LISTED], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert found.returncode == 0, found.stderr[-2000:]
+    found = json.loads(found.stdout)
+    assert found["names"] == implementations.names() + ["numpy_listed"]  # after every bundled one
+    assert found["imported"] == [], "listing imported a variant or its framework"
+    listed = subprocess.run([sys.executable, "-m", "sidebyside.cli", "list"], capture_output=True, text=True, env=env,
+                            cwd=ROOT, timeout=60)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert any("numpy_listed" in line and "numpy" in line.replace("numpy_listed", "") for line in listed.stdout.splitlines())
+
+
+def test_a_listed_implementation_is_built_and_trained_like_a_bundled_one(monkeypatch):
+    registry = implementations.discover(["tests.stubs.listed_net"])
+    entry = registry["numpy_listed"]
+    assert list(registry)[:-1] == implementations.names()
+    assert (entry.module, entry.workloads, entry.promise) == ("tests.stubs.listed_net", ("two_layer",), {"compiled": False})
+    monkeypatch.setitem(implementations.REGISTRY, "numpy_listed", entry)
+    problem = Problem(N=4, D_in=6, H=5, D_out=3)
+    x, y, w1, w2 = make_data(problem)
+    losses = {}
+    for name in ("numpy_listed", "numpy_manual"):
+        net = implementations.create(name, w1, w2, problem.learning_rate)
+        losses[name] = [net.step(*net.prepare(x, y)) for _ in range(3)]
+    assert losses["numpy_listed"] == losses["numpy_manual"]
+
+
+def test_the_declarations_read_from_the_source_are_the_modules_constants():
+    """What the registry reads with ast is what importing the file gives (numpy's files: cheap to import)."""
+    import importlib
+    from pathlib import Path
+
+    for module in ("two_layer.numpy_manual", "two_layer.numpy_tuned", "digits.numpy_manual"):
+        imported = importlib.import_module(f"sidebyside.implementations.{module}")
+        assert implementations.declarations(Path(imported.__file__)) == imported.IMPLEMENTATIONS, module
+
+
+@pytest.mark.parametrize("source, error", [
+    ('IMPLEMENTATIONS = [{"name": "numpy_manual", "framework": "numpy", "requires": ("numpy",), "extra": "numpy"}]',
+     "numpy_manual is already declared by numpy_manual"),
+    ('IMPLEMENTATIONS = [{"name": "twice", "framework": "numpy", "requires": ("numpy",), "extra": "numpy"}] * 2',
+     "must be a literal"),
+    ('IMPLEMENTATIONS = [{"name": "twice"}, {"name": "twice"}]', "twice is already declared by plugged"),
+    ('FIRST = "x"\nIMPLEMENTATIONS = [{"name": "named", "first_step": FIRST}]', "names FIRST; besides literals"),
+    ('IMPLEMENTATIONS = [{"name": "bare", "framework": "numpy"}]', "bare: .*missing .*'requires'"),
+    ('IMPLEMENTATIONS = [{"name": "placed", "framework": "numpy", "requires": ("numpy",), "extra": "numpy", '
+     '"module": "elsewhere"}]', "placed's module is where its file is"),
+])
+def test_a_bad_declaration_names_its_file(source, error, tmp_path, monkeypatch):
+    (tmp_path / "plugged.py").write_text(source + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=error):
+        implementations.discover(["plugged"])
+
+
+def test_a_files_registry_entries_are_not_counted_as_its_code():
+    """The report's lines of code compare frameworks: a file's declaration for the registry is not one of them."""
+    from sidebyside.report.code import count_lines_of_code
+
+    body = "import numpy as np\n\n\ndef step(x):\n    return np.dot(x, x)\n"
+    declared = ("import numpy as np\n\nfrom sidebyside.implementations import TF_FIRST\n\n"
+                "IMPLEMENTATIONS = [\n    {\"name\": \"a\", \"first_step\": TF_FIRST},\n]\n\n\n"
+                "def step(x):\n    return np.dot(x, x)\n")
+    assert count_lines_of_code(declared) == count_lines_of_code(body) == 3

@@ -602,7 +602,7 @@ def test_extreme_but_valid_numbers_still_draw(tmp_path):
     document["results"][3]["size"] = {"N": 2**53, "D_in": 2**53, "H": 2**53, "D_out": 2**53}
     document["results"][3]["flops_per_step"] = None
     document["results"][-2]["epochs"][0]["time_s"] = 1e300
-    document["machine"]["peak_gflops"]["cpu"] = 1e-300
+    document["machine"]["peak_gflops"]["cpu"] = {"float32": 1e-300, "float64": None}
     index = build_report([write(tmp_path, "r.json", document)], tmp_path / "out", formats=("html", "markdown"))
     page = index.read_text(encoding="utf-8")
     assert page.count('class="plotly-chart"') + page.count("<img ") > 5
@@ -634,6 +634,7 @@ def truths_document():
     float64 step faster than the measured peak, and a float64 peak that moved 15 % during the run.
     """
     document = make_document("truth-box", digits=False)
+    document["schema"] = 1  # old_wrong is schema 1's way of saying "disagrees": migrated on reading
     curve = reference_losses()
     for name, median in (("wrong_but_fast", 1.0e-4), ("old_wrong", 1.1e-4)):
         record = entry(name, "cpu", "float32", TUTORIAL, losses=curve)
@@ -769,7 +770,7 @@ def test_a_clean_file_has_no_warnings(built):
 
 
 def test_older_flat_peaks_give_float64_runs_no_share_of_peak(tmp_path):
-    document = make_document("old-box", digits=False)
+    document = {**make_document("old-box", digits=False), "schema": 1}  # migrated on reading
     document["machine"]["peak_gflops"] = {"cpu": 400.0, "cuda": None}
     del document["machine"]["peak_detail"]
     for record in document["results"]:

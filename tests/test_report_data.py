@@ -1,6 +1,6 @@
 """Synthetic result files for the report's tests, and checks that they are valid.
 
-`make_document` writes what `sidebyside run` writes (schema 1): several
+`make_document` writes what `sidebyside run` writes (the current schema): several
 implementations on cpu (and cuda where the machine has a GPU, n/a where it
 has not), two dtypes, a sweep of sizes, one diverged run, one failed run,
 and a digits section. `make_benchmark_json` writes what
@@ -12,7 +12,7 @@ The other report tests import these builders.
 import json
 import math
 
-from sidebyside.results import load_results
+from sidebyside.results import SCHEMA_VERSION, load_results
 
 TUTORIAL = {"N": 64, "D_in": 1000, "H": 100, "D_out": 10}
 SWEEP = [{"N": 256, "D_in": 1000, "H": 400, "D_out": 10}, {"N": 1024, "D_in": 1000, "H": 1000, "D_out": 10}]
@@ -140,7 +140,7 @@ def make_document(name="ci-box", gpu=False, speed=1.0, digits=True):
         results.append(entry("keras_jax", "cuda", "float32", {"N": 32, "D_in": 64, "H": 50, "D_out": 10},
                              status="n/a", reason="no CUDA device", workload="digits"))
     return {
-        "schema": 1, "tool": "sidebyside", "created": "2026-11-23T10:00:00+00:00",
+        "schema": SCHEMA_VERSION, "tool": "sidebyside", "created": "2026-11-23T10:00:00+00:00",
         "machine": machine(name, gpu),
         "config": {"threads": 2, "steps": 500, "quick": False, "devices": devices,
                    "dtypes": ["float32", "float64"], "tf32": False},

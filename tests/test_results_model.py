@@ -72,7 +72,7 @@ HOSTILE = [
     ("no device", lambda d: d["results"][0].pop("device")),
     ("empty implementation", lambda d: d["results"][0].update(implementation="")),
     ("accuracy above 1", lambda d: d["results"][0].update(test_accuracy=1.5)),
-    ("newer schema", lambda d: d.update(schema=2)),
+    ("newer schema", lambda d: d.update(schema=results.SCHEMA_VERSION + 1)),
     ("no results", lambda d: d.pop("results")),
     ("negative peak", lambda d: d["machine"].update(peak_gflops={"cpu": {"float32": -1.0}})),
 ]

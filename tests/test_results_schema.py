@@ -39,7 +39,8 @@ def error_of(document, name="results.json"):
 def test_valid_results_file_keeps_its_values(tmp_path):
     original = make_document(gpu=True)
     document = load_results(write(tmp_path, "results.json", original))
-    assert document["schema"] == 1 and document["format"] == "sidebyside"
+    assert document["schema"] == schema.SCHEMA_VERSION and document["format"] == "sidebyside"
+    assert document["migrated_from"] is None
     assert document["machine"]["name"] == "ci-box"
     assert document["machine"]["peak_gflops"] == {"cpu": {"float32": 400.0, "float64": 200.0},
                                                 "cuda": {"float32": 50000.0, "float64": 25000.0}}
@@ -91,8 +92,8 @@ def test_disagrees_status_is_accepted_with_its_reason():
 
 
 def test_old_ok_row_that_disagrees_reads_as_disagrees():
-    """Files from before the status existed said "ok" with agrees false: the same verdict."""
-    document = small_document()
+    """Files from before the status existed (schema 1) said "ok" with agrees false: the same verdict."""
+    document = {**small_document(), "schema": 1}
     document["results"][0].update(status="ok", agrees=False, agreement=3.2e-3, agreement_tolerance=1e-8)
     document["results"][1].update(status="ok", agrees=False, agreement=None, reason="own words")
     entries = parse_results(json.dumps(document))["results"]
@@ -100,11 +101,11 @@ def test_old_ok_row_that_disagrees_reads_as_disagrees():
     assert entries[0]["reason"] == ("loss differs from the float64 reference by 3.2e-03 relative "
                                     "(tolerance 1.0e-08)")
     assert entries[1]["status"] == "disagrees" and entries[1]["reason"] == "own words"
-    assert parse_results(json.dumps(small_document()))["results"][0]["status"] == "ok"  # agrees true stays ok
+    assert parse_results(json.dumps({**small_document(), "schema": 1}))["results"][0]["status"] == "ok"  # agrees
 
 
 def test_old_flat_peaks_are_the_float32_peak():
-    document = small_document()
+    document = {**small_document(), "schema": 1}
     document["machine"]["peak_gflops"] = {"cpu": 400.0, "cuda": None}
     peaks = parse_results(json.dumps(document))["machine"]["peak_gflops"]
     assert peaks == {"cpu": {"float32": 400.0, "float64": None}, "cuda": None}
@@ -249,9 +250,9 @@ def test_wrong_shape():
 
 def test_newer_schema():
     document = make_document()
-    document["schema"] = 2
-    assert error_of(document) == ("results.json: field schema: written by a newer sidebyside (schema 2); "
-                                  "this version reads schema 1")
+    document["schema"] = schema.SCHEMA_VERSION + 1
+    assert error_of(document) == (f"results.json: field schema: written by a newer sidebyside (schema "
+                                  f"{schema.SCHEMA_VERSION + 1}); this version reads schema {schema.SCHEMA_VERSION}")
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
@@ -290,10 +291,12 @@ def test_overflowing_number_is_not_finite():
      "at most 1.0"),
     (lambda d: d["machine"].update(cpu_count=-1), "machine.cpu_count", "positive integer"),
     (lambda d: d["machine"].update(gpu="H100"), "machine.gpu", "must be an object"),
-    (lambda d: d["machine"]["peak_gflops"].update(cpu=0), "machine.peak_gflops.cpu", "positive"),
+    (lambda d: d["machine"]["peak_gflops"].update(cpu=0), "machine.peak_gflops.cpu", "must be an object"),
+    (lambda d: d.update(schema=1) or d["machine"]["peak_gflops"].update(cpu=0), "machine.peak_gflops.cpu.float32",
+     "positive"),  # schema 1's one peak per device, migrated, then checked
     (lambda d: d["machine"]["peak_gflops"]["cpu"].update(float64=-3), "machine.peak_gflops.cpu.float64",
      "positive"),
-    (lambda d: d["machine"]["peak_gflops"].update(cpu="fast"), "machine.peak_gflops.cpu", "positive"),
+    (lambda d: d["machine"]["peak_gflops"].update(cpu="fast"), "machine.peak_gflops.cpu", "must be an object"),
     (lambda d: d["results"][0].update(cpu_utilization=-0.5), "results[0].cpu_utilization", "non-negative"),
     (lambda d: d["results"][0].update(cpu_utilization="2"), "results[0].cpu_utilization", "non-negative"),
     (lambda d: d["results"][0]["step_time"].update(round_medians=0.1), "results[0].step_time.round_medians",

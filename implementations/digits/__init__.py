@@ -27,7 +27,7 @@ interface (the two-layer workload's, adapted to epochs and labels):
 A registry entry's `adam` field names the Adam rule its framework follows:
 "pytorch" (eps added to √v̂, the default) or "keras" (eps added to √v);
 reference.py replays either. The entries themselves are the one registry's
-(implementations/__init__.py), those whose `workloads` name digits.
+(implementations/__init__.py), those a file in this folder declares.
 
 `python -m sidebyside.implementations.digits.<module>` trains five epochs on the bundled
 digits and prints the training loss and test accuracy of each.

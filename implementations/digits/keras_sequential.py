@@ -28,8 +28,8 @@ Keras's Adam folds the bias corrections into the step size and adds epsilon
 to √v rather than √v̂; the effect is that of a larger epsilon,
 eps / √(1 - beta2^t) (see numpy_manual). On the TensorFlow backend it also
 rounds beta1 and beta2 to float32 before raising them to the power t, even
-in float64. reference.py replays both; the registry marks these entries
-with adam="keras".
+in float64. reference.py replays both; this file's IMPLEMENTATIONS mark
+these entries with adam="keras".
 """
 
 import numpy as np
@@ -40,6 +40,14 @@ from keras import ops
 from sidebyside.implementations.digits.demo import demo
 from sidebyside.implementations.digits.problem import DtypeUnsupported
 from sidebyside.implementations.two_layer.keras_sequential import BACKEND, keras_device
+
+# This file's registry entries, read from the source by implementations/__init__.py: the two-layer
+# file of the same name declares their other fields; the Adam rule is the digits workload's.
+IMPLEMENTATIONS = [
+    {"name": "keras_tensorflow", "adam": "keras"},
+    {"name": "keras_torch", "adam": "keras"},
+    {"name": "keras_jax", "adam": "keras"},
+]
 
 # Integer type of labels and batch indices: JAX has no 64-bit integers unless
 # its 64-bit mode is on (it is only in float64 runs); torch indexes with int64.

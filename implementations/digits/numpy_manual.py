@@ -21,6 +21,10 @@ import numpy as np
 from sidebyside.implementations.digits.demo import demo
 from sidebyside.implementations.digits.problem import DeviceUnavailable
 
+# This file's registry entries, read from the source by implementations/__init__.py: the two-layer
+# file of the same name declares their other fields.
+IMPLEMENTATIONS = [{"name": "numpy_manual"}]
+
 
 def loss_and_gradients(params, x, y):
     """The mean softmax cross-entropy of the batch and the gradient of every parameter."""

@@ -22,6 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.digits.demo import demo
 
+# This file's registry entries, read from the source by implementations/__init__.py: the two-layer
+# file of the same name declares their other fields.
+IMPLEMENTATIONS = [{"name": "torch_autograd"}]
+
 
 class Digits(Dataset):
     """Images and labels, already on the device; item `i` may be an index tensor."""

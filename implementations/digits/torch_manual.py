@@ -13,6 +13,10 @@ import torch
 from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.digits.demo import demo
 
+# This file's registry entries, read from the source by implementations/__init__.py: the two-layer
+# file of the same name declares their other fields.
+IMPLEMENTATIONS = [{"name": "torch_manual"}]
+
 
 def loss_and_gradients(params, x, y):
     """The mean softmax cross-entropy of the batch and the gradient of every parameter."""

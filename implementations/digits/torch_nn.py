@@ -15,6 +15,10 @@ import torch
 from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.digits.demo import demo
 
+# This file's registry entries, read from the source by implementations/__init__.py: the two-layer
+# file of the same name declares their other fields.
+IMPLEMENTATIONS = [{"name": "torch_nn"}]
+
 
 class Net:
     def __init__(self, params, problem, device="cpu"):

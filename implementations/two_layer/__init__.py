@@ -2,7 +2,8 @@
 
 problem.py holds the shared problem (sizes, learning rate, data and initial
 weights); each other module defines a `Net` for one framework or one way of
-writing it, registered in the one registry (implementations/__init__.py).
+writing it, and declares its registry entries (`IMPLEMENTATIONS`), which the
+one registry (implementations/__init__.py) finds by listing this folder.
 `python -m sidebyside.implementations.two_layer.<module>` trains it as the
 tutorial does and prints the loss every 100 steps.
 """

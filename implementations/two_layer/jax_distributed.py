@@ -22,6 +22,16 @@ import time
 import jax
 import numpy as np
 
+from sidebyside.implementations import JIT_FIRST
+
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    # Data-parallel over processes, as tf_multiworker; no in-process Net.
+    {"name": "jax_distributed", "order": 210, "framework": "jax", "requires": ("jax",), "extra": "jax",
+     "options": {"ranks": 2}, "slow_start": True, "launcher": "jax_coordinator", "in_process": False,
+     "first_step": JIT_FIRST, "promise": {"compiled": True}},  # the step is one jitted shard_map
+]
+
 AXIS = "batch"
 
 

@@ -22,8 +22,15 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from sidebyside.implementations import JIT_FIRST
 from sidebyside.implementations.devices import jax_device
 from sidebyside.implementations.two_layer.problem import DtypeUnsupported, demo
+
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "jax_jit", "order": 80, "framework": "jax", "requires": ("jax",), "extra": "jax",
+     "first_step": JIT_FIRST, "promise": {"compiled": True}},
+]
 
 
 class Net:

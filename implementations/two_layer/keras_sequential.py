@@ -5,9 +5,9 @@ Keras describes the model as a stack of layers and hides the training step:
 forward pass, loss, backward pass and update in one call, compiled by the
 backend (a `tf.function`, a `jax.jit`, or eager torch). The backend is chosen
 by the KERAS_BACKEND environment variable when keras is first imported and
-cannot change afterwards, so each backend runs in its own process; the
-registry names this file three times: keras_tensorflow, keras_torch and
-keras_jax.
+cannot change afterwards, so each backend runs in its own process; this
+file declares three registry names, keras_tensorflow, keras_torch and
+keras_jax, and three more with jit_compile switched the other way.
 
 `train_on_batch` returns the loss as a host float, so each call waits for the
 device: Keras offers no per-step call that leaves the loss on the device.
@@ -23,8 +23,29 @@ import numpy as np
 import keras
 from keras import ops
 
+from sidebyside.implementations import KERAS_FIRST, TORCH_COMPILER
 from sidebyside.implementations.devices import jax_device, tensorflow_device, torch_device
 from sidebyside.implementations.two_layer.problem import DtypeUnsupported, demo
+
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "keras_tensorflow", "order": 50, "framework": "keras", "requires": ("keras", "tensorflow"),
+     "extra": "keras,tensorflow", "options": {"backend": "tensorflow"}, "first_step": KERAS_FIRST},
+    {"name": "keras_torch", "order": 60, "framework": "keras", "requires": ("keras", "torch"),
+     "extra": "keras,torch", "options": {"backend": "torch"}, "first_step": KERAS_FIRST},
+    {"name": "keras_jax", "order": 70, "framework": "keras", "requires": ("keras", "jax"),
+     "extra": "keras,jax", "options": {"backend": "jax"}, "first_step": KERAS_FIRST},
+    # The same with jit_compile switched the other way from each backend's "auto".
+    {"name": "keras_tensorflow_xla", "order": 130, "framework": "keras", "requires": ("keras", "tensorflow"),
+     "extra": "keras,tensorflow", "options": {"backend": "tensorflow", "jit_compile": True},
+     "first_step": KERAS_FIRST},
+    {"name": "keras_torch_compile", "order": 140, "framework": "keras", "requires": ("keras", "torch"),
+     "extra": "keras,torch", "options": {"backend": "torch", "jit_compile": True}, "slow_start": True,
+     "preload": TORCH_COMPILER, "first_step": KERAS_FIRST},
+    {"name": "keras_jax_eager", "order": 150, "framework": "keras", "requires": ("keras", "jax"),
+     "extra": "keras,jax", "options": {"backend": "jax", "jit_compile": False}, "slow_start": True,
+     "first_step": KERAS_FIRST},
+]
 
 BACKEND = keras.backend.backend()
 

@@ -11,6 +11,12 @@ import numpy as np
 
 from sidebyside.implementations.two_layer.problem import DeviceUnavailable, demo
 
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "numpy_manual", "order": 10, "framework": "numpy", "requires": ("numpy",), "extra": "numpy",
+     "promise": {"compiled": False}},
+]
+
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32"):

@@ -40,8 +40,21 @@ docs/tuned-variants.md keeps the figures behind these choices.
 import numpy as np
 import tensorflow as tf
 
+from sidebyside.implementations import TF_FIRST
 from sidebyside.implementations.devices import tensorflow_device
 from sidebyside.implementations.two_layer.problem import demo
+
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "tensorflow_tuned", "order": 190, "framework": "tensorflow", "requires": ("tensorflow",),
+     "extra": "tensorflow", "tuned_from": "tf_function",
+     "tuning": "the backward pass is written by hand instead of a GradientTape, in a graph that XLA does "
+               "not compile (no faster at this size on the CPU), called by its concrete function's flat call, "
+               "prepare() passes our own tensors through, and train() is one graph loop",
+     "first_step": TF_FIRST,
+     # A graph without XLA, as tf_function's (XLA was slower at the tutorial size on the CPU).
+     "promise": {"compiled": True, "jit_compile": False}},
+]
 
 
 class Net:

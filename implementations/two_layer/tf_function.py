@@ -16,8 +16,19 @@ only) and tf_function_xla (graph compiled by XLA).
 import numpy as np
 import tensorflow as tf
 
+from sidebyside.implementations import TF_FIRST
 from sidebyside.implementations.devices import tensorflow_device
 from sidebyside.implementations.two_layer.problem import demo
+
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "tf_function", "order": 100, "framework": "tensorflow", "requires": ("tensorflow",),
+     "extra": "tensorflow", "options": {"jit_compile": False}, "first_step": TF_FIRST,
+     "promise": {"compiled": True, "jit_compile": False}},
+    {"name": "tf_function_xla", "order": 110, "framework": "tensorflow", "requires": ("tensorflow",),
+     "extra": "tensorflow", "options": {"jit_compile": True}, "first_step": TF_FIRST,
+     "promise": {"compiled": True, "jit_compile": True}},
+]
 
 
 class Net:

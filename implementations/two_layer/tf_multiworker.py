@@ -22,6 +22,17 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from sidebyside.implementations import TF_FIRST
+
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    # Data-parallel over processes, launched as a job of several processes
+    # (sidebyside/workloads/two_layer/multiworker.py); no in-process Net.
+    {"name": "tf_multiworker", "order": 200, "framework": "tensorflow", "requires": ("tensorflow",),
+     "extra": "tensorflow", "options": {"ranks": 2}, "slow_start": True, "launcher": "tf_config",
+     "in_process": False, "first_step": TF_FIRST, "promise": {"compiled": True}},  # the step is a tf.function
+]
+
 
 def layout():
     """(this worker's index, the number of workers) from TF_CONFIG."""

@@ -16,6 +16,12 @@ import torch
 from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import demo
 
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "torch_autograd", "order": 30, "framework": "torch", "requires": ("torch",), "extra": "torch",
+     "promise": {"compiled": False}},
+]
+
 
 class MyReLU(torch.autograd.Function):
     """ReLU with a hand-written backward, called as MyReLU.apply(h)."""

@@ -22,9 +22,15 @@ import time
 
 import torch
 
-from sidebyside.implementations import FrameworkBroken
+from sidebyside.implementations import COMPILE_FIRST, FrameworkBroken, TORCH_COMPILER
 from sidebyside.implementations.two_layer import torch_nn
 from sidebyside.implementations.two_layer.problem import demo
+
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "torch_compile", "order": 90, "framework": "torch", "requires": ("torch",), "extra": "torch",
+     "slow_start": True, "preload": TORCH_COMPILER, "first_step": COMPILE_FIRST, "promise": {"compiled": True}},
+]
 
 
 class Net(torch_nn.Net):

@@ -51,6 +51,12 @@ from sidebyside.implementations import FrameworkMissing
 from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import DeviceUnavailable, demo
 
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "torch_ddp", "order": 120, "framework": "torch", "requires": ("torch",), "extra": "torch",
+     "options": {"ranks": 2}, "slow_start": True, "launcher": "torchrun", "promise": {"compiled": False}},
+]
+
 STARTUP_TIMEOUT_S = 120  # launching the ranks: a fresh interpreter each, importing torch
 CLOSE_TIMEOUT_S = 10  # a rank that has not exited by then is killed
 

@@ -13,6 +13,12 @@ import torch
 from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import demo
 
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "torch_manual", "order": 20, "framework": "torch", "requires": ("torch",), "extra": "torch",
+     "promise": {"compiled": False}},
+]
+
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32"):

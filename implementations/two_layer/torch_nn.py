@@ -12,8 +12,15 @@ transposed and come out transposed again.
 import numpy as np
 import torch
 
+from sidebyside.implementations import TORCH_OPTIM
 from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import demo
+
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "torch_nn", "order": 40, "framework": "torch", "requires": ("torch",), "extra": "torch",
+     "preload": TORCH_OPTIM, "promise": {"compiled": False}},
+]
 
 
 class TwoLayerNet(torch.nn.Module):

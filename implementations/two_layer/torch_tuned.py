@@ -74,6 +74,19 @@ import torch
 from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import demo
 
+# This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
+IMPLEMENTATIONS = [
+    {"name": "torch_tuned", "order": 170, "framework": "torch", "requires": ("torch",), "extra": "torch",
+     "tuned_from": "torch_manual",
+     "tuning": "outputs are preallocated (mm(out=)), the weights are updated by fused in-place "
+               "addmm_ with alpha = -2·learning rate, every matrix is kept transposed (the two large "
+               "products read w1 along D_in, the small ones write D_out×N), the two large products are split "
+               "into one block of hidden units per thread (bmm, baddbmm_) for batches of up to 256, ReLU runs "
+               "in place and its backward is one threshold_backward, ops run under inference_mode, "
+               "and on a GPU the step is replayed as one CUDA graph",
+     "promise": {"compiled": False}},  # as its idiomatic sibling's
+]
+
 SPLIT_MAX_BATCH = 256  # the largest batch N whose hidden units are split into one block per thread
 
 

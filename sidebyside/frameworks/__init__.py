@@ -18,8 +18,8 @@ inside its functions, so importing an adapter is free, and provides:
 Keras computes with its backend: its adapter says so (`COMPUTES_WITH`), and
 the harness asks the backend's adapter. The adapters are found by listing
 this folder: adding a framework is adding an adapter here, its
-implementation files, its registry lines and a pyproject extra; no harness
-module names it.
+implementation files (each declares its registry entries) and a pyproject
+extra; no harness module names it.
 """
 
 import importlib

@@ -124,7 +124,7 @@ def loss_panels(collection, palette):
         reference, reference_name = reference_for(collection, machine, workload, size)
         judged = group["agreement"].notna().any() or (group["status"] != "ok").any()
         if reference is None and not judged:
-            continue  # losses never compared (older files' size sweep): no panel
+            continue  # losses never compared: no panel
         title = f"{machine} · {device} · {dtype} · {size}"
         panel = LossPanel(
             f"loss-{len(panels)}", title,

@@ -110,10 +110,24 @@ def docstring_lines(tree):
     return lines
 
 
+def registry_lines(tree):
+    """The lines of a file's registry entries (`IMPLEMENTATIONS = [...]`, and the registry constants it imports
+    for them): what the harness reads about the file, not the framework code it compares."""
+    lines = set()
+    for node in tree.body:
+        declares = isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "IMPLEMENTATIONS" for target in node.targets)
+        constants = isinstance(node, ast.ImportFrom) and node.module == "sidebyside.implementations" and all(
+            alias.name.isupper() for alias in node.names)
+        if declares or constants:
+            lines.update(range(node.lineno, node.end_lineno + 1))
+    return lines
+
+
 def code_lines(source):
-    """The set of line numbers that hold code (not blank, comment or docstring)."""
+    """The set of line numbers that hold code (not blank, comment, docstring or registry entries)."""
     tree = ast.parse(source)
-    docstrings = docstring_lines(tree)
+    docstrings = docstring_lines(tree) | registry_lines(tree)
     lines = set()
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type in NOT_CODE:

@@ -171,9 +171,7 @@ def merge(documents):
             # The share of peak is always against the entry's own device AND dtype: a float64 run
             # against the float32 peak would look twice as far from the hardware as it is.
             peak = peak_for(peaks, entry["device"], entry["dtype"])
-            if peak is not None or peaks.get(entry["device"]) is not None:
-                # Recomputed where the file gives this device's peaks: an older file's float64
-                # entries were shared against the float32 peak, and get none here instead.
+            if peaks.get(entry["device"]) is not None:  # derived from the file's own peaks, as the writer does
                 peak_fraction = share_of_peak(gflops, peak)
             else:
                 peak_fraction = entry["peak_fraction"]  # no peak in the file: the writer's figure or none
@@ -220,7 +218,7 @@ def merge(documents):
                     "first_epoch_s": entry["first_epoch_s"],
                     "has_losses": bool(entry["losses"]),
                     "kernels": text_or_none(entry["extra"].get("kernels")),
-                    "jit": text_or_none(entry["extra"].get("jit_compile", entry["extra"].get("compile"))),
+                    "jit": text_or_none(entry["extra"].get("jit_compile")),
                     "round_medians": timing.get("round_medians"),
                     "cpu_utilization": entry["cpu_utilization"],
                     "runnable_threads": entry["extra"].get("runnable_threads"),

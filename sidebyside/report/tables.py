@@ -854,9 +854,8 @@ def detail_number(x):
 def peak_detail_value(detail, key, device, dtype):
     """One number from machine.peak_detail, a free-form object, or None.
 
-    "start" and "end" have the shape of peak_gflops ({device: {dtype: x}},
-    or an older number per device, the float32 peak); "spread" the same, as a
-    fraction (|start - end| / the larger), or one number for a whole device;
+    "start" and "end" have the shape of peak_gflops ({device: {dtype: x}});
+    "spread" the same, as a fraction (|start - end| / the larger);
     "theoretical" is the CPU's {"float32": x, "float64": y, ...}.
     """
     item = detail.get(key) if isinstance(detail, dict) else None
@@ -866,8 +865,6 @@ def peak_detail_value(detail, key, device, dtype):
         item = item.get(device)
     if isinstance(item, dict):
         return detail_number(item.get(dtype))
-    if key == "spread" or dtype == "float32":
-        return detail_number(item)
     return None
 
 

@@ -8,7 +8,7 @@ against time, each epoch's time, the table, the code).
 
 `measure_digits` trains one registered implementation for the problem's
 epochs on the shared data, weights and batch order, and returns a complete
-results entry (schema 1, workload "digits"). The protocol (`train`), the
+results entry (workload "digits"). The protocol (`train`), the
 two-layer net's adapted to epochs:
 
 1. Before the first case of a process, `Digits.warm_up` trains a tiny net
