@@ -161,6 +161,7 @@ def test_bad_arguments_give_a_one_line_error():
     assert result.stderr.strip().splitlines() == ["usage: python -m sidebyside.peak THREADS TF32(0|1) [BUDGET_S] [--wait]"]
 
 
+@pytest.mark.e2e  # a peak process of its own, measuring three times
 def test_a_waiting_process_measures_afresh_each_time_it_is_asked():
     # The runner's way: ready first, then one measurement per line, each
     # forgetting the last (its repeats start again), and exit when hung up.

@@ -141,7 +141,7 @@ def sampled(busy):
     """An entry of timed steps with `busy` hashing threads beside the step."""
     net, extra = Spin(busy), {}
     try:
-        timing.timed_steps(net, None, None, 10_000, budget_s=0.3, extra=extra)
+        timing.timed_steps(net, None, None, 100_000, budget_s=1.0, extra=extra)
     finally:
         net.close()
     assert not [thread for thread in threading.enumerate() if thread.name == "sidebyside-runnable"]
