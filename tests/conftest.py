@@ -14,6 +14,7 @@ import functools
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # implementation (a process per backend) or a slow starter (compiling,
 # starting ranks). CI (.ci/run) runs both. A test named by its node id runs
 # whatever its tier.
+
+
+def pytest_configure(config):
+    # A shell that starts a job in the background without job control starts
+    # it with SIGINT ignored, and every process it starts inherits that: the
+    # Ctrl-C tests would then test nothing. Python's own handler, set here,
+    # is reset to the default in each process the tests start.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):
