@@ -16,7 +16,6 @@ ddp_train.py, multiworker.py, job_results.py).
 """
 
 import math
-import time
 
 import numpy as np
 
