@@ -61,8 +61,8 @@ from sidebyside.implementations.two_layer.problem import DtypeUnsupported, demo
 IMPLEMENTATIONS = [
     {"name": "jax_tuned", "order": 180, "framework": "jax", "requires": ("jax",), "extra": "jax",
      "tuned_from": "jax_jit",
-     "tuning": "w1, x (copied once) and the hidden layer are kept transposed so that XLA's faster CPU dot "
-               "kernels serve both large products, the backward pass is written by hand inside one jitted "
+     "tuning": "w1 and the hidden layer are kept transposed and x is transposed inside the step, so that "
+               "XLA's faster CPU dot kernels serve both large products, the backward pass is written by hand inside one jitted "
                "step with donated weights, the loss is read with np.asarray instead of float(), and train() "
                "runs its steps in one compiled lax.fori_loop, compiled once for any length",
      "first_step": JIT_FIRST, "promise": {"compiled": True}},  # as its idiomatic sibling's

@@ -56,7 +56,7 @@ IMPLEMENTATIONS = [
      "tuning": "every intermediate is allocated once and written with out=, the loss is one dot product, "
                "the factor 2 and the learning rate scale the 64×10 error instead of the gradients, "
                "every matrix is kept transposed (the two large products read and write w1 as H×D_in, "
-               "x transposed copied once), and the ReLU's backward is one multiply by a mask of h > 0",
+               "x copied transposed into a buffer every step), and the ReLU's backward is one multiply by a mask of h > 0",
      "promise": {"compiled": False}},  # as its idiomatic sibling's
 ]
 

@@ -80,7 +80,7 @@ IMPLEMENTATIONS = [
      "tuned_from": "torch_manual",
      "tuning": "outputs are preallocated (mm(out=)), the weights are updated by fused in-place "
                "addmm_ with alpha = -2·learning rate, every matrix is kept transposed (the two large "
-               "products read w1 along D_in, the small ones write D_out×N), the two large products are split "
+               "products read w1 along D_in and x through a transposed view, the small ones write D_out×N), the two large products are split "
                "into one block of hidden units per thread (bmm, baddbmm_) for batches of up to 256, ReLU runs "
                "in place and its backward is one threshold_backward, ops run under inference_mode, "
                "and on a GPU the step is replayed as one CUDA graph",
