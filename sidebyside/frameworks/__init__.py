@@ -94,17 +94,6 @@ def forget_compiled(framework):
         adapter(framework).forget_compiled()
 
 
-def reset_gpu_peak(framework, device):
-    """Start a case's peak device-memory count afresh; the bytes allocated now, or None where the
-    framework cannot reset its peak (sidebyside.timing.GpuPeak says why)."""
-    if device == "cuda" and framework in NAMES:
-        try:
-            return adapter(framework).reset_peak(device)
-        except Exception:
-            return None
-    return None
-
-
 def gpu_peak_bytes(framework):
     """Peak device memory the framework reports, where it reports one."""
     if framework not in NAMES:

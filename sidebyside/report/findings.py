@@ -368,10 +368,15 @@ def listing(parts, limit=6):
     return ", ".join(parts[:limit]) + more
 
 
+def flagged_runs(frame, flag):
+    """["<run>: <what flag says>", ...] for the rows `flag` (a ranking check on one entry) finds something in."""
+    return [f"{described(row)}: {found if isinstance(found, str) else ' and '.join(found)}"
+            for _, row in frame.iterrows() if (found := flag(ranking_entry(row)))]
+
+
 def oversubscribed_warning(frame):
     """One line naming the runs with more runnable threads than CPUs during their timed steps, else None."""
-    parts = [f"{described(row)}: {over}" for _, row in frame.iterrows()
-             if (over := ranking.oversubscribed(ranking_entry(row)))]
+    parts = flagged_runs(frame, ranking.oversubscribed)
     if not parts:
         return None
     return (f"Oversubscribed: {listing(parts)} (the median of samples taken during the timed steps). Threads "
@@ -380,8 +385,7 @@ def oversubscribed_warning(frame):
 
 def pools_warning(frame):
     """One line naming the runs whose thread pools, read back from each library, are not the size asked for."""
-    parts = [f"{described(row)}: {' and '.join(off)}" for _, row in frame.iterrows()
-             if (off := ranking.pools_off(ranking_entry(row)))]
+    parts = flagged_runs(frame, ranking.pools_off)
     if not parts:
         return None
     return (f"Thread pools not at the size asked for: {listing(parts)}, as each library reported them after "
