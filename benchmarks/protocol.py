@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sidebyside.config import TUTORIAL_SIZE
+from sidebyside.workloads.two_layer.tasks import TUTORIAL_SIZE
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -30,7 +30,7 @@ from sidebyside.config import RunConfig
 
 names, sizes, sweep, threads, out = json.loads(sys.argv[1])
 config = RunConfig(implementations=tuple(names), workloads=("two_layer",), devices=("cpu",), dtypes=("float32",),
-                   sizes=tuple(map(tuple, sizes)), sweep=tuple(map(tuple, sweep)), threads=threads, rounds=1)
+                   options={"sizes": sizes, "sweep": sweep}, threads=threads, rounds=1)
 runner.execute(config, Path(out), show_progress=False)
 """
 

@@ -39,10 +39,11 @@ import pytest
 from sidebyside import implementations
 from sidebyside import fairness, timing
 from sidebyside.results import gflops
-from sidebyside.config import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE, RunConfig
+from sidebyside.config import RunConfig
 from sidebyside.workloads.two_layer import WORKLOAD, build, tasks
+from sidebyside.workloads.two_layer.tasks import FULL_SWEEP, SHORT_SWEEP, TUTORIAL_SIZE
 from sidebyside.frameworks import compute_framework, computing, kernels
-from sidebyside.frameworks import cuda_available
+from sidebyside.frameworks import cuda_available, device as device_of
 from sidebyside.implementations.two_layer.problem import DeviceUnavailable, DtypeUnsupported
 
 LOOP_ROUNDS = 5
@@ -82,7 +83,7 @@ def load_or_skip(name):
         pytest.skip(f"n/a: {reason}")
     spec = implementations.spec(name)
     if not spec.in_process:
-        pytest.skip(f"n/a: {name} runs only as a job of several processes (sidebyside run; sidebyside/workloads/two_layer/multiworker.py)")
+        pytest.skip(f"n/a: {name} runs only as a job of several processes (sidebyside run; sidebyside/jobs/multiworker.py)")
     if "keras" in spec.requires and spec.backend != os.environ.get("KERAS_BACKEND"):
         pytest.skip(f"n/a: this process runs Keras on {os.environ.get('KERAS_BACKEND')}; "
                     f"run KERAS_BACKEND={spec.backend} pytest benchmarks/ -k {name}")
@@ -107,6 +108,7 @@ def build_case(request, case):
         WARMED_UP.add(name)
         WORKLOAD.warm_up(spec, task, threads)
     try:
+        device_of(compute_framework(spec), device)  # the adapter's reason where the framework lacks the device
         net, x, y, problem = build(spec, task, threads)
     except (DeviceUnavailable, DtypeUnsupported) as error:
         pytest.skip(f"n/a: {error}")

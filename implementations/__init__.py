@@ -69,7 +69,7 @@ class Implementation:
     tuning: str = ""
     # How `sidebyside run` starts it: "" in a process of its own forked from
     # its framework's zygote; "torchrun" (torch_ddp) through torchrun, as a
-    # cluster job is started (sidebyside/workloads/two_layer/ddp_launch.py). The Net stays the
+    # cluster job is started (sidebyside/jobs/torchrun.py). The Net stays the
     # in-process interface (tests, pytest-benchmark).
     launcher: str = ""
     in_process: bool = True  # False: only ever runs as a job of several processes (no Net to drive in one)

@@ -1,11 +1,15 @@
-"""Where a net computes, shared by every workload's implementations: the devices and dtypes,
-the errors that say one is unavailable, and resolving "cpu"/"cuda" for each framework.
+"""Where a net computes, shared by every workload's implementations and every framework's adapter:
+the devices and dtypes, and the errors that say one is unavailable.
 
-Each helper imports its framework only when called, and raises
-DeviceUnavailable where a GPU is asked for and the framework has none: "no
-CUDA device" where the machine has no NVIDIA GPU, "CPU-only build of X
-installed" where it has one but the installed build cannot use it (the
-fix is another install, not another machine).
+Which device a framework can use here is its adapter's to say
+(`device(name)` in sidebyside/frameworks/<framework>.py); the harness asks
+it before a case is built, so a case on a device the framework cannot use
+is "n/a" with the adapter's reason. The reasons are made here alike for
+every framework: "no CUDA device" where the machine has no NVIDIA GPU,
+"CPU-only build of X installed" where it has one but the installed build
+cannot use it (the fix is another install, not another machine). An
+implementation names its device with its framework's own call and imports
+nothing of the harness beyond this package.
 """
 
 import os
@@ -39,46 +43,3 @@ def no_cuda(framework, version, cpu_only_build):
     if gpu_present():
         return DeviceUnavailable(f"no CUDA device visible to {framework} {version} (the machine has a GPU)")
     return DeviceUnavailable("no CUDA device")
-
-
-def torch_device(device):
-    """A torch.device for "cpu" or "cuda"."""
-    import torch
-
-    check_name(device)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise no_cuda("torch", torch.__version__, torch.version.cuda is None)
-    return torch.device(device)
-
-
-def tensorflow_device(device):
-    """A TensorFlow device string for "cpu" or "cuda"."""
-    import tensorflow as tf
-
-    check_name(device)
-    if device == "cuda":
-        if not tf.config.list_physical_devices("GPU"):
-            raise no_cuda("TensorFlow", tf.__version__, not tf.test.is_built_with_cuda())
-        return "/GPU:0"
-    return "/CPU:0"
-
-
-def jax_device(device):
-    """A jax.Device for "cpu" or "cuda"."""
-    import jax
-
-    check_name(device)
-    if device == "cuda":
-        try:
-            return jax.devices("gpu")[0]
-        except RuntimeError:
-            raise no_cuda("JAX", jax.__version__, not jax_cuda_plugin()) from None
-    return jax.devices("cpu")[0]
-
-
-def jax_cuda_plugin():
-    """Whether a JAX CUDA plugin (jax[cuda12], jax[cuda13]) is installed."""
-    from importlib import metadata
-
-    names = {dist.metadata["Name"].lower() for dist in metadata.distributions() if dist.metadata["Name"]}
-    return any(name.startswith("jax-cuda") and name.endswith("plugin") for name in names)

@@ -25,6 +25,9 @@ import json
 import sys
 import time
 
+from sidebyside import fairness, peak
+from sidebyside.processes import die_with_parent
+
 CANARY_S = 0.04  # timed per block: about 150 repetitions of a 0.25 ms pass on 2 cores
 SIZE = (64, 1000, 100, 10)  # the tutorial's: the work every two-layer step does
 WARM = 3  # untimed repetitions first: the pool wakes up
@@ -68,9 +71,6 @@ def measure(once, seconds=CANARY_S):
 
 def serve(threads, seconds):
     """Pin, size the pools, then time the canary for each line that arrives."""
-    from sidebyside import fairness, peak
-    from sidebyside.worker import die_with_parent
-
     die_with_parent()
     fairness.set_environment(threads)  # the same CPUs and pool sizes as every worker
     once = workload()

@@ -1,20 +1,28 @@
-"""The `sidebyside` command: list, run, ddp (a torchrun rank), report, compare, schema.
+"""The `sidebyside` command: list, run, report, compare, schema, and the data-parallel jobs' processes (ddp, multiworker).
 
 Every user error ends in one line on stderr and exit status 2; Ctrl-C during
 a run saves what was measured and exits 130, SIGTERM the same with 143.
 """
 
 import argparse
+import dataclasses
 import datetime
-import math
+import json
 import os
 import re
 import signal
 import sys
 from pathlib import Path
 
+from sidebyside import implementations, noise, runner, settings
+from sidebyside import jobs as known_jobs
 from sidebyside import workloads as known_workloads
-from sidebyside.config import DEVICE_CHOICES, FULL_SWEEP, TUTORIAL_SIZE, RunConfig
+from sidebyside.config import DEVICE_CHOICES, RunConfig, positive_float, positive_int
+from sidebyside.fairness import default_threads
+from sidebyside.implementations import absent_modules, missing_entry, not_installed
+from sidebyside.migrate import migrate
+from sidebyside.results import SCHEMA_VERSION, ResultsError, json_schema_text, load_results
+from sidebyside.runner import JobOutput, RunError
 
 
 class UsageError(Exception):
@@ -34,31 +42,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
-    return value
-
-
 def size(text):
-    parts = text.split(",")
-    if len(parts) != 4:
-        raise argparse.ArgumentTypeError(f"{text!r} is not N,D_in,H,D_out (four whole numbers)")
-    return tuple(positive_int(part) for part in parts)
+    """A workload command's size: whole numbers, commas between (the command checks how many)."""
+    return tuple(positive_int(part) for part in text.split(","))
 
 
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,39}")
@@ -100,14 +86,7 @@ def build_parser():
                      help="all (default) means the CPU and, where present, the GPU")
     run.add_argument("--threads", type=positive_int, help="threads for every framework (default: all cores)")
     run.add_argument("--steps", type=positive_int, help="training steps (default 500)")
-    run.add_argument("--size", type=size, action="append", metavar="N,D_in,H,D_out",
-                     help="a size run in full (repeatable; default the tutorial's 64,1000,100,10)")
-    run.add_argument("--sweep", action="store_true", help="time the full grid of sizes, not the short sweep")
-    run.add_argument("--no-sweep", action="store_true", help="time only the --size sizes")
-    run.add_argument("--learning-rate", type=positive_float, help="SGD step (default 1e-6)")
     run.add_argument("--dtype", choices=("float32", "float64"), help="default: both")
-    run.add_argument("--epochs", type=positive_int, help="training epochs, for the workloads that train in epochs (default 5)")
-    run.add_argument("--data", metavar="PATH", help="a data set, for the workloads that read one: MNIST IDX, CSV or PNG folder (default: their bundled data)")
     run.add_argument("--ranks", type=positive_int, help="torch_ddp: processes (default 2), threads // ranks each")
     run.add_argument("--rounds", type=positive_int, help="timing rounds, each in fresh processes (default 5; 1 with --quick)")
     run.add_argument("--env", action="append", type=environment, metavar="NAME=PYTHON",
@@ -121,13 +100,25 @@ def build_parser():
     run.add_argument("--strict", action="store_true",
                      help="exit 1 if any case failed, diverged or disagrees (after writing everything)")
 
+    declared = set()
+    for workload in known_workloads.every():  # each workload's own options (its sizes, its learning rate, ...)
+        for option in workload.options:
+            if option not in declared:
+                declared.add(option)
+                option.add_to(run)
     parser.run_parser = run  # sidebyside/settings.py reads its options
-    # Commands a workload brings (the two-layer net's `ddp`, one rank under torchrun).
+    # Commands a workload brings.
     parser.workload_commands = {}
     for workload in known_workloads.every():
         for name, (text, add_arguments, run_command) in workload.commands().items():
             add_arguments(commands.add_parser(name, help=text), positive_int, positive_float, size)
             parser.workload_commands[name] = run_command
+    # Commands a data-parallel job brings, each one process of it (torch_ddp's `ddp`, one rank under torchrun).
+    parser.job_commands = {}
+    for job in known_jobs.every():
+        for name, (text, add_arguments, run_command) in job.commands().items():
+            add_arguments(commands.add_parser(name, help=text))
+            parser.job_commands[name] = run_command
 
     report = commands.add_parser("report", help="build the HTML report from result files")
     try:
@@ -172,28 +163,14 @@ def resolve_devices(choice):
 
 
 def config_from(args):
-    from sidebyside.fairness import default_threads
-
     workloads = tuple(dict.fromkeys(args.workload or known_workloads.names()))
     if args.impl:
         validate_names(args.impl, workloads)
-    sizes = tuple(dict.fromkeys(args.size or [TUTORIAL_SIZE]))
     dtypes = (args.dtype,) if args.dtype else ("float32", "float64")
-    if args.quick:
-        sweep = ()
-    elif args.sweep:
-        sweep = FULL_SWEEP
-    elif args.no_sweep or args.size:
-        sweep = ()
-    else:
-        sweep = RunConfig.sweep
-    sweep = tuple(candidate for candidate in sweep if candidate not in sizes)
     steps = args.steps or (100 if args.quick else RunConfig.steps)
     threads = args.threads or default_threads()
     ranks = args.ranks or RunConfig.ranks
     if threads < ranks:
-        from sidebyside import implementations
-
         ranked = [name for name in args.impl or () if name in implementations.REGISTRY
                   and "ranks" in implementations.spec(name).options]
         if ranked:
@@ -205,21 +182,22 @@ def config_from(args):
         workloads=workloads,
         devices=resolve_devices(args.device),
         dtypes=("float32",) if args.quick and not args.dtype else dtypes,
-        sizes=sizes,
-        sweep=sweep,
         steps=steps,
-        learning_rate=args.learning_rate or RunConfig.learning_rate,
         threads=threads,
         tf32=args.tf32,
-        epochs=args.epochs or RunConfig.epochs,
-        data=args.data or "",
         ranks=ranks,
         rounds=args.rounds or (1 if args.quick else RunConfig.rounds),
         peak_budget_s=0.5 if args.quick else RunConfig.peak_budget_s,
         quick=args.quick,
         name=args.name or "",
         environments=unique_environments(args.env or ()),
+        options={key.partition(":")[2]: value for key, value in vars(args).items()
+                 if key.startswith("option:") and value is not None},
     )
+    settled = {}
+    for name in config.workloads:  # each workload's options as it will run them, defaults filled in
+        settled.update(known_workloads.get(name).settled(config))
+    config = dataclasses.replace(config, options={**config.options, **settled})
     for name in config.workloads:  # each workload refuses what it cannot run (sizes that do not fit, a bad data file)
         try:
             known_workloads.get(name).check(config)
@@ -256,7 +234,6 @@ def command_list():
     from rich.table import Table
     from rich.text import Text
 
-    from sidebyside.implementations import absent_modules, missing_entry
 
     table = Table("workload", "implementation", "framework", "available here", "install")
     for column in table.columns[:3]:
@@ -277,8 +254,7 @@ def command_list():
 
 
 def command_run(args):
-    from sidebyside import runner
-    from sidebyside.summary import print_summary
+    from sidebyside.summary import print_summary  # rich: not loaded for `--help` and the other commands
 
     if args.resume:
         out_dir = Path(args.resume)
@@ -309,7 +285,6 @@ def command_run(args):
               f"`sidebyside report {run.results_path} --out DIR` builds it once they are", file=sys.stderr)
     elif not args.no_report:
         from sidebyside.report.build import OutputError, build_report
-        from sidebyside.results import ResultsError
 
         try:
             index = build_report([run.results_path], out_dir)
@@ -325,16 +300,12 @@ REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "pygments", "plotly", "sci
 
 def report_missing():
     """What the report and compare need and is not installed, as one phrase; "" when all is there."""
-    from sidebyside.implementations import not_installed
-
     missing = not_installed(REPORT_LIBRARIES)
     return f"{', '.join(missing)} not installed (pip install -e \".[report]\")" if missing else ""
 
 
 def run_warnings(document):
     """What skewed this run's timings: a busy machine, a moving peak, a drifting canary (as the report says)."""
-    from sidebyside import noise
-
     lines = noise.warnings(document["machine"].get("conditions"))
     try:
         from sidebyside.report.findings import drift_warning, peak_spread_warning
@@ -350,7 +321,7 @@ def strict_status(results):
     """--strict: one line on stderr per case that failed, diverged or disagrees; 1 if any did."""
     bad = [entry for entry in results if entry["status"] in BAD_STATUSES]
     for entry in bad:
-        size = "×".join(str(value) for value in entry["size"].values())
+        size = known_workloads.reading(entry["workload"]).size_label(entry["size"])
         where = f" @ {entry['environment']}" if entry.get("environment") else ""
         print(f"strict: {entry['workload']} {entry['implementation']}{where} {entry['device']} {entry['dtype']} {size}: "
               f"{entry['status']}: {entry.get('reason') or ''}".rstrip(": "), file=sys.stderr)
@@ -359,8 +330,6 @@ def strict_status(results):
 
 def with_settings(args, argv, run_parser):
     """Settings from sidebyside.toml or pyproject's [tool.sidebyside] where the command line gave none."""
-    from sidebyside import settings
-
     try:
         args, path = settings.apply(args, argv[argv.index("run") + 1:], run_parser)
     except settings.SettingsError as error:
@@ -370,15 +339,11 @@ def with_settings(args, argv, run_parser):
 
 
 def load_resume(out_dir):
-    from sidebyside.migrate import migrate
-    from sidebyside.results import SCHEMA_VERSION, ResultsError, load_results
-
     path = out_dir / "results.json"
     try:
         load_results(path)  # validates: untrusted until proven otherwise
     except ResultsError as error:
         raise UsageError(str(error)) from None
-    import json
 
     document = migrate(json.loads(path.read_text()))  # a run resumed from an older schema goes on in the current one
     if document.get("schema") != SCHEMA_VERSION or "config" not in document:
@@ -387,8 +352,6 @@ def load_resume(out_dir):
 
 
 def main(argv=None):
-    from sidebyside.runner import RunError
-
     argv = sys.argv[1:] if argv is None else argv
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
@@ -399,8 +362,6 @@ def main(argv=None):
         if args.command == "list":
             return command_list()
         if args.command == "schema":
-            from sidebyside.results import json_schema_text
-
             sys.stdout.write(json_schema_text())
             return 0
         if args.command == "run":
@@ -409,6 +370,11 @@ def main(argv=None):
             try:
                 return parser.workload_commands[args.command](args)
             except known_workloads.CommandError as error:
+                raise UsageError(str(error)) from None
+        if args.command in parser.job_commands:  # process 0 writes its results.json as the runner does
+            try:
+                return parser.job_commands[args.command](args, JobOutput())
+            except known_jobs.CommandError as error:
                 raise UsageError(str(error)) from None
         if report_missing():
             raise UsageError(f"sidebyside {args.command} needs the report's libraries: {report_missing()}")

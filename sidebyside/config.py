@@ -1,15 +1,66 @@
-"""What a run measures: one frozen dataclass, with the defaults of `sidebyside run`."""
+"""What a run measures: one frozen dataclass, with the defaults of `sidebyside run`, and the value checks of its flags.
 
-from dataclasses import asdict, dataclass
+Nothing here belongs to one workload. A workload declares its own options
+(`Option`s: its sizes, its sweep, its learning rate or epochs), which the
+CLI adds to `run`'s parser and so to the settings file; their values ride in
+`RunConfig.options`, and each workload reads its own with its own defaults.
+"""
 
-TUTORIAL_SIZE = (64, 1000, 100, 10)
-# The default sweep goes from overhead-bound (the tutorial size, about 0.2 ms
-# a step here) to compute-bound (about 15 ms a step on 2 cores) in one jump;
-# --sweep walks the whole grid in between.
-SHORT_SWEEP = ((1024, 1000, 1000, 10),)
-# --sweep: batch × hidden width, the full grid.
-FULL_SWEEP = tuple((n, 1000, h, 10) for n in (64, 256, 1024, 4096) for h in (100, 400, 1600))
+import argparse
+import math
+from dataclasses import asdict, dataclass, field
+
 DEVICE_CHOICES = ("cpu", "cuda", "all")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option a workload adds to `sidebyside run`: `flag` on the command line, `key` in RunConfig.options."""
+
+    flag: str  # "--learning-rate"
+    key: str  # "learning_rate"
+    help: str
+    type: object = None  # the argparse type: positive_int, positive_float, sizes_of(...)
+    action: str = "store"  # or "append", "store_true"
+    metavar: str = None
+
+    def add_to(self, parser):
+        """Add the flag to an argparse parser; an option not given is absent from the namespace's options."""
+        extra = {"type": self.type, "metavar": self.metavar} if self.action != "store_true" else {}
+        parser.add_argument(self.flag, dest=f"option:{self.key}", action=self.action, default=None,
+                            help=self.help, **extra)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
+
+
+def sizes_of(keys):
+    """The argparse type of a size with these keys: "64,1000,100,10" -> (64, 1000, 100, 10)."""
+    def size(text):
+        parts = text.split(",")
+        if len(parts) != len(keys):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {','.join(keys)} ({len(keys)} whole number{'s' if len(keys) > 1 else ''})")
+        return tuple(positive_int(part) for part in parts)
+    size.__name__ = ",".join(keys)
+    return size
 
 
 @dataclass(frozen=True)
@@ -19,10 +70,7 @@ class RunConfig:
     workloads: tuple = ()  # which problems to run (sidebyside.workloads names); empty means every one
     devices: tuple = ("cpu",)  # resolved devices: "cpu" and/or "cuda"
     dtypes: tuple = ("float32", "float64")  # agreement runs in each; the sweep in the first
-    sizes: tuple = (TUTORIAL_SIZE,)  # (N, D_in, H, D_out) run for the full number of steps
-    sweep: tuple = SHORT_SWEEP  # sizes timed within a budget, float32, judged on their first steps
     steps: int = 500  # training steps of the full-length runs
-    learning_rate: float = 1e-6  # at the tutorial size; sweep sizes scale it down
     seed: int = 0  # numpy seed of data and initial weights
     threads: int = 1  # one thread count for every framework
     tf32: bool = False  # allow TF32 matmuls on GPUs (off: full float32)
@@ -35,15 +83,19 @@ class RunConfig:
     canary_s: float = 0.04  # seconds of the drift canary (sidebyside/canary.py) beside each block
     environments: tuple = ()  # (name, python) pairs: every case runs in each, rounds interleaved (--env)
     min_timed_steps: int = 5  # ... and in the sweep: at least this many timed steps, whatever the budget
-    loop_flops: float = 1.3e9  # the loop view's work per case: 50 steps at the tutorial size
+    loop_flops: float = 1.3e9  # the loop view's work per case, in flops (the workload counts its steps)
     loop_min_steps: int = 5  # ... but never fewer steps than this
-    epochs: int = 5  # training epochs, for the workloads that train in epochs
-    data: str = ""  # a data set, for the workloads that read one; empty means their bundled data
     ranks: int = 2  # the data-parallel implementations: processes
     quick: bool = False  # a smoke run: few steps, no sweep, one epoch
     name: str = ""  # the machine's label in reports; empty means the host name
     settings_file: str = ""  # sidebyside.toml or pyproject.toml the settings came from, besides the flags
     worker_timeout_s: float = 900.0  # a worker silent this long is stopped and marked failed
+    options: dict = field(default_factory=dict)  # the workloads' own options (Workload.options), by key
+
+    def option(self, key, default=None):
+        """A workload option's value, or `default` where the run did not set it."""
+        value = self.options.get(key)
+        return default if value is None else value
 
     def as_dict(self):
         return asdict(self)
@@ -51,20 +103,14 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data):
         known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        # Keys that are no field are workload options (older files kept them beside the fields).
+        options = {key: value for key, value in data.items() if key not in cls.__dataclass_fields__}
+        known["options"] = {**options, **(known.get("options") or {})}
         for key in ("implementations", "workloads", "devices", "dtypes"):
             if key in known:
                 known[key] = tuple(known[key])
-        for key in ("sizes", "sweep", "environments"):
+        for key in ("environments",):
             if key in known:
                 known[key] = tuple(tuple(size) for size in known[key])
         return cls(**known)
 
-
-def sweep_learning_rate(learning_rate, size):
-    """Scale the tutorial's rate so larger nets do not diverge while timed.
-
-    The gradient grows with the batch and the widths, so the rate shrinks by
-    (64·1000·100)/(N·D_in·H).
-    """
-    N, D_in, H, _ = size
-    return learning_rate * (64 * 1000 * 100) / (N * D_in * H)

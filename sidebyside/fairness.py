@@ -8,23 +8,30 @@ pools have: `read_back` asks each library (threadpoolctl for the native
 BLAS and OpenMP pools, each framework's adapter for its own), and `off_request`
 names the pools whose size is not the one asked for.
 
-A thread count alone is a request: XLA (JAX, TensorFlow's jit_compile) sizes
-its pools from the CPUs it may run on, and ignores every environment
-variable above. So `set_environment` first pins the process to exactly T CPUs
-(`os.sched_setaffinity`); everything it starts afterwards, every framework's
+A thread count alone is a request: a library may size its pools from the
+CPUs it may run on and ignore every environment variable (XLA does, under
+JAX and TensorFlow's jit_compile). So `set_environment` first pins the
+process to exactly T CPUs (`os.sched_setaffinity`); everything it starts afterwards, every framework's
 pool and every child process, can use at most those T cores, whatever it
 was told. A pool of more threads than that then waits for its cores, which
 the CPU time cannot show (it stays within T); the timed steps count the
 runnable threads instead (sidebyside.timing.Runnable).
 
-What each framework needs set is its adapter's (sidebyside/frameworks/):
-its environment variables and its run-time knobs. Inter-op pools are set to
+This module names no framework. The variables of the native libraries any
+framework may load (OpenMP, the BLAS libraries) are set here for every
+process; what each framework needs besides is its adapter's
+(sidebyside/frameworks/): its environment variables (`environment`, every
+adapter's, in every process), its run-time knobs (`configure`, the
+frameworks a process computes with) and its own report of its pools
+(`pools`). Inter-op pools (a pool named "..._inter_op") are set to
 one thread everywhere: the two-layer step is a chain of dependent
 operations, so there is nothing to run side by side, and a second pool
 would only compete with the first for the same cores.
 """
 
 import os
+
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from sidebyside import frameworks
 
@@ -81,8 +88,6 @@ def apply(names, threads, tf32=False):
     the CPUs and what the adapters record as set (XLA_FLAGS); the pools'
     sizes are `read_back`'s.
     """
-    from threadpoolctl import threadpool_limits
-
     applied = {"requested": threads, "tf32": tf32}
     if hasattr(os, "sched_getaffinity"):
         applied["cpus"] = ",".join(map(str, sorted(os.sched_getaffinity(0))))
@@ -100,12 +105,10 @@ def read_back(names):
 
     threadpoolctl's report for the native libraries loaded (keyed by their
     internal_api: "openblas", "openmp", "mkl"; a second copy of one by its
-    file's prefix too), then each computing framework of `names`
-    (`frameworks.pools`: torch's intra- and inter-op threads, TensorFlow's
-    configuration, the threads of XLA's pool).
+    file's prefix too), then each computing framework of `names` as its
+    adapter reports it (`frameworks.pools`: torch's intra- and inter-op
+    threads, the threads of XLA's pool, ...).
     """
-    from threadpoolctl import threadpool_info
-
     pools = {}
     for library in threadpool_info():
         key = library["internal_api"]

@@ -29,6 +29,10 @@ import copy
 
 CURRENT = 2  # sidebyside.results.SCHEMA_VERSION: the schema `migrate` brings a document to
 PEAK_DTYPE = "float32"  # the dtype of the one peak a schema-1 file may give per device
+# The workload of an entry or reference that names none: result files written
+# before entries named theirs (all of the two-layer net), and pytest-benchmark
+# JSON without extra_info.
+UNNAMED = "two_layer"
 MACHINE_OBJECTS = ("frameworks", "env", "threads", "peak_gflops", "peak_detail", "environments")
 
 

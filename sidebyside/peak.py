@@ -8,9 +8,11 @@ shared machine (one burst of someone else's load and the "peak" is half the
 truth), so this module:
 
 - tries every BLAS at hand, per device and dtype (float32 and float64):
-  numpy's (OpenBLAS), torch's (MKL on the CPU, cuBLAS on a GPU) and XLA's
-  through `jax.jit(jnp.matmul)`; TensorFlow is never imported (its start-up
-  alone costs seconds, and this runs twice per `sidebyside run`);
+  each installed framework's product, as its adapter makes it
+  (`matmul` in sidebyside/frameworks/: numpy's OpenBLAS, torch's MKL or
+  cuBLAS, XLA's through `jax.jit(jnp.matmul)`); an adapter without one is
+  never imported (TensorFlow's start-up alone costs seconds, and this runs
+  twice per `sidebyside run`);
 - at several sizes around the knee where the product turns from cache-bound
   to compute-bound (256 to 2048 on the CPU, 4096 and 8192 on a GPU), since
   the best size differs per library and machine;
@@ -19,7 +21,7 @@ truth), so this module:
   the time budget is spent) so that a burst of load from elsewhere hits
   every case a little rather than one case entirely;
 - times the libraries one after another, never interleaved with each other,
-  in two rounds (numpy, torch, jax, then jax, torch, numpy): a library's
+  in two rounds (jax, numpy, torch, then torch, numpy, jax): a library's
   idle thread pool keeps spinning for a while after its last product
   (OpenBLAS's threads for 2^28 cycles, about 0.1 s), and on a machine with
   few cores a spinning pool slows whichever library runs next, so each block
@@ -41,24 +43,23 @@ Run as `python -m sidebyside.peak THREADS TF32(0|1) [BUDGET_S]`: prints one JSON
 and measures each time a line arrives on stdin (see `wait_and_measure`).
 """
 
-import importlib.util
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from sidebyside import frameworks
+from sidebyside import fairness, frameworks
+from sidebyside.processes import die_with_parent
+from sidebyside.results import gflops, peak_for, peak_fraction
 
 DTYPES = ("float32", "float64")
-PEAK_LIBRARIES = ("numpy", "torch", "jax")  # whose adapters' products are tried (TensorFlow's start-up costs seconds)
 SIZES = {"cpu": (256, 512, 1024, 2048), "cuda": (4096, 8192)}
 # Seconds of timing per device, after set-up and warm-up, shared by the
 # libraries and the two rounds (each block runs at least one pass).
 BUDGET_S = {"cpu": 3.0, "cuda": 1.5}
 ROUNDS = 2
-SETTLE_S = {"numpy": 0.15}  # pause after a block: OpenBLAS spins ~0.1 s; others far less
-SETTLE_DEFAULT_S = 0.02
+SETTLE_DEFAULT_S = 0.02  # pause after a block, unless the adapter's SETTLE_S says its pool spins longer
 SLICE_S = 0.02  # a pass repeats a fast case until about this long (small sizes get many repeats)
 MAX_PRODUCT_S = 0.25  # a size whose one product would take longer is skipped
 MAX_REPEATS = 200  # per case and pass
@@ -66,7 +67,8 @@ MAX_REPEATS = 200  # per case and pass
 
 def settle_s(library):
     """Seconds to pause after a block of `library`'s products or steps, until its thread pool stops spinning."""
-    return SETTLE_S.get(library, SETTLE_DEFAULT_S)
+    return getattr(frameworks.adapter(library), "SETTLE_S", SETTLE_DEFAULT_S) if library in frameworks.NAMES \
+        else SETTLE_DEFAULT_S
 
 
 def describe(error):
@@ -133,8 +135,6 @@ class Case:
 
     @property
     def gflops(self):
-        from sidebyside.results import gflops
-
         return gflops(self.flops, self.best)
 
     def reset(self):
@@ -146,7 +146,7 @@ class Case:
 
 def build_cases(device, libraries, dtypes=DTYPES):
     """Every (library, dtype, size) case for one device, smallest size first."""
-    import numpy as np
+    import numpy as np  # here, not above: numpy's BLAS sizes its pool when it loads, after `prepare` sets it
 
     cases, errors = [], {}
     for dtype in dtypes:
@@ -236,33 +236,22 @@ def run_device(device, cases, errors, setup_s, budget_s):
 
 def prepare(threads, tf32, budget_s=None):
     """Everything before the timing: imports, operands, warmed cases. Returns the state for `finish`."""
-    from sidebyside import fairness
-
     began = time.perf_counter()
     fairness.set_environment(threads)  # before any framework is imported
-    libraries = [name for name in PEAK_LIBRARIES if name != "numpy" and importlib.util.find_spec(name)]
-    fairness.apply(libraries, threads, tf32)  # imports torch and jax: seconds, on a slow disk
+    libraries = frameworks.peak_libraries()
+    fairness.apply(libraries, threads, tf32)  # imports them: seconds, on a slow disk
     imports_s = time.perf_counter() - began
     budget = dict(BUDGET_S) if budget_s is None else {"cpu": budget_s, "cuda": budget_s}
-
-    import numpy as np
-
-    versions = {"numpy": np.__version__}
-    for name in libraries:
-        versions[name] = __import__(name).__version__  # already imported by fairness.apply
+    # Already imported by fairness.apply.
+    versions = {name: getattr(sys.modules.get(name), "__version__", None) for name in libraries}
     detail = {"threads": threads, "tf32": tf32, "versions": versions, "budget_s": budget,
               "max_product_s": MAX_PRODUCT_S, "imports_s": imports_s, "theoretical": theoretical_peak(threads)}
-    state = {"detail": detail, "budget": budget, "jax_x64": None, "devices": []}
-    if "jax" in libraries:
-        import jax
-
-        # float64 arrays need x64 on; restored afterwards, since in a
-        # pytest-benchmark process the same jax runs the implementations.
-        state["jax_x64"] = jax.config.jax_enable_x64
-        jax.config.update("jax_enable_x64", True)
+    state = {"detail": detail, "budget": budget, "libraries": libraries, "undo": [], "devices": []}
     try:
-        state["devices"].append(build_device("cpu", ["numpy"] + libraries))
-        gpu_libraries = [name for name in libraries if frameworks.adapter(name).gpu_present()]
+        for name in libraries:  # what each one's products need (JAX's 64-bit mode), undone by `restore`
+            state["undo"].append(frameworks.adapter(name).for_peak())
+        state["devices"].append(build_device("cpu", libraries))
+        gpu_libraries = [name for name in libraries if frameworks.cuda_available(name)]
         if gpu_libraries:
             state["devices"].append(build_device("cuda", gpu_libraries))
     except BaseException:
@@ -273,17 +262,16 @@ def prepare(threads, tf32, budget_s=None):
 
 
 def restore(state):
-    if state["jax_x64"] is not None:
-        import jax
-
-        jax.config.update("jax_enable_x64", state["jax_x64"])
+    while state["undo"]:
+        state["undo"].pop()()
 
 
 def finish(state, keep=False):
     """Time the prepared cases. Returns {"peak_gflops": ..., "peak_detail": ...}.
 
-    With `keep`, the state stays usable for another measurement (JAX's x64
-    mode is left on); otherwise the process is restored as it was.
+    With `keep`, the state stays usable for another measurement (what the
+    adapters' `for_peak` switched on stays on); otherwise the process is
+    restored as it was.
     """
     began = time.perf_counter()
     detail = state["detail"]
@@ -293,10 +281,8 @@ def finish(state, keep=False):
             for case in cases:
                 case.reset()
             peak_gflops[device], detail[device] = run_device(device, cases, errors, setup_s, state["budget"][device])
-            if device == "cuda" and any(case.library == "torch" for case in cases):
-                import torch
-
-                torch.cuda.empty_cache()
+            for library in dict.fromkeys(case.library for case in cases):
+                frameworks.adapter(library).after_peak(device)  # torch hands its CUDA cache back
     finally:
         if not keep:
             restore(state)
@@ -323,8 +309,6 @@ def wait_and_measure(threads, tf32, budget_s):
     runner asks (at the start of the run and at its end), with every other
     process of the run idle. Each one forgets the previous timings.
     """
-    from sidebyside.worker import die_with_parent
-
     die_with_parent()
     answer = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever a library prints goes to the log, not into the answer
@@ -339,8 +323,7 @@ def wait_and_measure(threads, tf32, budget_s):
 
 def best_cpu_case():
     """The fastest float32 CPU case (library and size) of every library here, measured in this process as it is set up."""
-    libraries = [name for name in PEAK_LIBRARIES if importlib.util.find_spec(name)]
-    cases, _ = build_cases("cpu", libraries, dtypes=("float32",))
+    cases, _ = build_cases("cpu", frameworks.peak_libraries(), dtypes=("float32",))
     run_rounds(cases, BUDGET_S["cpu"] / 2)
     return max((case for case in cases if case.gflops), key=lambda case: case.gflops)
 
@@ -399,8 +382,6 @@ def beaten(entries, peaks):
 
     Returns [{workload, implementation, device, dtype, size, gflops, peak}], JSON-serializable.
     """
-    from sidebyside.results import peak_fraction, peak_for
-
     found = []
     for entry in entries:
         peak = peak_for(peaks, entry["device"], entry["dtype"])

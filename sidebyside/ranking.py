@@ -44,6 +44,7 @@ import math
 from dataclasses import dataclass
 
 from sidebyside import rounds
+from sidebyside.fairness import off_request
 
 # Two medians closer than this, relative to the faster, are a tie whatever the
 # rounds say (sidebyside/rounds.py): 3 % keeps process-to-process noise from
@@ -196,8 +197,6 @@ def oversubscribed(entry):
 def pools_off(entry):
     """The thread pools read back at another size than asked (extra.threads_read_back):
     ["torch_intra_op 3 (asked 2)", ...], [] where every pool matches or none was read."""
-    from sidebyside.fairness import off_request
-
     pools, threads = extra_of(entry).get("threads_read_back"), entry.get("threads") if isinstance(entry, dict) else None
     if not isinstance(pools, dict) or not isinstance(threads, int):
         return []

@@ -53,7 +53,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sidebyside import migrate
-from sidebyside.workloads import UNNAMED
+from sidebyside.migrate import UNNAMED
 
 SCHEMA_VERSION = migrate.CURRENT  # 2: older files are migrated on reading (sidebyside/migrate.py)
 MAX_BYTES = 64 * 1024 * 1024  # result files are a few MB at most; refuse anything absurd

@@ -53,10 +53,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sidebyside import machine, noise, ranking, rounds, timing, workloads
+from sidebyside import jobs, machine, noise, peak, ranking, rounds, timing, workloads
 from sidebyside.results import SCHEMA_VERSION, gflops, peak_for, peak_fraction, validate_document
 
 from sidebyside.files import atomic_write, probe_writable
+from sidebyside.worker import base_entry
 
 SCHEMA = SCHEMA_VERSION  # the results.json layout this runner writes (sidebyside/results.py)
 KEY_FIELDS = ("workload", "implementation", "device", "dtype", "environment")
@@ -511,6 +512,26 @@ class Run:
         self.zygotes, self.canary = {}, None
 
 
+class JobOutput(jobs.Output):
+    """How process 0 of a data-parallel job (sidebyside/jobs/) writes results.json: one entry, judged as a run's are."""
+
+    def check(self, config, out_dir):
+        Run(config, out_dir).check_writable()
+
+    def entry(self, spec, task, threads):
+        return base_entry(spec, task, threads)
+
+    def write(self, config, out_dir, task, entry, machine_record):
+        run = Run(config, out_dir)
+        run.check_writable()
+        run.start_document(machine_record)
+        run.document["machine"]["threads"] = {"requested": config.threads}
+        run.document["rounds"] = [[f"{task['workload']}:{entry['implementation']}"]]
+        run.document["results"].append(run.finish_entry(entry, task))
+        run.save()
+        return entry
+
+
 PEAK_TIMEOUT_S = 300
 
 
@@ -551,8 +572,6 @@ def measure_peak(process, last=True):
 
 
 def empty_entry(run, task, config, status, reason):
-    from sidebyside.worker import base_entry
-
     entry = base_entry(spec_of(run), task, config.threads)
     entry.update(status=status, reason=reason, environment=run.get("environment"))
     return entry
@@ -570,8 +589,6 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
     Raises KeyboardInterrupt after saving what was measured, if interrupted.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from sidebyside import peak
 
     run = Run(config, out_dir, document)
     run.check_writable(create_parents)

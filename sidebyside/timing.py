@@ -41,6 +41,9 @@ import time
 import psutil
 from pytest_benchmark.stats import Stats
 
+from sidebyside.fairness import default_threads
+from sidebyside.frameworks import adapter, gpu_peak_bytes
+from sidebyside.implementations import one_line
 from sidebyside.results import UNSTABLE_IQR, gflops, is_unstable  # noqa: F401  (UNSTABLE_IQR re-exported: one definition, in results.py)
 
 CLOCK = time.perf_counter  # every duration here; pytest-benchmark times with the same clock
@@ -181,8 +184,6 @@ class Runnable:
 
     def summary(self):
         """{"median", "max", "samples", "cpus"}: the counts against the CPUs in the mask; None without a sample."""
-        from sidebyside.fairness import default_threads
-
         if not self.counts:
             return None
         return {"median": float(statistics.median(self.counts)), "max": max(self.counts),
@@ -279,9 +280,6 @@ class GpuPeak:
     """
 
     def __init__(self, framework):
-        from sidebyside.frameworks import adapter
-        from sidebyside.implementations import one_line
-
         self.framework = framework
         try:
             self.baseline = adapter(framework).reset_peak("cuda")
@@ -290,8 +288,6 @@ class GpuPeak:
             self.baseline, self.method = None, f"n/a: {one_line(error)}"
 
     def growth(self):
-        from sidebyside.frameworks import gpu_peak_bytes
-
         peak = gpu_peak_bytes(self.framework) if self.baseline is not None else None
         return None if peak is None else max(peak - self.baseline, 0)
 

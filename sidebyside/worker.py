@@ -22,7 +22,6 @@ Every process here asks the kernel to kill it when its parent dies
 (PR_SET_PDEATHSIG), so a runner killed outright leaves nothing behind.
 """
 
-import ctypes
 import gc
 import json
 import os
@@ -31,21 +30,12 @@ import sys
 import time
 import traceback
 
-from sidebyside import fairness, workloads
+from sidebyside import fairness, jobs, workloads
+from sidebyside.processes import die_with_parent
 from sidebyside.results import new_entry
-from sidebyside.implementations import one_line
-from sidebyside.frameworks import compute_framework, kernels
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent():
-    """Be killed (SIGKILL) when the parent process dies; Linux only."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the runner's own clean-up must do
-        return
+from sidebyside.implementations import FrameworkBroken, FrameworkMissing, one_line
+from sidebyside.implementations.devices import DeviceUnavailable, DtypeUnsupported
+from sidebyside.frameworks import compute_framework, device, kernels
 
 
 def base_entry(spec, task, threads):
@@ -59,9 +49,6 @@ def base_entry(spec, task, threads):
 
 def run_job(job, emit, log):
     """Every task of one implementation, each result emitted as soon as it exists."""
-    from sidebyside.implementations import FrameworkBroken, FrameworkMissing
-    from sidebyside.implementations.devices import DeviceUnavailable, DtypeUnsupported
-
     run, threads, timing_round = job["run"], job["threads"], job["mode"] == "timing"
     workload = workloads.get(run["workload"])
     registry = workload.registry()
@@ -86,6 +73,7 @@ def run_job(job, emit, log):
     for task in run["tasks"]:
         if timing_round:
             try:
+                device(compute_framework(spec), task["device"])  # the case's own device, or the adapter's reason
                 emit(workload.time_round(spec, task, threads))
             except KeyboardInterrupt:
                 raise
@@ -97,7 +85,9 @@ def run_job(job, emit, log):
                                "process_warm_up_s": process_warm_up_s})
         entry["extra"].update({f"threads_{key}": value for key, value in settings.items() if key not in ("requested", "tf32")})
         try:
-            workload.measure(spec, task, entry, threads)
+            device(compute_framework(spec), task["device"])  # DeviceUnavailable: the adapter's reason, "n/a"
+            # An implementation with a launcher runs as a data-parallel job of several processes (sidebyside/jobs/).
+            (jobs.serving(spec.launcher) if spec.launcher else workload).measure(spec, task, entry, threads)
         except (DeviceUnavailable, DtypeUnsupported) as error:
             entry.update(status="n/a", reason=str(error))
         except KeyboardInterrupt:

@@ -75,7 +75,7 @@ def test_run_and_the_pytest_benchmark_suite_time_the_same_steps(tmp_path):
     benchmarks/test_protocol.py prints it.
     """
     from sidebyside import timing
-    from sidebyside.config import TUTORIAL_SIZE, sweep_learning_rate
+    from sidebyside.workloads.two_layer.tasks import TUTORIAL_SIZE, sweep_learning_rate
     from sidebyside.implementations.two_layer.problem import Problem, make_data
     from sidebyside.workloads.two_layer import agreement, tasks
     from tests.test_cli import available
@@ -93,7 +93,7 @@ def test_run_and_the_pytest_benchmark_suite_time_the_same_steps(tmp_path):
         assert not math.isclose(entry["losses"][-2], entry["losses"][-1], rel_tol=1e-5), "a step moves the loss"
 
     config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
-    problem = Problem(*sweep, learning_rate=sweep_learning_rate(config["learning_rate"], sweep),
+    problem = Problem(*sweep, learning_rate=sweep_learning_rate(config["options"]["learning_rate"], sweep),
                       steps=max(suite[name, sweep]["extra_info"]["steps_trained"] for name in names) + 1,
                       seed=config["seed"], dtype="float64")
     x, y, w1, w2 = make_data(problem)

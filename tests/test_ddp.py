@@ -29,6 +29,7 @@ import pytest
 
 from sidebyside import implementations
 from sidebyside.implementations.two_layer.problem import Problem, make_data
+from sidebyside.jobs.torchrun import TIMEOUT_S, failure
 from tests.conftest import ROOT, oracle_run, skip_if_missing
 
 pytestmark = pytest.mark.e2e  # every test here starts processes that import torch
@@ -210,25 +211,27 @@ def test_sidebyside_ddp_outside_torchrun_is_one_line():
 
 @pytest.fixture(scope="module")
 def run_through_torchrun(Net, tmp_path_factory):
-    """`sidebyside run --impl torch_ddp` in both dtypes on 2 ranks, and in float32 on 1 rank."""
+    """`sidebyside run --impl torch_ddp` in float32 on 2 ranks, and in float64 on 1 rank.
+
+    One dtype each: float64 on 2 ranks is the two nodes' job (`two_nodes`), through the same `sidebyside ddp`.
+    """
     two, one = tmp_path_factory.mktemp("two-ranks"), tmp_path_factory.mktemp("one-rank")
-    result = sidebyside(*RUN, "--ranks", "2", "--out", str(two))
+    result = sidebyside(*RUN, "--ranks", "2", "--dtype", "float32", "--out", str(two))
     assert result.returncode == 0, result.stderr
-    result = sidebyside(*RUN, "--ranks", "1", "--dtype", "float32", "--out", str(one))
+    result = sidebyside(*RUN, "--ranks", "1", "--dtype", "float64", "--out", str(one))
     assert result.returncode == 0, result.stderr
-    return the_entries(two), the_entries(one), two
+    return the_entries(two), the_entries(one), one
 
 
 def test_run_goes_through_torchrun_and_agrees_in_both_dtypes(run_through_torchrun):
-    entries = run_through_torchrun[0]
-    for dtype in ("float32", "float64"):
-        entry = entries[dtype]
+    for entry, ranks in ((run_through_torchrun[0]["float32"], 2), (run_through_torchrun[1]["float64"], 1)):
         assert entry["status"] == "ok" and entry["agrees"] is True, entry["reason"]
         assert entry["extra"]["launcher"] == "torchrun"
-        assert (entry["extra"]["world_size"], entry["extra"]["nodes"], entry["extra"]["processes_per_node"]) == (2, 1, 2)
+        assert (entry["extra"]["world_size"], entry["extra"]["nodes"], entry["extra"]["processes_per_node"]) == (
+            ranks, 1, ranks)
         assert len(entry["losses"]) == 100 and entry["step_time"]["rounds"] > 50
     reference, _, _ = oracle_run(100)
-    assert relative_difference(entries["float64"]["losses"], reference) < 1e-8
+    assert relative_difference(run_through_torchrun[1]["float64"]["losses"], reference) < 1e-8
 
 
 def test_threads_per_rank_are_the_run_threads_split_on_cpus_of_their_own(run_through_torchrun):
@@ -241,7 +244,7 @@ def test_threads_per_rank_are_the_run_threads_split_on_cpus_of_their_own(run_thr
 
 
 def test_communication_is_measured_and_memory_counted_over_ranks(run_through_torchrun):
-    two, one = run_through_torchrun[0]["float32"], run_through_torchrun[1]["float32"]
+    two, one = run_through_torchrun[0]["float32"], run_through_torchrun[1]["float64"]
     for entry in (two, one):
         extra = entry["extra"]
         assert 0 < extra["communication_s_per_step"] < extra["rank_step_s"]
@@ -273,8 +276,6 @@ def rank_processes(parent):
 
 def test_killing_a_rank_mid_run_ends_the_job_with_one_line(Net, tmp_path):
     import psutil
-
-    from sidebyside.workloads.two_layer.ddp_launch import TIMEOUT_S
 
     out = tmp_path / "killed-rank"
     process = start_long_run(out, ["torch_ddp"], ("--steps", "200000"))
@@ -352,7 +353,7 @@ def test_two_torchrun_nodes_on_loopback_agree_with_the_reference(two_nodes):
 
 
 def test_a_cluster_run_merges_with_a_single_machine_run_in_one_report(two_nodes, run_through_torchrun, tmp_path):
-    """`sidebyside report a/results.json b/results.json`: both files' torch_ddp rows in one report."""
+    """`sidebyside report a/results.json b/results.json`: both files' torch_ddp rows (float64) in one report."""
     (cluster,) = [out / "results.json" for out in two_nodes if (out / "results.json").exists()]
     single = run_through_torchrun[2] / "results.json"
     result = sidebyside("report", str(single), str(cluster), "--out", str(tmp_path / "merged"), "--format", "markdown")
@@ -427,8 +428,6 @@ Root Cause (first observed failure):
 
 
 def test_a_rank_killed_from_outside_is_named_even_when_its_peer_failed_first():
-    from sidebyside.workloads.two_layer.ddp_launch import failure
-
     reason = failure(KILLED_AFTER_PEER.replace("exitcode  : -9 (pid: 4243)", "exitcode  : -9 (pid: 4243) (SIGKILL)"), 1)
     assert reason.startswith("torchrun: rank 1 was killed by SIGKILL") and "Connection reset by peer" in reason
     # Without a signal anywhere, torchrun's own root cause stands.
@@ -462,6 +461,4 @@ Root Cause (first observed failure):
 def test_of_two_killed_ranks_the_one_killed_first_is_named():
     # A survivor blocked in a collective outlives torchrun's SIGTERM and is SIGKILLed in turn;
     # the summary lists it first, but the root cause is the rank killed from outside.
-    from sidebyside.workloads.two_layer.ddp_launch import failure
-
     assert failure(BOTH_KILLED, 1) == "torchrun: rank 1 was killed by SIGKILL"

@@ -18,6 +18,7 @@ from sidebyside.implementations.digits import numpy_manual
 from sidebyside.implementations.digits.data import load_data
 from sidebyside.implementations.digits.problem import DigitsProblem, batch_order, initial_weights
 from sidebyside.report import compare
+from sidebyside.workloads import digits as digits_workload
 from sidebyside.workloads.digits import WORKLOAD, measure_digits, timed_epochs, train, utilization
 from tests.test_cli import sidebyside
 
@@ -122,7 +123,7 @@ def test_process_warm_up_trains_a_tiny_net_and_forgets_it(name, monkeypatch):
     if digits.missing(name):
         pytest.skip(digits.missing(name))
     forgotten = []
-    monkeypatch.setattr(frameworks, "forget_compiled", forgotten.append)
+    monkeypatch.setattr(digits_workload, "forget_compiled", forgotten.append)
     assert WORKLOAD.warm_up(spec, TASK, 1) > 0
     assert forgotten == [frameworks.compute_framework(spec)]
     assert WORKLOAD.warm_up(spec, {**TASK, "device": "gpu-that-is-not"}, 1) is None  # the case will say why

@@ -164,7 +164,7 @@ def test_tuned_step_reads_each_new_batch(name):
 
 
 def test_a_digits_prepare_that_transposes_the_images_is_refused(monkeypatch):
-    """The digits workload checks what prepare returns too (sidebyside/workloads/digits.py, `prepared`)."""
+    """The digits workload checks what prepare returns too (sidebyside/workloads/digits/__init__.py, `prepared`)."""
     pytest.importorskip("sklearn", reason="n/a: the digits data needs scikit-learn")
     from sidebyside.implementations import digits as registry
     from sidebyside.workloads import digits

@@ -13,41 +13,109 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from sidebyside import frameworks
 from tests.conftest import ROOT
 
-INTERFACE = ("environment", "configure", "pools", "kernels", "reset_peak", "peak_bytes", "forget_compiled", "gpu_present",
-             "matmul")
+INTERFACE = ("environment", "configure", "pools", "device", "kernels", "reset_peak", "peak_bytes", "forget_compiled")
+PEAK = ("matmul", "for_peak", "after_peak")  # where `matmul` is not None
+STUB = "tests.stubs.stub_framework"  # a framework, its adapter and its implementation in one test file
 
 
 def test_the_adapters_are_the_folder():
     folder = ROOT / "sidebyside" / "frameworks"
     files = {path.stem for path in folder.glob("*.py") if not path.name.startswith("_")}
-    assert set(frameworks.NAMES) == files == {"numpy", "torch", "tensorflow", "jax", "keras"}
+    assert set(frameworks.discover([])) == files == {"numpy", "torch", "tensorflow", "jax", "keras"}
 
 
-@pytest.mark.parametrize("name", [name for name in frameworks.NAMES if name != "keras"])
-def test_every_computing_adapter_has_the_whole_interface(name):
+@pytest.mark.parametrize("name", [name for name in frameworks.NAMES if name != "keras"] + [STUB])
+def test_every_computing_adapter_has_the_whole_interface(name, monkeypatch):
+    monkeypatch.setattr(frameworks, "ADAPTERS", frameworks.discover([STUB]))
     adapter = frameworks.adapter(name)
-    assert [attribute for attribute in INTERFACE if not callable(getattr(adapter, attribute, None))] == []
+    interface = INTERFACE + (PEAK if adapter.matmul is not None else ())  # None: the peak never imports it
+    assert [attribute for attribute in interface if not callable(getattr(adapter, attribute, None))] == []
     assert isinstance(adapter.PACKAGES, dict) and adapter.PACKAGES
     assert (adapter.__doc__ or "").strip()
+    # Importing an adapter imports no framework (but the stub's own module, which is its framework).
+    assert adapter.__name__ == STUB or name not in adapter.__dict__
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        adapter.device("tpu")
+
+
+def test_a_plugin_adapter_is_named_by_its_name_and_never_twice():
+    found = frameworks.discover([STUB])
+    assert list(found) == [*frameworks.discover([]), STUB] and found[STUB] == STUB
+    with pytest.raises(ValueError, match="SIDEBYSIDE_FRAMEWORKS: sidebyside.frameworks.numpy adapts 'numpy', which "
+                                         "sidebyside.frameworks.numpy adapts already"):
+        frameworks.discover(["sidebyside.frameworks.numpy"])
+    with pytest.raises(ValueError, match="SIDEBYSIDE_FRAMEWORKS: cannot import 'tests.stubs.absent'"):
+        frameworks.discover(["tests.stubs.absent"])
+
+
+PLUGGED = f"""
+import json, os, sys
+from sidebyside import fairness, frameworks, implementations, machine, peak, worker
+from sidebyside.config import RunConfig
+from sidebyside.runner import plan
+
+fairness.set_environment(2)  # before any framework is imported, as every process of a run does
+import {STUB} as stub
+sized = stub.get_threads()  # its pool, sized from its environment when first used
+stub.set_threads(5)  # changed behind the harness's back: the worker's set-up must size it again
+config = RunConfig(implementations=("stub_net",), workloads=("two_layer",), devices=("cpu", "cuda"),
+                   dtypes=("float32",), options={{"sweep": ()}}, steps=5, warmup=1, loop_flops=0.0, threads=2)
+entries = []
+for run in plan(config):
+    worker.run_job({{"run": run, "mode": "full", "threads": 2, "tf32": False}}, entries.append, sys.stderr)
+_, detail = peak.run_device(*peak.build_device("cpu", [{STUB!r}]), 0.2)
+print(json.dumps({{"names": list(frameworks.NAMES), "implementations": implementations.names(), "sized": sized,
+                  "packages": machine.FRAMEWORK_PACKAGES.get("stub_framework"), "entries": entries,
+                  "peak_libraries": frameworks.peak_libraries(), "peak": detail["libraries"].get({STUB!r})}}))
+"""
+
+
+def test_a_test_only_framework_is_one_file_and_picked_up():
+    """tests/stubs/stub_framework.py, named in SIDEBYSIDE_FRAMEWORKS and SIDEBYSIDE_IMPLEMENTATIONS, and nothing else.
+
+    Its effects, each read back: it is listed (the adapters, the implementations, `sidebyside list`), its
+    thread set-up is applied (its pool sized from its environment, and again by its `configure`), the peak
+    times its product, and its `device` decides: "cuda" is n/a for its own reason, not numpy's.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SIDEBYSIDE_FRAMEWORKS": STUB, "SIDEBYSIDE_IMPLEMENTATIONS": STUB,
+           "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-c", PLUGGED], capture_output=True, text=True, env=env, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["names"][-1] == STUB and found["implementations"][-1] == "stub_net"
+    assert found["packages"] == ["numpy"] and STUB in found["peak_libraries"]
+    assert found["sized"] == 2
+    cpu, cuda = sorted(found["entries"], key=lambda entry: entry["device"])
+    assert cpu["status"] == "ok" and cpu["extra"]["kernels"] == "stub kernels (numpy's matmul)", cpu
+    assert cpu["extra"]["threads_read_back"]["stub_intra_op"] == 2
+    assert (cuda["device"], cuda["status"], cuda["reason"]) == ("cuda", "n/a", "the stub framework computes on the CPU only")
+    assert {size: row["gflops"] > 0 for size, row in found["peak"]["float32"].items()} == {"256": True, "512": True,
+                                                                                          "1024": True, "2048": True}
+    listed = subprocess.run([sys.executable, "-m", "sidebyside.cli", "list"], capture_output=True, text=True, env=env,
+                            cwd=ROOT, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert any("stub_net" in line and "stub" in line.replace("stub_net", "") for line in listed.stdout.splitlines())
 
 
 def test_keras_computes_with_its_backend():
     assert frameworks.computing(["keras", "torch"]) == ["torch"]
     assert frameworks.computing(["keras", "jax"]) == ["jax"]
     assert frameworks.cuda_available("keras") is False
+    assert frameworks.device("keras", "cuda") == "cuda"  # unchecked: the harness asks the backend's adapter
 
 
 def test_an_unknown_framework_is_a_clear_error():
     with pytest.raises(ValueError, match="no adapter for framework 'mlx'; adapters: jax, keras, numpy"):
         frameworks.adapter("mlx")
     assert frameworks.kernels("mlx") == "unknown" and frameworks.gpu_peak_bytes("mlx") is None
+    assert frameworks.cuda_available("mlx") is False
 
 
 DETECT = """

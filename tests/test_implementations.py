@@ -65,15 +65,15 @@ def test_interface(name):
 
 @pytest.mark.parametrize("name", in_process_names())
 def test_cuda_without_gpu_is_a_clear_error(name):
+    """The adapter of the framework it computes with says why, before any net is built (the worker asks it)."""
     skip_if_missing(name)
-    from sidebyside.frameworks import cuda_available
+    from sidebyside.frameworks import compute_framework, cuda_available, device
 
     spec = implementations.spec(name)
-    if cuda_available(spec.framework):
+    if cuda_available(compute_framework(spec)):
         pytest.skip("a CUDA device is present")
-    x, y, w1, w2 = make_data(Problem(N=4, D_in=5, H=3, D_out=2))
     with pytest.raises(DeviceUnavailable):
-        implementations.create(name, w1, w2, 1e-6, device="cuda")
+        device(compute_framework(spec), "cuda")
 
 
 def test_torch_nn_sequential_and_module_styles_agree():

@@ -199,7 +199,8 @@ def workload_mentions(path, names):
 
 
 def test_no_harness_module_outside_a_workload_names_one():
-    """Workloads are plug-ins: only sidebyside/workloads/ may name one, in code (prose may give examples)."""
+    """Workloads are plug-ins: only sidebyside/workloads/ and the jobs that serve them (sidebyside/jobs/) may name
+    one, in code (prose may give examples)."""
     from sidebyside import workloads
 
     names = workloads.names()
@@ -207,7 +208,9 @@ def test_no_harness_module_outside_a_workload_names_one():
     harness = ROOT / "sidebyside"
     offenders = []
     for path in sorted(harness.rglob("*.py")):
-        if (harness / "workloads") in path.parents:
+        if (harness / "workloads") in path.parents or (harness / "jobs") in path.parents:
+            continue
+        if path == harness / "migrate.py":  # a fact about older files: entries that named no workload were two_layer's
             continue
         offenders += [f"{path.relative_to(ROOT)}:{line}: {text}" for line, text in workload_mentions(path, names)]
     assert not offenders, "\n".join(offenders)

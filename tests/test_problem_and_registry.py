@@ -341,7 +341,8 @@ def test_a_test_only_implementation_is_one_file_found_by_listing():
     found = subprocess.run([sys.executable, "-c", LISTED], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert found.returncode == 0, found.stderr[-2000:]
     found = json.loads(found.stdout)
-    assert found["names"] == implementations.names() + ["numpy_listed"]  # after every bundled one
+    # After every bundled one; stub_net is tests/stubs/stub_framework.py's (its framework's adapter is there too).
+    assert found["names"] == implementations.names() + ["numpy_listed", "stub_net"]
     assert found["imported"] == [], "listing imported a variant or its framework"
     listed = subprocess.run([sys.executable, "-m", "sidebyside.cli", "list"], capture_output=True, text=True, env=env,
                             cwd=ROOT, timeout=60)

@@ -15,7 +15,7 @@ import pytest
 from markupsafe import escape
 
 from sidebyside import implementations
-from sidebyside.report import tables
+from sidebyside.report.sections import summary
 from sidebyside.report.build import build_report
 from sidebyside.report.findings import tuned_sentences
 from sidebyside.report.merge import merge
@@ -169,7 +169,7 @@ def test_findings_say_what_each_tuned_variant_changes(report):
 
 
 def tuned_table_of(document):
-    return tables.tuned_table(merge([parse_results(json.dumps(document), "results.json")]))
+    return summary.tuned_table(merge([parse_results(json.dumps(document), "results.json")]))
 
 
 def test_a_disagreeing_sibling_is_not_compared():

@@ -390,20 +390,20 @@ def test_fuzz_mutated_valid_documents(path, replacement, delete):
     document = assert_loads_or_fails_cleanly(json.dumps(mutated(path, replacement, delete)))
     if document is not None:
         # What the loader accepts, the report's tables must handle.
-        from sidebyside.report.build import tables
+        from sidebyside.report.sections import agreement, environment, not_ok, summary, timing
         from sidebyside.report.findings import findings, measurement_warnings
         from sidebyside.report.merge import merge
-        from sidebyside.workloads.digits import digits_table
+        from sidebyside.workloads.digits.section import digits_table
 
         collection = merge([document])
-        tables.summary_table(collection, {})
-        tables.timing_table(collection)
-        tables.agreement_table(collection)
-        tables.environment_table(collection)
+        summary.summary_table(collection, {})
+        timing.timing_table(collection)
+        agreement.agreement_table(collection)
+        environment.environment_table(collection)
         digits_table(collection, {})
         findings(collection, {})
         measurement_warnings(collection)
-        tables.status_table(collection)
+        not_ok.status_table(collection)
 
 
 @settings(max_examples=200, deadline=None)

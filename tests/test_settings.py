@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from sidebyside.cli import build_parser, config_from, with_settings
+from sidebyside.workloads.two_layer.tasks import sizes, sweep
 from tests.conftest import ROOT
 
 
@@ -24,12 +25,12 @@ def test_sidebyside_toml_sets_the_run_and_flags_win(tmp_path, monkeypatch):
         'no_sweep = true\nlearning_rate = 2e-6\ndevice = "cpu"\nworkload = ["two_layer"]\n')
     config = config_in(tmp_path, monkeypatch=monkeypatch)
     assert config.threads == 1 and config.implementations == ("numpy_manual", "torch_nn")
-    assert config.sizes == ((32, 100, 10, 5), (16, 50, 5, 5)) and config.sweep == ()
-    assert config.learning_rate == 2e-6 and config.devices == ("cpu",) and config.workloads == ("two_layer",)
+    assert sizes(config) == ((32, 100, 10, 5), (16, 50, 5, 5)) and sweep(config) == ()
+    assert config.option("learning_rate") == 2e-6 and config.devices == ("cpu",) and config.workloads == ("two_layer",)
     assert config.settings_file == str(tmp_path / "sidebyside.toml")
     config = config_in(tmp_path, "--threads", "2", "--impl", "jax_jit", "--learning", "3e-6", monkeypatch=monkeypatch)
-    assert config.threads == 2 and config.implementations == ("jax_jit",) and config.learning_rate == 3e-6
-    assert config.sizes == ((32, 100, 10, 5), (16, 50, 5, 5))  # what the flags did not give still comes from the file
+    assert config.threads == 2 and config.implementations == ("jax_jit",) and config.option("learning_rate") == 3e-6
+    assert sizes(config) == ((32, 100, 10, 5), (16, 50, 5, 5))  # what the flags did not give still comes from the file
 
 
 def test_pyproject_table_is_read_and_other_tables_ignored(tmp_path, monkeypatch):
@@ -89,5 +90,5 @@ def test_the_documented_example_is_a_valid_settings_file(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text(example)
     config = config_in(tmp_path, monkeypatch=monkeypatch)
     assert config.implementations == ("numpy_manual", "torch_manual", "jax_jit") and config.threads == 2
-    assert config.sizes == ((64, 1000, 100, 10), (256, 1000, 400, 10)) and config.dtypes == ("float32",)
-    assert config.sweep == ()
+    assert sizes(config) == ((64, 1000, 100, 10), (256, 1000, 400, 10)) and config.dtypes == ("float32",)
+    assert sweep(config) == ()

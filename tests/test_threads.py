@@ -59,7 +59,7 @@ worker.main(sys.argv[1:])
 
 def worker_records(tmp_path, threads, names, steps):
     """Run `names` (two_layer, float32, `steps` steps) in one worker zygote at `threads`: [(entry, own report)]."""
-    config = RunConfig(implementations=tuple(names), workloads=("two_layer",), dtypes=("float32",), sweep=(),
+    config = RunConfig(implementations=tuple(names), workloads=("two_layer",), dtypes=("float32",), options={"sweep": ()},
                        steps=steps, warmup=2, loop_flops=0.0, threads=threads)
     runs = [run for run in plan(config) if "skip" not in run]
     assert [run["implementation"] for run in runs] == list(names)

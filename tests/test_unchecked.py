@@ -16,8 +16,10 @@ import pytest
 from rich.console import Console
 
 from sidebyside import implementations, ranking
-from sidebyside.config import RunConfig, sweep_learning_rate
-from sidebyside.report import findings, tables
+from sidebyside.config import RunConfig
+from sidebyside.workloads.two_layer.tasks import LEARNING_RATE, sweep_learning_rate
+from sidebyside.report import findings
+from sidebyside.report.sections import not_ok, summary, timing
 from sidebyside.report.merge import merge
 from sidebyside.results import parse_results
 from sidebyside.runner import Run
@@ -28,7 +30,7 @@ from tests.test_report_data import make_benchmark_json
 
 SIZE = (128, 500, 200, 10)  # a sweep size small enough to train in milliseconds
 # Budget 0: the timed run stops after min_timed_steps, so it holds more losses than the check takes.
-CONFIG = RunConfig(sizes=((64, 1000, 100, 10),), sweep=(SIZE,), sweep_budget_s=0.0, min_timed_steps=30)
+CONFIG = RunConfig(options={"sizes": ((64, 1000, 100, 10),), "sweep": (SIZE,)}, sweep_budget_s=0.0, min_timed_steps=30)
 UNCHECKED_REASON = "pytest-benchmark JSON: agreement not checked"
 
 
@@ -69,8 +71,8 @@ def test_a_correct_sweep_size_agrees_on_its_first_steps(measured, tmp_path):
     assert ranking.rankable(result)
     # The reference: the sweep's own learning rate, recorded once, its first steps only.
     [reference] = run.document["references"]
-    assert reference["learning_rate"] == planned["learning_rate"] == sweep_learning_rate(CONFIG.learning_rate, SIZE)
-    assert planned["learning_rate"] != CONFIG.learning_rate
+    assert reference["learning_rate"] == planned["learning_rate"] == sweep_learning_rate(LEARNING_RATE, SIZE)
+    assert planned["learning_rate"] != LEARNING_RATE
     assert len(reference["losses"]) == SWEEP_AGREEMENT_STEPS
     judged(run, planned, entry)
     assert len(run.document["references"]) == 1  # once per key
@@ -118,17 +120,17 @@ def test_pytest_benchmark_rows_are_unchecked_and_never_ranked():
 
 def test_the_report_shows_unchecked_rows_with_their_time_and_no_rank():
     collection = merge([benchmark_document()])
-    summary = tables.summary_table(collection, {})
-    assert list(summary.data["status"]) == ["unchecked", "unchecked"]
-    assert summary.data["rank"].isna().all() and summary.data["ratio_to_fastest"].isna().all()
-    display = summary.display
+    table = summary.summary_table(collection, {})
+    assert list(table.data["status"]) == ["unchecked", "unchecked"]
+    assert table.data["rank"].isna().all() and table.data["ratio_to_fastest"].isna().all()
+    display = table.display
     assert list(display["Step (median)"]) == ["200 µs", "400 µs"]
     assert list(display["vs fastest"]) == ["not ranked", "not ranked"]
     assert all(f"unchecked: {UNCHECKED_REASON}" in note for note in display["Notes"])
-    assert list(tables.timing_table(collection).display["Median"]) == [
+    assert list(timing.timing_table(collection).display["Median"]) == [
         f"200 µs; unchecked: {UNCHECKED_REASON}", f"400 µs; unchecked: {UNCHECKED_REASON}"]
     assert findings.choice_table(collection).data.empty  # nobody named fastest
-    assert len(tables.status_table(collection).data) == 2
+    assert len(not_ok.status_table(collection).data) == 2
 
 
 def test_the_console_shows_unchecked_rows_with_their_time_and_no_rank():

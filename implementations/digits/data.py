@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sidebyside.implementations import not_installed
 from sidebyside.implementations.digits.problem import CLASSES
 
 BUNDLED = "sklearn digits"  # the source name recorded in results for the default data
@@ -43,8 +44,6 @@ class DataError(ValueError):
 
 def missing_libraries():
     """The digits extra's libraries that are not installed (scikit-learn splits every data set)."""
-    from sidebyside.implementations import not_installed
-
     return ["scikit-learn" for _ in not_installed(["sklearn"])]
 
 

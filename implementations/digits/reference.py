@@ -57,6 +57,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from sidebyside.implementations import digits
 from sidebyside.implementations.digits.data import load_data
 from sidebyside.implementations.digits.problem import CLASSES, batch_order, initial_weights
 
@@ -201,8 +202,6 @@ def adam_form(implementation, dtype):
     Read from its registry entry's `adam` field ("pytorch" unless it says
     "keras"), refined for Keras by where its betas get rounded to float32.
     """
-    from sidebyside.implementations import digits
-
     spec = digits.spec(implementation)
     rule = spec.adam
     if rule == "pytorch":

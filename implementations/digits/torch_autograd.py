@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.digits.demo import demo
 
 # This file's registry entries, read from the source by implementations/__init__.py: the two-layer
@@ -57,7 +56,7 @@ class SharedOrder(Sampler):
 class Net:
     def __init__(self, params, problem, device="cpu"):
         self.problem = problem
-        self.device = torch_device(device)
+        self.device = torch.device(device)
         self.dtype = getattr(torch, problem.dtype)
         # requires_grad=True asks autograd to compute gradients for these tensors.
         self.weights = {

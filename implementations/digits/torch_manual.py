@@ -10,7 +10,6 @@ training set is moved to the device once; each step indexes its batch there.
 import numpy as np
 import torch
 
-from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.digits.demo import demo
 
 # This file's registry entries, read from the source by implementations/__init__.py: the two-layer
@@ -54,7 +53,7 @@ def loss_and_gradients(params, x, y):
 class Net:
     def __init__(self, params, problem, device="cpu"):
         self.problem = problem
-        self.device = torch_device(device)
+        self.device = torch.device(device)
         self.dtype = getattr(torch, problem.dtype)
         # Copies of the shared initial weights, moved to the device once.
         self.weights = {

@@ -12,7 +12,6 @@ so our (D_in, H) weights go in transposed and come out transposed again.
 import numpy as np
 import torch
 
-from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.digits.demo import demo
 
 # This file's registry entries, read from the source by implementations/__init__.py: the two-layer
@@ -22,7 +21,7 @@ IMPLEMENTATIONS = [{"name": "torch_nn"}]
 
 class Net:
     def __init__(self, params, problem, device="cpu"):
-        self.device = torch_device(device)
+        self.device = torch.device(device)
         self.dtype = getattr(torch, problem.dtype)
         D_in, H = np.shape(params["w1"])
         D_out = np.shape(params["w2"])[1]

@@ -8,7 +8,7 @@ it through a pipe, one command at a time: set up, load a slice of the batch,
 step, train, report weights or timings, close.
 
 The same `Replica` is what `sidebyside ddp` trains when `torchrun` starts
-the ranks (sidebyside/workloads/two_layer/ddp_train.py): there it joins the process group
+the ranks (sidebyside/jobs/torchrun.py): there it joins the process group
 through torchrun's environment (`store=None`), and nothing drives it but
 its own training loop.
 

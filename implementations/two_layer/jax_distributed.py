@@ -12,7 +12,7 @@ summed over the mesh (shard_map's transpose of a replicated input is a
 psum), and the loss is summed with an explicit `psum`. CPU processes
 exchange over gloo (`jax_cpu_collectives_implementation`).
 
-Started by sidebyside/workloads/two_layer/multiworker.py, once per process. There is no
+Started by sidebyside/jobs/multiworker.py, once per process. There is no
 in-process Net: the mesh spans processes.
 """
 

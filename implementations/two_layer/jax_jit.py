@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 
 from sidebyside.implementations import JIT_FIRST
-from sidebyside.implementations.devices import jax_device
 from sidebyside.implementations.two_layer.problem import DtypeUnsupported, demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -35,7 +34,7 @@ IMPLEMENTATIONS = [
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", donate=True):
-        self.device = jax_device(device)
+        self.device = jax.devices(device)[0] if isinstance(device, str) else device  # a name or a jax.Device
         if dtype == "float64":
             # JAX silently makes float64 requests float32 unless 64-bit mode
             # is on. The switch is global to the process and must come before

@@ -54,7 +54,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from sidebyside.implementations import JIT_FIRST
-from sidebyside.implementations.devices import jax_device
 from sidebyside.implementations.two_layer.problem import DtypeUnsupported, demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -73,7 +72,7 @@ CHUNK = 512  # steps per compiled loop call; the losses buffer has this length
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32"):
-        self.device = jax_device(device)
+        self.device = jax.devices(device)[0] if isinstance(device, str) else device  # a name or a jax.Device
         if dtype == "float64":
             # JAX silently makes float64 requests float32 unless 64-bit mode
             # is on. The switch is global to the process and must come before

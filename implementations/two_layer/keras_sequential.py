@@ -24,7 +24,6 @@ import keras
 from keras import ops
 
 from sidebyside.implementations import KERAS_FIRST, TORCH_COMPILER
-from sidebyside.implementations.devices import jax_device, tensorflow_device, torch_device
 from sidebyside.implementations.two_layer.problem import DtypeUnsupported, demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -51,9 +50,7 @@ BACKEND = keras.backend.backend()
 
 
 def keras_device(device):
-    """A Keras device name for "cpu" or "cuda", checked with the backend."""
-    check = {"tensorflow": tensorflow_device, "torch": torch_device, "jax": jax_device}[BACKEND]
-    check(device)  # raises DeviceUnavailable("no CUDA device") where there is none
+    """A Keras device name for "cpu" or "cuda" (the harness asks the backend's adapter whether it has one)."""
     name = "gpu" if device == "cuda" else "cpu"
     # The torch backend moves new variables with .to(name): "cpu:0" would make
     # them non-leaf tensors that never receive gradients, so it gets no index.

@@ -41,7 +41,6 @@ import numpy as np
 import tensorflow as tf
 
 from sidebyside.implementations import TF_FIRST
-from sidebyside.implementations.devices import tensorflow_device
 from sidebyside.implementations.two_layer.problem import demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -59,7 +58,7 @@ IMPLEMENTATIONS = [
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32"):
-        self.device = tensorflow_device(device)
+        self.device = {"cpu": "/CPU:0", "cuda": "/GPU:0"}.get(device, device)  # a name or a TensorFlow device
         self.dtype = tf.as_dtype(dtype)
         self.learning_rate = learning_rate
         # Variables hold copies of the shared initial weights, on the device.

@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 
 from sidebyside.implementations import TF_FIRST
-from sidebyside.implementations.devices import tensorflow_device
 from sidebyside.implementations.two_layer.problem import demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -33,7 +32,7 @@ IMPLEMENTATIONS = [
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", jit_compile=False):
-        self.device = tensorflow_device(device)
+        self.device = {"cpu": "/CPU:0", "cuda": "/GPU:0"}.get(device, device)  # a name or a TensorFlow device
         self.dtype = tf.as_dtype(dtype)
         self.learning_rate = learning_rate
         self.jit_compile = jit_compile

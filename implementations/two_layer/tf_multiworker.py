@@ -9,7 +9,7 @@ gradients are summed over the workers by the replica context's all-reduce
 worker applies the same update. The loss of the whole batch is the sum of
 the workers' losses (`strategy.reduce`).
 
-Started by sidebyside/workloads/two_layer/multiworker.py, which sets TF_CONFIG for each worker
+Started by sidebyside/jobs/multiworker.py, which sets TF_CONFIG for each worker
 of `sidebyside run`, or by you on several machines with TF_CONFIG of your
 own. There is no in-process Net: a strategy spans processes.
 """
@@ -27,7 +27,7 @@ from sidebyside.implementations import TF_FIRST
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
 IMPLEMENTATIONS = [
     # Data-parallel over processes, launched as a job of several processes
-    # (sidebyside/workloads/two_layer/multiworker.py); no in-process Net.
+    # (sidebyside/jobs/multiworker.py); no in-process Net.
     {"name": "tf_multiworker", "order": 200, "framework": "tensorflow", "requires": ("tensorflow",),
      "extra": "tensorflow", "options": {"ranks": 2}, "slow_start": True, "launcher": "tf_config",
      "in_process": False, "first_step": TF_FIRST, "promise": {"compiled": True}},  # the step is a tf.function

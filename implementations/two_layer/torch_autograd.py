@@ -13,7 +13,6 @@ into the gradient of the input.
 import numpy as np
 import torch
 
-from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -43,7 +42,7 @@ class MyReLU(torch.autograd.Function):
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32"):
-        self.device = torch_device(device)
+        self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
         self.learning_rate = learning_rate
         # requires_grad=True asks autograd to compute gradients for these tensors.

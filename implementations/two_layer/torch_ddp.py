@@ -8,7 +8,7 @@ replicas never drift apart. `torch.distributed` does the exchange: with the
 gloo backend over TCP between CPU processes, with NCCL between GPUs.
 
 `sidebyside run` launches torch_ddp the way users do, through torchrun
-(`sidebyside/workloads/two_layer/ddp_launch.py` starts `sidebyside ddp`, sidebyside/workloads/two_layer/ddp_train.py,
+(`sidebyside/jobs/torchrun.py` starts `sidebyside ddp`, which it also defines,
 once per rank), and that is what its results measure, on one machine or
 several. This Net is the in-process interface to the same ranks, for the
 tests and the pytest-benchmark suite, which drive a net step by step: it is
@@ -48,7 +48,6 @@ import torch
 
 from sidebyside import implementations
 from sidebyside.implementations import FrameworkMissing
-from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import DeviceUnavailable, demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -84,7 +83,6 @@ class Shards:
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", ranks=2, threads_per_rank=1):
-        torch_device(device)  # raises DeviceUnavailable("no CUDA device") where there is none
         for name, value in (("ranks", ranks), ("threads_per_rank", threads_per_rank)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

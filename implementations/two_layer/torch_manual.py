@@ -10,7 +10,6 @@ spelling of the operations changes.
 import numpy as np
 import torch
 
-from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -22,7 +21,7 @@ IMPLEMENTATIONS = [
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32"):
-        self.device = torch_device(device)
+        self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
         self.learning_rate = learning_rate
         # Copies of the shared initial weights, moved to the device once.

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from sidebyside.implementations import TORCH_OPTIM
-from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -51,7 +50,7 @@ def build_model(D_in, H, D_out, style):
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", style="sequential"):
-        self.device = torch_device(device)
+        self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
         w1, w2 = np.asarray(w1), np.asarray(w2)
         (D_in, H), (_, D_out) = w1.shape, w2.shape

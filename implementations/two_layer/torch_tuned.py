@@ -71,7 +71,6 @@ import math
 import numpy as np
 import torch
 
-from sidebyside.implementations.devices import torch_device
 from sidebyside.implementations.two_layer.problem import demo
 
 # This file's registry entries: implementations/__init__.py reads them from the source, without importing it.
@@ -92,7 +91,7 @@ SPLIT_MAX_BATCH = 256  # the largest batch N whose hidden units are split into o
 
 class Net:
     def __init__(self, w1, w2, learning_rate, device="cpu", dtype="float32", cuda_graph=True):
-        self.device = torch_device(device)
+        self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
         self.learning_rate = learning_rate
         # Copies of the shared initial weights, moved to the device once.

@@ -1,6 +1,9 @@
 """JAX: XLA compiles every step; its threads come from PJRT_NPROC and XLA_FLAGS, its precision from a config flag."""
 
+from importlib import metadata
+
 from sidebyside.frameworks import _xla as xla
+from sidebyside.implementations.devices import check_name, no_cuda
 
 PACKAGES = {"jax": ("jax",), "jaxlib": ("jaxlib",)}  # recorded name: the distributions that may provide it
 
@@ -64,15 +67,23 @@ def forget_compiled():
     pass  # compiled per net: a new net compiles afresh
 
 
-def gpu_present():
-    """Whether this framework sees a CUDA device here (the implementations' own resolver decides)."""
-    from sidebyside.implementations.devices import DeviceUnavailable, jax_device
+def device(name):
+    """A jax.Device for "cpu" or "cuda"; DeviceUnavailable where JAX has no GPU platform here."""
+    import jax
 
-    try:
-        jax_device("cuda")
-    except (DeviceUnavailable, ImportError):
-        return False
-    return True
+    check_name(name)
+    if name == "cuda":
+        try:
+            return jax.devices("gpu")[0]
+        except RuntimeError:
+            raise no_cuda("JAX", jax.__version__, not cuda_plugin()) from None
+    return jax.devices("cpu")[0]
+
+
+def cuda_plugin():
+    """Whether a JAX CUDA plugin (jax[cuda12], jax[cuda13]) is installed."""
+    names = {dist.metadata["Name"].lower() for dist in metadata.distributions() if dist.metadata["Name"]}
+    return any(name.startswith("jax-cuda") and name.endswith("plugin") for name in names)
 
 
 def matmul(device, dtype, sizes, operands):
@@ -91,3 +102,19 @@ def matmul(device, dtype, sizes, operands):
         compiled = jax.jit(jnp.matmul).lower(a, b).compile()
         products.append((size, lambda a=a, b=b, f=compiled: f(a, b).block_until_ready()))
     return products
+
+
+def for_peak():
+    """64-bit mode on, which float64 operands need; returns what switches it back.
+
+    Restored afterwards: in a pytest-benchmark process the same jax runs the implementations.
+    """
+    import jax
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    return lambda: jax.config.update("jax_enable_x64", before)
+
+
+def after_peak(device):
+    pass

@@ -1,6 +1,9 @@
 """numpy: its BLAS (OpenBLAS in the wheels) does the products; threadpoolctl sizes and names it."""
 
+from sidebyside.implementations.devices import DeviceUnavailable, check_name
+
 PACKAGES = {"numpy": ("numpy",)}  # recorded name: the distributions that may provide it, first installed wins
+SETTLE_S = 0.15  # the peak's pause after a block of its products: OpenBLAS's idle threads spin 2^28 cycles
 
 
 def environment(threads):
@@ -39,8 +42,12 @@ def forget_compiled():
     pass
 
 
-def gpu_present():
-    return False
+def device(name):
+    """The CPU, numpy's only device, by its name."""
+    check_name(name)
+    if name != "cpu":
+        raise DeviceUnavailable(f"numpy runs on the CPU only, not {name!r}")
+    return name
 
 
 def matmul(device, dtype, sizes, operands):
@@ -55,3 +62,11 @@ def matmul(device, dtype, sizes, operands):
         out = np.ones((size, size), dtype)
         products.append((size, lambda a=a, b=b, out=out: np.matmul(a, b, out=out)))
     return products
+
+
+def for_peak():
+    return lambda: None
+
+
+def after_peak(device):
+    pass

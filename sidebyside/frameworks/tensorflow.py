@@ -1,6 +1,7 @@
 """TensorFlow: intra-op threads, one inter-op thread, TF32 off unless asked; XLA where jit_compile is on."""
 
 from sidebyside.frameworks import _xla as xla
+from sidebyside.implementations.devices import check_name, no_cuda
 
 PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu")}  # recorded name: the distributions that may provide it
 
@@ -72,16 +73,16 @@ def forget_compiled():
     pass  # tf.function graphs belong to their net: a new net traces afresh
 
 
-def gpu_present():
-    """Whether this framework sees a CUDA device here (the implementations' own resolver decides)."""
-    from sidebyside.implementations.devices import DeviceUnavailable, tensorflow_device
+def device(name):
+    """A TensorFlow device string for "cpu" or "cuda"; DeviceUnavailable where TensorFlow sees no GPU here."""
+    import tensorflow as tf
 
-    try:
-        tensorflow_device("cuda")
-    except (DeviceUnavailable, ImportError):
-        return False
-    return True
+    check_name(name)
+    if name == "cuda":
+        if not tf.config.list_physical_devices("GPU"):
+            raise no_cuda("TensorFlow", tf.__version__, not tf.test.is_built_with_cuda())
+        return "/GPU:0"
+    return "/CPU:0"
 
 
-def matmul(device, dtype, sizes, operands):
-    return None  # never imported by the peak: its start-up alone costs seconds, twice per run
+matmul = None  # the peak never imports TensorFlow: its start-up alone costs seconds, twice per run

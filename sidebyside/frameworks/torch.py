@@ -1,5 +1,7 @@
 """torch: intra-op threads, one inter-op thread, TF32 off unless asked, MKL/oneDNN on the CPU, cuBLAS on a GPU."""
 
+from sidebyside.implementations.devices import check_name, no_cuda
+
 PACKAGES = {"torch": ("torch",)}  # recorded name: the distributions that may provide it, first installed wins
 
 
@@ -65,15 +67,14 @@ def forget_compiled():
         torch.compiler.reset()
 
 
-def gpu_present():
-    """Whether this framework sees a CUDA device here (the implementations' own resolver decides)."""
-    from sidebyside.implementations.devices import DeviceUnavailable, torch_device
+def device(name):
+    """A torch.device for "cpu" or "cuda"; DeviceUnavailable where torch has no CUDA device here."""
+    import torch
 
-    try:
-        torch_device("cuda")
-    except (DeviceUnavailable, ImportError):
-        return False
-    return True
+    check_name(name)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise no_cuda("torch", torch.__version__, torch.version.cuda is None)
+    return torch.device(name)
 
 
 def matmul(device, dtype, sizes, operands):
@@ -97,3 +98,15 @@ def matmul(device, dtype, sizes, operands):
 
         products.append((size, multiply))
     return products
+
+
+def for_peak():
+    return lambda: None  # the products need no mode of their own
+
+
+def after_peak(device):
+    """Hand the CUDA cache back once the GPU's products are timed."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()

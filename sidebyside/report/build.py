@@ -14,18 +14,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidebyside.files import atomic_write, probe_writable
-from sidebyside.report import FORMATS, tables
-from sidebyside.report.code import code_section, stylesheet as code_stylesheet
 from sidebyside import workloads
+from sidebyside.files import atomic_write, probe_writable
+from sidebyside.report import FORMATS, sections
 from sidebyside.report.chartdata import Palette, all_panels
+from sidebyside.report.code import code_section, stylesheet as code_stylesheet
 from sidebyside.report.figures import png_charts
-from sidebyside.report.findings import choice_table, findings, measurement_warnings
 from sidebyside.report.html import render_html, stylesheet
 from sidebyside.report.interactive import interactive_charts
 from sidebyside.report.markdown import render_markdown
 from sidebyside.report.merge import merge
-from sidebyside.report.sections import entries_section
 from sidebyside.results import by_environment, load_results, one_line
 
 FIGURES = "figures"  # the folder of report.md's PNG figures
@@ -47,18 +45,10 @@ class Report:
     built: str
     sources: list
     machine_names: list
-    findings: list
-    tables: dict  # name -> tables.Table or None
-    charts: dict  # "loss" | "timing" | "sweep" -> [interactive.InteractiveChart]
+    sections: list  # [tables.Section], in order: the page and report.md
     panels: dict  # "loss" | "timing" | "sweep" -> [chartdata panels]: what both kinds of chart draw
-    code: dict  # workload -> code.CodeSection or None
     css: str
-    commit: str | None = None
-    sections: list = field(default_factory=list)  # [sections.Section]: the other workloads' own sections
-    main_code: list = field(default_factory=list)  # the ranked workloads whose code the last section shows
     csv_tables: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)  # [(machine label, [line])]: measurement faults, shown first
-    notices: list = field(default_factory=list)  # [(machine label, [line])]: devices and slow starters that did not run
 
 
 def prepare_output(out_dir):
@@ -106,73 +96,44 @@ def local_commit():
         return None
 
 
-def assemble(documents):
-    """Everything the page and the Markdown show, from normalized documents."""
-    everything = merge(documents)
-    collection, notices = everything.without_idle_rows()  # what the page shows
-    in_files = list(dict.fromkeys(everything.frame["workload"]))
-    # Every installed workload's code is shown; a workload only the files know is shown without code.
-    shown = [workloads.reading(name) for name in dict.fromkeys(workloads.names() + in_files)]
+def code_sections(shown):
+    """{workload: code.CodeSection or None}: every installed workload's code; one only the files know has none."""
     code = {}
     for workload in shown:
         bundled = type(workload).__module__.startswith(workloads.__name__ + ".")
         section = code_section(workload.name, registry=None if bundled else workload.registry(),
                                pair=workload.code_pair) if not isinstance(workload, workloads.Unknown) else None
         code[workload.name] = section if section and (section.columns or section.problems) else None
-    lines_of_code = {workload: section.lines_of_code for workload, section in code.items() if section}
+    return code
+
+
+def assemble(documents):
+    """Everything the page and the Markdown show, from normalized documents."""
+    everything = merge(documents, flops=lambda workload, size: workloads.reading(workload).flops(size))
+    collection, notices = everything.without_idle_rows()  # what the page shows
+    shown = [workloads.reading(name) for name in dict.fromkeys(workloads.names() + list(everything.frame["workload"]))]
+    code = code_sections(shown)
     main = workloads.main_names()
     palette = Palette(collection.frame["implementation"].tolist())  # one colour per implementation on the page
     panels, crossings, _ = all_panels(collection.only(main), palette)
-    charts = interactive_charts(panels)
-    sections = []
-    for workload in shown:
-        if workload.main or workload.name not in in_files:
-            continue
-        rows = collection.only([workload.name])
-        section = (workload.section(rows, lines_of_code.get(workload.name, {}), palette)
-                   or entries_section(workload.name, workload.title or workload.name, rows))
-        if section is not None:
-            section.code = code.get(workload.name)
-            sections.append(section)
-
-    def all_tables(collection):
-        ranked = collection.only(main)
-        return {
-            "choice": choice_table(collection),
-            "summary": tables.summary_table(ranked, lines_of_code),
-            "tuned": tables.tuned_table(ranked),
-            "machines": tables.machines_table(collection) if len(collection.labels) > 1 else None,
-            "environment": tables.environment_table(collection),
-            "agreement": tables.agreement_table(ranked),
-            "timing": tables.timing_table(ranked),
-            "not_ok": tables.status_table(collection),
-            "lines_of_code": tables.code_table([section for section in code.values() if section]),
-        }
-
-    report_tables = all_tables(collection)
-    # The CSVs keep every run, the idle devices' included.
-    csv_tables = dict(report_tables if collection is everything else all_tables(everything))
-    for section in sections:
-        for table in section.tables:
-            if table is not None:
-                csv_tables[table.name] = table
+    context = sections.Context(
+        collection, everything, main, shown, code,
+        lines_of_code={workload: section.lines_of_code for workload, section in code.items() if section},
+        palette=palette, charts=interactive_charts(panels), crossings=crossings, notices=notices,
+        commit=local_commit())
+    every = sections.every(context)
+    csv_tables = {}  # the CSVs keep every run, the idle devices' included
+    for table in [table for section in every for table in section.tables] + list(context.csv.values()):
+        csv_tables.setdefault(table.name, context.csv.get(table.name, table))
     return Report(
         built=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         sources=[Source(os.path.basename(doc["source"]) or doc["source"], doc["tool"] or doc["format"], label)
                  for label, doc in zip(collection.labels, documents)],
         machine_names=collection.labels,
-        findings=findings(collection, crossings),
-        warnings=[(label, lines) for label, lines in measurement_warnings(collection) if lines],
-        notices=notices,
-        tables=report_tables,
-        charts=charts,
+        sections=every,
         panels=panels,
-        code=code,
         css=stylesheet(code_stylesheet()),
-        commit=local_commit(),
-        sections=sections,
-        main_code=[name for name in main if code.get(name)],
-        csv_tables=[table for table in csv_tables.values() if table is not None],
+        csv_tables=list(csv_tables.values()),
     )
 
 
@@ -189,7 +150,8 @@ def write_figures(report, out_dir):
     folder = out_dir / FIGURES
     folder.mkdir(exist_ok=True)
     written = []
-    own = [chart for section in report.sections for chart in section.charts]
+    own = [chart for section in report.sections for block in section.blocks
+           if block is not None and block.kind == "figures" and not block.interactive for chart in block.charts]
     for chart in [chart for kind in ("loss", "timing", "sweep") for chart in charts[kind]] + own:
         atomic_write(folder / f"{chart.id}.png", chart.png)
         written.append((f"{FIGURES}/{chart.id}.png", chart.title))

@@ -12,6 +12,7 @@ import sys
 # The builder (matplotlib, pandas: a second to import) is imported when a
 # report is built, not when the command line is.
 from sidebyside.report import FORMATS
+from sidebyside.results import ResultsError
 
 
 def add_arguments(parser):
@@ -33,7 +34,6 @@ def add_arguments(parser):
 def run(args):
     """Build the report; returns the exit status."""
     from sidebyside.report.build import OutputError, build_report
-    from sidebyside.results import ResultsError
 
     formats = tuple(dict.fromkeys(args.formats or ["html"]))
     try:

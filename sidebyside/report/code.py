@@ -56,6 +56,7 @@ class CodeColumn:
 
 @dataclass
 class CodeSection:
+    kind = "code"  # a block of a report section (tables.Section)
     workload: str
     base: str | None  # module the others are compared with
     columns: list = field(default_factory=list)

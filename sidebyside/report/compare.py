@@ -25,7 +25,6 @@ files or two environments uses the same `case_change` for its change column.
 """
 
 import os
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 

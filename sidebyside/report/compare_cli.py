@@ -15,6 +15,8 @@ import argparse
 import re
 import sys
 
+from sidebyside.results import ResultsError
+
 OUTPUT_FORMATS = ("terminal", "markdown", "csv")
 FAIL_ON = re.compile(r"median:(\d+(?:\.\d*)?|\.\d+)%")
 
@@ -57,7 +59,6 @@ def run(args):
     """Print the comparison; returns the exit status."""
     from sidebyside.report import compare_output
     from sidebyside.report.compare import compare_files
-    from sidebyside.results import ResultsError
 
     try:
         if args.between and args.new:

@@ -28,14 +28,15 @@ from collections import Counter
 
 import pandas as pd
 
-from sidebyside import noise, ranking
+from sidebyside import noise, ranking, rounds, workloads
 from sidebyside.peak import UNSOUND
 from sidebyside.report import formatting as fmt
 from sidebyside.report.merge import value
-from sidebyside.report.tables import (DEVICE_ORDER, PEAK_SPREAD_WARNING, Table, comparable_median, hardware,
-                            limit_ratio, ordered, over_peak, over_theoretical, peak_devices, peak_drift,
-                            ranking_entry, registry, rows_separated, speedup, tuned_pairs, tuned_rows,
-                            tuned_step_cell, versus)
+from sidebyside.report.sections.environment import (PEAK_SPREAD_WARNING, blas_owner, blas_text, over_theoretical,
+                                                    peak_devices, peak_drift)
+from sidebyside.report.tables import (DEVICE_ORDER, Table, comparable_median, hardware, limit_ratio, ordered,
+                                      over_peak, ranking_entry, registry, rows_separated, speedup, tuned_pairs,
+                                      tuned_rows, tuned_step_cell, versus)
 
 SLOW_FIRST_STEP = 20.0  # a first step this many times a steady one is worth explaining
 LOOP_GAIN = 0.8  # a synced-once loop at most this share of the per-step time is worth saying
@@ -236,8 +237,6 @@ def kernel_sentence(frame, machine_record):
         return f"Matrix-multiply library recorded: {parts}."
     blas = [library for library in machine_record["blas"] if library.get("user_api") == "blas"]
     if blas:
-        from sidebyside.report.tables import blas_owner, blas_text
-
         parts = [f"{blas_owner(library.get('filepath'))} loads {blas_text(library)}" for library in blas]
         return "BLAS libraries loaded: " + "; ".join(parts) + "."
     return None
@@ -432,8 +431,6 @@ def peak_spread_warning(machine):
 
 def drift_warning(document):
     """One line where the drift canary moved by more than PEAK_SPREAD_WARNING during the run, else None."""
-    from sidebyside import rounds
-
     spread = rounds.drift([(entry.get("step_time") or {}).get("canary") for entry in document["results"]])
     if spread is None or spread[2] <= 1 + PEAK_SPREAD_WARNING:
         return None
@@ -463,8 +460,6 @@ def findings(collection, crossings):
     workloads' rows (sidebyside.workloads, `main`); every other workload adds
     its own sentences; the rest read every row.
     """
-    from sidebyside import workloads
-
     frame = ordered(collection.frame, collection.labels)
     result = []
     for label, machine, document in collection.machines:

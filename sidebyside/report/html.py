@@ -1,5 +1,9 @@
 """The HTML page: one Jinja2 template, autoescape on, everything embedded.
 
+The page is the report's sections in order (tables.Section), each drawn by
+one loop over its blocks; the header's links and the footer's CSV list are
+read from them.
+
 The page carries its scripts inline: plotly.js (once, where there is a chart
 to draw) and report.js, which draws the charts and runs the code
 comparison. Its Content-Security-Policy admits exactly these scripts, by the
@@ -79,5 +83,6 @@ def page_scripts(with_charts):
 
 def render_html(report):
     """The page as a string; `report` is a sidebyside.report.build.Report."""
-    with_charts = any(report.charts.get(kind) for kind in ("loss", "timing", "sweep"))
+    with_charts = any(block.kind == "figures" and block.interactive and block.charts
+                      for section in report.sections for block in section.blocks if block is not None)
     return environment().get_template("report.html.j2").render(report=report, scripts=page_scripts(with_charts))

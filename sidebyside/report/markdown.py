@@ -1,6 +1,10 @@
-"""The summary, idiom-vs-ceiling and timing tables, and each other workload's own, as GitHub-flavoured Markdown, to paste into an issue.
+"""The report as GitHub-flavoured Markdown, to paste into an issue.
 
-The charts follow as links to the PNG files build.py writes beside report.md.
+One loop over the sections (tables.Section) that are meant for it (the
+summary, the timing, each other workload's own; not the environment,
+agreement, code), over the blocks of each that are; a section that failed
+is its one line. The charts follow as links to the PNG files build.py
+writes beside report.md.
 
 Cells are escaped for GFM: pipes would end a cell and angle brackets would
 become HTML, so a machine named `<script>` shows as text there too.
@@ -36,35 +40,37 @@ def render_table(report_table, level="###"):
     return "\n\n".join(blocks)
 
 
+def render_text(text):
+    """A tables.Text: sub-headings in bold, findings as a list, warnings quoted, other lines as they are."""
+    lines = [escape(line) for line in text.lines]
+    if text.css == "heading":
+        return "\n\n".join(f"**{line}**" for line in lines)
+    if text.css == "findings":
+        return "\n".join(f"- {line}" for line in lines)
+    lead = f"**{escape(text.lead)}** " if text.lead else ""
+    if text.css == "warning":  # one quoted paragraph each (an empty ">" line between keeps them apart in GFM)
+        return "\n>\n".join(f"> {lead}{line}" for line in lines)
+    return "\n".join(lead + line for line in lines)
+
+
+def render_section(section):
+    if section.failed:
+        return escape(section.failed)
+    blocks = [f"## {escape(section.title)}"]
+    for block in section.blocks:
+        if block is not None and block.kind == "table" and block.markdown:
+            blocks.append(render_table(block))
+        elif block is not None and block.kind == "text" and block.markdown and block.lines:
+            blocks.append(render_text(block))
+    return "\n\n".join(block for block in blocks if block)
+
+
 def render_markdown(report, figures=()):
     """The Markdown document; `report` is a sidebyside.report.build.Report, `figures` [(relative PNG path, title)]."""
-    blocks = ["## sidebyside report"]
     sources = "; ".join(f"{escape(source.name)} ({escape(source.format)}, machine {escape(source.machine)})"
                         for source in report.sources)
-    blocks.append(f"Built {escape(report.built)} from {sources}.")
-    for machine, lines in report.warnings:
-        where = f" ({escape(machine)})" if len(report.findings) > 1 else ""
-        # One quoted paragraph per warning (an empty ">" line between keeps them apart in GFM).
-        blocks.append("\n>\n".join(f"> **Warning{where}:** {escape(line)}" for line in lines))
-    for machine, lines in report.notices:
-        where = f"{escape(machine)}: " if len(report.findings) > 1 else ""
-        blocks.append("\n".join(f"{where}{escape(line)}" for line in lines))
-    choice = render_table(report.tables.get("choice"))
-    if choice:
-        blocks.append(choice)
-    for machine, sentences in report.findings:
-        if len(report.findings) > 1:
-            blocks.append(f"**{escape(machine)}**")
-        blocks.append("\n".join(f"- {escape(sentence)}" for sentence in sentences))
-    for name in ("summary", "tuned", "machines", "timing"):
-        block = render_table(report.tables.get(name))
-        if block:
-            blocks.append(block)
-    for section in report.sections:  # the other workloads' own tables
-        for own in section.tables:
-            block = render_table(own)
-            if block:
-                blocks.append(block)
+    blocks = ["## sidebyside report", f"Built {escape(report.built)} from {sources}."]
+    blocks += [render_section(section) for section in report.sections if section.markdown or section.failed]
     if figures:
         blocks.append("### Figures")
         blocks.append("\n\n".join(f"![{escape(title)}]({path})" for path, title in figures))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from sidebyside import workloads
+from sidebyside.ranking import idle_devices, left_out
 from sidebyside.results import gflops as gflops_of
 from sidebyside.results import one_line, peak_for
 from sidebyside.results import peak_fraction as share_of_peak
@@ -68,8 +68,6 @@ class Collection:
         per case in every table, and the same for the slow starters a default
         run left out. notices: [(machine label, [line, ...])].
         """
-        from sidebyside.ranking import idle_devices, left_out
-
         frame, notices, drop = self.frame, [], pd.Series(False, index=self.frame.index)
         for label in self.labels:
             mine = frame["machine"] == label
@@ -147,8 +145,11 @@ def text_or_none(x):
     return one_line(x, 200)
 
 
-def merge(documents):
-    """A Collection of the normalized documents."""
+def merge(documents, flops=None):
+    """A Collection of the normalized documents.
+
+    `flops(workload, size)`: the FLOPs of one step, for entries whose file did not record them (None: unknown).
+    """
     labels = machine_labels(documents)
     rows, losses, epochs, sizes, references = [], {}, {}, {}, {}
     for label, doc in zip(labels, documents):
@@ -160,14 +161,14 @@ def merge(documents):
             row = len(rows)
             timing = entry["step_time"] or {}
             size = entry["size"]
-            flops = entry["flops_per_step"]
-            if flops is None:  # pytest-benchmark JSON may not say: the workload knows
-                flops = workloads.reading(entry["workload"]).flops(size)
-            flops = float(flops) if flops else None
+            steps = entry["flops_per_step"]
+            if steps is None and flops is not None:  # pytest-benchmark JSON may not say: the workload knows
+                steps = flops(entry["workload"], size)
+            flops_per_step = float(steps) if steps else None
             median = timing.get("median")
             gflops = entry["gflops"]
-            if gflops is None and flops and median and entry["status"] in ("ok", "unchecked"):
-                gflops = gflops_of(flops, median)
+            if gflops is None and flops_per_step and median and entry["status"] in ("ok", "unchecked"):
+                gflops = gflops_of(flops_per_step, median)
             # The share of peak is always against the entry's own device AND dtype: a float64 run
             # against the float32 peak would look twice as far from the hardware as it is.
             peak = peak_for(peaks, entry["device"], entry["dtype"])
@@ -188,8 +189,8 @@ def merge(documents):
                     "dtype": entry["dtype"],
                     "threads": entry["threads"],
                     "size_label": size_label(size),
-                    "size_key": (flops or 0, size_label(size)),
-                    "flops": flops,
+                    "size_key": (flops_per_step or 0, size_label(size)),
+                    "flops": flops_per_step,
                     "status": entry["status"],
                     "reason": entry["reason"],
                     "diverged_at": entry["diverged_at"],

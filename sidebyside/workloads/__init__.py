@@ -21,9 +21,6 @@ import os
 import pkgutil
 
 PLUGINS = "SIDEBYSIDE_WORKLOADS"
-# The workload of an entry or reference that names none: result files written
-# before entries named theirs, and pytest-benchmark JSON without extra_info.
-UNNAMED = "two_layer"
 
 
 class CommandError(ValueError):
@@ -44,6 +41,9 @@ class Workload:
     size_in_title = True  # the console summary's table titles name the size
     summary_columns = ()  # ((header, cell(entry) -> text), ...): columns the console summary adds
     code_pair = ()  # (left module, right module): the code shown side by side first in the report
+    # Its own options of `sidebyside run` (config.Option: flag, key, help, type),
+    # in the parser and the settings file; the values in RunConfig.options.
+    options = ()
 
     # The implementations -------------------------------------------------
 
@@ -77,6 +77,14 @@ class Workload:
 
     def check(self, config):
         """Refuse a configuration this workload cannot run, before anything starts: ValueError, one line."""
+
+    def settled(self, config):
+        """Its options as it runs them, every default filled in (JSON-able): what results.json records."""
+        return {option.key: config.option(option.key) for option in self.options}
+
+    def size_label(self, size):
+        """A size (the entries' {key: value}) in one short phrase, as lists and messages write it."""
+        return size_label(size)
 
     def tasks(self, config, spec, device):
         """The tasks (JSON-able dicts with "workload", "device", "dtype", "size") of one implementation."""
@@ -112,18 +120,24 @@ class Workload:
         return None
 
     def section(self, collection, lines_of_code, palette):
-        """This workload's own report section (report.sections.Section); None gets the plain one.
+        """This workload's own report section (report.tables.Section); None gets the plain one.
 
         `collection` holds this workload's rows only; `lines_of_code` maps its
         implementations to their lines; `palette` gives each implementation the
-        colour it has in every chart of the page. The plain section
-        (report.sections.entries_section) is one row per entry.
+        colour it has in every chart of the page. Its id is "workload-<name>";
+        the report adds its code side by side. The plain section
+        (report.sections.workloads.entries_section) is one row per entry.
         """
         return None
 
     def findings(self, frame):
         """Sentences for the top of the report, from this workload's rows of one machine."""
         return []
+
+
+def size_label(size):
+    """The label of a size whose workload is not installed: its values, "×" between."""
+    return "×".join(str(value) for value in size.values()) if isinstance(size, dict) else str(size)
 
 
 class Unknown(Workload):

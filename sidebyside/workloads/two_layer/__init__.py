@@ -10,22 +10,26 @@ view, memory), timed again in later rounds (`time_round`), and judged in the
 runner against the float64 reference of sidebyside/workloads/two_layer/agreement.py.
 
 The tools that only this problem has live beside this module: the cases
-shared by the pytest-benchmark suite (cases.py), the speed targets
-(targets.py, baselines.py) and the data-parallel jobs (ddp_launch.py,
-ddp_train.py, multiworker.py, job_results.py).
+shared by the pytest-benchmark suite (cases.py) and the speed targets
+(targets.py, baselines.py). Its data-parallel implementations (torch_ddp,
+tf_multiworker, jax_distributed) run as jobs, a plug-in kind of their own
+(sidebyside/jobs/).
 """
 
 import math
 
 import numpy as np
+import psutil
 
-from sidebyside.workloads import CommandError, Workload
+from sidebyside import implementations, timing
+from sidebyside.frameworks import compute_framework
+from sidebyside.implementations.two_layer.problem import Problem, make_data
+from sidebyside.workloads import Workload
+from sidebyside.workloads.two_layer import agreement, cases
+from sidebyside.workloads.two_layer import tasks as planning
 from sidebyside.workloads.two_layer.tasks import (NAME, SIZE_KEYS, finite_or_none, loop_steps, problem_bytes,  # noqa: F401
                                                  size_dict, task)
 
-# Implementations started as jobs of several processes, and the module that launches each kind.
-LAUNCHERS = {"torchrun": "sidebyside.workloads.two_layer.ddp_launch", "tf_config": "sidebyside.workloads.two_layer.multiworker",
-             "jax_coordinator": "sidebyside.workloads.two_layer.multiworker"}
 SWEEP_AGREEMENT_STEPS = 20  # a sweep size's check: its first losses against the reference's (all, if fewer)
 
 
@@ -39,8 +43,6 @@ def overrides_for(spec, task, threads):
 
 def build(spec, task, threads):
     """(net, x, y, problem) for one task, as the registry defines the variant."""
-    from sidebyside.workloads.two_layer import cases
-
     return cases.build(
         spec.name, task["device"], task["dtype"], task["size"], task["learning_rate"], task["steps"], task["seed"],
         **overrides_for(spec, task, threads),
@@ -54,10 +56,9 @@ class TwoLayer(Workload):
     order = 0
     timed_rounds = True
     code_pair = ("numpy_manual", "torch_manual")  # the tutorial's own first comparison
+    options = planning.OPTIONS
 
     def registry(self):
-        from sidebyside import implementations
-
         return implementations
 
     def names(self):
@@ -66,31 +67,18 @@ class TwoLayer(Workload):
     def preload(self):
         return ("sidebyside.workloads.two_layer.cases",)
 
-    def commands(self):
-        from sidebyside.workloads.two_layer import ddp_train
-
-        def run_rank(args):
-            try:
-                return ddp_train.run(args)
-            except ddp_train.NotUnderTorchrun as error:
-                raise CommandError(str(error)) from None
-
-        return {"ddp": ("one torch_ddp rank, started by torchrun (rank 0 writes results.json)",
-                        ddp_train.add_arguments, run_rank)}
-
     def check(self, config):
         """Refuse sizes whose arrays cannot fit, before anything is allocated."""
-        import psutil
-
-        from sidebyside.implementations.two_layer.problem import Problem
-
         available = psutil.virtual_memory().available
-        for N, D_in, H, D_out in tuple(config.sizes) + tuple(config.sweep):
+        for N, D_in, H, D_out in planning.sizes(config) + planning.sweep(config):
             for dtype in config.dtypes:
                 needed = Problem(N=N, D_in=D_in, H=H, D_out=D_out, dtype=dtype).bytes_needed()
                 if needed > available:
                     raise ValueError(f"size {N},{D_in},{H},{D_out} in {dtype} needs {needed:,} bytes; "
                                      f"only {available:,} are available")
+
+    def settled(self, config):
+        return planning.settled(config)
 
     def tasks(self, config, spec, device):
         # The cases of an implementation share its process: the largest size
@@ -98,20 +86,13 @@ class TwoLayer(Workload):
         # would report at least the larger one's peak; sidebyside/timing.py).
         # Within a size the dtypes keep their order: a float64 case switches
         # JAX's 64-bit mode on for the rest of the process.
-        planned = [task(config, device, dtype, size, full=True) for size in config.sizes for dtype in config.dtypes]
-        planned += [task(config, device, config.dtypes[0], size, full=False) for size in config.sweep]
+        planned = [task(config, device, dtype, size, full=True) for size in planning.sizes(config)
+                   for dtype in config.dtypes]
+        planned += [task(config, device, config.dtypes[0], size, full=False) for size in planning.sweep(config)]
         return sorted(planned, key=lambda case: problem_bytes(tuple(case["size"].values())), reverse=True)
 
     def measure(self, spec, task, entry, threads):
-        """Fill `entry` with the losses and timings of one run."""
-        import importlib
-
-        from sidebyside import timing
-        from sidebyside.frameworks import compute_framework
-
-        if spec.launcher:
-            return importlib.import_module(LAUNCHERS[spec.launcher]).measure(spec, task, entry, threads)
-
+        """Fill `entry` with the losses and timings of one run (a launcher's implementation: sidebyside/jobs/)."""
         framework = compute_framework(spec)
         memory = timing.case_memory(framework, task["device"])  # from here on, what the case adds
         net, x, y, problem = build(spec, task, threads)
@@ -159,14 +140,10 @@ class TwoLayer(Workload):
         processes for every net) or failed (the case itself will then fail and
         say why).
         """
-        from sidebyside.workloads.two_layer import cases
-
         return cases.warm_up(spec, task, threads)
 
     def time_round(self, spec, task, threads):
         """One timing round: a fresh net, burn-in, then steps within a budget."""
-        from sidebyside import timing
-
         net, x, y, problem = build(spec, task, threads)
         try:
             losses, first_step_s, diverged_at = timing.start(net, x, y, task["warmup"])
@@ -189,8 +166,6 @@ class TwoLayer(Workload):
         them where it has fewer, against the reference of that many steps;
         `extra.agreement_steps` says how many. Nothing timed goes unchecked.
         """
-        from sidebyside.workloads.two_layer import agreement
-
         if not entry["losses"]:
             return
         losses, steps = entry["losses"], task["steps"]
@@ -206,9 +181,6 @@ class TwoLayer(Workload):
 
     def reference(self, task):
         """((float64 losses, y), the record results.json keeps) for one task's problem."""
-        from sidebyside.workloads.two_layer import agreement
-        from sidebyside.implementations.two_layer.problem import Problem, make_data
-
         problem = Problem(**task["size"], learning_rate=task["learning_rate"], steps=task["steps"],
                           seed=task["seed"], dtype="float64")
         x, y, w1, w2 = make_data(problem)

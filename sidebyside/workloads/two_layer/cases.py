@@ -11,7 +11,8 @@ per-batch work out of the timed step.
 
 import time
 
-from sidebyside import implementations
+from sidebyside import implementations, timing
+from sidebyside.frameworks import compute_framework, forget_compiled
 from sidebyside.implementations.two_layer.problem import Problem, make_data
 from sidebyside.inputs import check_prepared
 
@@ -61,9 +62,6 @@ def warm_up(spec, task, threads):
     several processes: its ranks are fresh processes for every net) or
     failed (the case itself will then fail and say why).
     """
-    from sidebyside import timing
-    from sidebyside.frameworks import compute_framework, forget_compiled
-
     if "ranks" in spec.options:
         return None
     begin = time.perf_counter()

@@ -34,6 +34,15 @@ import statistics
 import sys
 import time
 
+from sidebyside import fairness, implementations
+from sidebyside.peak import best_cpu_case, settle_s
+from sidebyside.implementations.two_layer.problem import Problem, make_data
+from sidebyside.noise import StealShare
+from sidebyside.results import gflops, peak_fraction
+from sidebyside.workloads.two_layer import cases
+from sidebyside.workloads.two_layer.baselines import BASELINES, EAGER_COUNTERPARTS
+from sidebyside.workloads.two_layer.tasks import SHORT_SWEEP, SIZE_KEYS, TUTORIAL_SIZE, sweep_learning_rate
+
 TUTORIAL_LIMIT_RATIO = 2.0
 LARGEST_PEAK_SHARE = 0.7
 ROUNDS = 300
@@ -101,15 +110,13 @@ class BlockedPeak:
         self.peaks = []  # GFLOP/s of each block
 
     def measure(self):
-        from sidebyside import peak
-
         self.case.reset()
         deadline = time.perf_counter() + self.block_s
         self.case.sample()
         while time.perf_counter() < deadline:
             self.case.sample()
         self.peaks.append(self.case.gflops)
-        time.sleep(peak.settle_s(self.case.library))  # let its pool stop spinning
+        time.sleep(settle_s(self.case.library))  # let its pool stop spinning
 
 
 def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block=STEPS_PER_BLOCK, settle_s=None):
@@ -146,10 +153,6 @@ def paired_limit(steps, blocked_peak, step_flops, blocks=LIMIT_BLOCKS, per_block
 
 def tuned_pairs(names, rounds, report):
     """Each tuned variant against its idiomatic sibling, steps alternating, at the tutorial size."""
-    from sidebyside.config import TUTORIAL_SIZE
-
-    from sidebyside import implementations
-
     pairs = {}
     for name in names:
         sibling = implementations.spec(name).tuned_from
@@ -169,8 +172,6 @@ def tuned_pairs(names, rounds, report):
 
 
 def runnable(name):
-    from sidebyside import implementations
-
     if implementations.missing(name):
         return False
     spec = implementations.spec(name)
@@ -182,12 +183,9 @@ def runnable(name):
 
 
 def build(name, size, learning_rate=1e-6):
-    from sidebyside import implementations
-    from sidebyside.workloads.two_layer import cases
-
     spec = implementations.spec(name)
     Net = implementations.load(name)
-    return cases.build(Net, spec, "cpu", "float32", dict(zip(("N", "D_in", "H", "D_out"), size)), learning_rate)
+    return cases.build(Net, spec, "cpu", "float32", dict(zip(SIZE_KEYS, size)), learning_rate)
 
 
 UNSOUND = "faster than the measured peak: the peak is unsound here"
@@ -204,19 +202,9 @@ def limit_text(ratio):
 
 
 def measure(threads, rounds=ROUNDS, report=print):
-    from sidebyside import fairness
-    from sidebyside.workloads.two_layer.baselines import BASELINES, EAGER_COUNTERPARTS
-    from sidebyside.config import SHORT_SWEEP, TUTORIAL_SIZE, sweep_learning_rate
-    from sidebyside.results import gflops, peak_fraction
-    from sidebyside.implementations.two_layer.problem import Problem, make_data
-
-    from sidebyside import implementations
-
     names = [name for name in implementations.names() if runnable(name)]
     frameworks = {framework for name in names for framework in implementations.spec(name).requires}
     fairness.apply(sorted(frameworks), threads)
-    from sidebyside.peak import best_cpu_case
-
     probe_case = best_cpu_case()
     peak = probe_case.gflops
     results = {"peak_gflops": peak, "peak_case": probe_case, "threads": threads, "baselines": {}, "compiled": {}, "medians": {}}
@@ -270,11 +258,7 @@ def measure(threads, rounds=ROUNDS, report=print):
     for name in by_median[:LIMIT_CANDIDATES]:
         net, x, y, _ = build(name, TUTORIAL_SIZE)
         candidates[name], steps[name] = net, (lambda net=net, x=x, y=y: net.step(x, y))
-    from sidebyside.peak import settle_s
-
     settle = {name: settle_s(implementations.spec(name).framework) for name in steps}
-    from sidebyside.noise import StealShare
-
     with StealShare() as steal:
         paired = paired_limit(steps, BlockedPeak(probe_case), problem.flops_per_step(), settle_s=settle)
     for net in candidates.values():
@@ -322,7 +306,6 @@ def measure(threads, rounds=ROUNDS, report=print):
 
 
 def main(argv=None):
-    from sidebyside import fairness
 
     parser = argparse.ArgumentParser(prog="python -m sidebyside.workloads.two_layer.targets", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=fairness.default_threads())

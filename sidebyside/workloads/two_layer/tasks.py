@@ -1,15 +1,67 @@
-"""The two-layer net's tasks: what one configuration expands to, and the helpers the job tools share.
+"""The two-layer net's options and tasks: its sizes and sweep, what one configuration expands to.
 
-Apart from the workload's module so that the data-parallel job tools (job_results.py) can build
-a task without importing the workload, which imports them.
+Apart from the workload's module so that the data-parallel jobs and the
+pytest-benchmark suite can build a task without importing the workload.
 """
 
 import math
 
-from sidebyside.config import sweep_learning_rate
+from sidebyside.config import Option, positive_float, sizes_of
+from sidebyside.implementations.two_layer.problem import Problem
 
 NAME = "two_layer"
 SIZE_KEYS = ("N", "D_in", "H", "D_out")
+TUTORIAL_SIZE = (64, 1000, 100, 10)
+LEARNING_RATE = 1e-6  # the tutorial's, at its size; sweep sizes scale it down
+# The default sweep goes from overhead-bound (the tutorial size) to
+# compute-bound in one jump; --sweep walks the whole grid in between.
+SHORT_SWEEP = ((1024, 1000, 1000, 10),)
+# --sweep: batch × hidden width, the full grid.
+FULL_SWEEP = tuple((n, 1000, h, 10) for n in (64, 256, 1024, 4096) for h in (100, 400, 1600))
+
+size = sizes_of(SIZE_KEYS)
+OPTIONS = (
+    Option("--size", "sizes", "a size run in full (repeatable; default the tutorial's 64,1000,100,10)",
+           type=size, action="append", metavar=",".join(SIZE_KEYS)),
+    Option("--sweep", "full_sweep", "time the full grid of sizes, not the short sweep", action="store_true"),
+    Option("--no-sweep", "no_sweep", "time only the --size sizes", action="store_true"),
+    Option("--learning-rate", "learning_rate", f"SGD step (default {LEARNING_RATE:g})", type=positive_float),
+)
+
+
+def sizes(config):
+    """The sizes run in full: --size's, in order and once each, else the tutorial's."""
+    given = config.option("sizes") or (TUTORIAL_SIZE,)
+    return tuple(dict.fromkeys(tuple(value) for value in given))
+
+
+def sweep(config):
+    """The sizes timed within a budget: `options["sweep"]` where given, else the short sweep or, with
+    --sweep, the full grid; none with --quick, --no-sweep, or --size without --sweep. Never a full size."""
+    if config.option("sweep") is not None:
+        chosen = config.option("sweep")
+    elif config.quick or config.option("no_sweep") or (config.option("sizes") and not config.option("full_sweep")):
+        chosen = ()
+    else:
+        chosen = FULL_SWEEP if config.option("full_sweep") else SHORT_SWEEP
+    full = sizes(config)
+    return tuple(candidate for candidate in (tuple(value) for value in chosen) if candidate not in full)
+
+
+def settled(config):
+    """The options this workload runs with, every default filled in: what results.json records."""
+    return {"sizes": [list(value) for value in sizes(config)], "sweep": [list(value) for value in sweep(config)],
+            "learning_rate": config.option("learning_rate", LEARNING_RATE)}
+
+
+def sweep_learning_rate(learning_rate, size):
+    """Scale the tutorial's rate so larger nets do not diverge while timed.
+
+    The gradient grows with the batch and the widths, so the rate shrinks by
+    (64·1000·100)/(N·D_in·H).
+    """
+    N, D_in, H, _ = size
+    return learning_rate * (64 * 1000 * 100) / (N * D_in * H)
 
 
 def size_dict(size):
@@ -17,8 +69,6 @@ def size_dict(size):
 
 
 def problem_bytes(size):
-    from sidebyside.implementations.two_layer.problem import Problem
-
     return Problem(**size_dict(size)).bytes_needed()
 
 
@@ -28,8 +78,6 @@ def loop_steps(config, size):
     As many steps as `loop_flops` of work (50 at the tutorial size), at least
     `loop_min_steps`, at most the run's steps.
     """
-    from sidebyside.implementations.two_layer.problem import Problem
-
     flops = Problem(**size_dict(size)).flops_per_step()
     return max(config.loop_min_steps, min(config.steps, int(config.loop_flops / flops)))
 
@@ -37,10 +85,11 @@ def loop_steps(config, size):
 def task(config, device, dtype, size, full):
     """One task: a size in full (agreement, every timing view) or a sweep size (timed within a budget,
     agreement on its first steps)."""
+    rate = config.option("learning_rate", LEARNING_RATE)
     planned = {
         "workload": NAME, "device": device, "dtype": dtype, "size": size_dict(size),
         "steps": config.steps, "seed": config.seed, "warmup": min(config.warmup, max(config.steps // 10, 1)),
-        "learning_rate": config.learning_rate if full else sweep_learning_rate(config.learning_rate, size),
+        "learning_rate": rate if full else sweep_learning_rate(rate, size),
         "loop_steps": loop_steps(config, size), "ranks": config.ranks,
         "round_budget_s": config.round_budget_s, "min_steps": config.min_timed_steps,
     }

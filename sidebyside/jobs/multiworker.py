@@ -1,29 +1,30 @@
-"""TensorFlow and JAX data-parallel jobs: one process per worker, started here or by you.
+"""tf_multiworker and jax_distributed as a job: one process per worker, started by `sidebyside run` or by you.
 
 One process of a job:
 
     TF_CONFIG='{"cluster": {"worker": ["HOST0:PORT", "HOST1:PORT"]}, "task": {"type": "worker", "index": I}}' \\
-        python -m sidebyside.workloads.two_layer.multiworker tf_multiworker --out DIR [--size ...] [--steps ...] [--dtype ...]
-    python -m sidebyside.workloads.two_layer.multiworker jax_distributed --coordinator HOST0:PORT --processes 2 --process-id I \\
+        sidebyside multiworker tf_multiworker --out DIR [--size ...] [--steps ...] [--dtype ...]
+    sidebyside multiworker jax_distributed --coordinator HOST0:PORT --processes 2 --process-id I \\
         --out DIR [--size ...] [--steps ...] [--dtype ...]
 
 Each process pins itself to its share of this machine's CPUs (by
 `--local-index` of `--local-processes`, by default the only process on its
-machine; the harness, which starts them all on one, passes both), sizes its thread pools (sidebyside/fairness.py), counts the memory its case
-adds (job_results.py `case_memory`), keeps its
-rows of the shared batch, runs the timing protocol and reports to process 0,
-which writes DIR/results.json (sidebyside/workloads/two_layer/job_results.py). Communication per
-step is an all-reduce of gradient-sized buffers timed apart, after training
-(median of 50): neither framework exposes the step's own exchange to a clock.
+machine; the harness, which starts them all on one, passes both), sizes its
+thread pools (sidebyside/fairness.py), counts the memory its case adds
+(shared.py `case_memory`), keeps its rows of the shared batch, runs the
+timing protocol and reports to process 0, which writes DIR/results.json
+(shared.py `write`). Communication per step is an all-reduce of
+gradient-sized buffers timed apart, after training (median of 50): neither
+framework exposes the step's own exchange to a clock.
 
-`sidebyside run` starts the processes itself (`measure`, the worker's
-launcher for tf_multiworker and jax_distributed), with free ports on
-127.0.0.1, `threads // R` threads each, and takes process 0's entry. A
-process that fails makes the job fail: the others are stopped, and the
-entry's reason is the failing process's one-line error.
+`sidebyside run` starts the processes itself (`MultiWorker.measure`, for
+the worker), with free ports on 127.0.0.1, `threads // R` threads each, and
+takes process 0's entry. A process that fails makes the job fail: the
+others are stopped, and the entry's reason is the failing process's
+one-line error.
 """
 
-import argparse
+import importlib
 import json
 import os
 import signal
@@ -34,29 +35,66 @@ import tempfile
 import time
 from pathlib import Path
 
-JOBS = ("tf_multiworker", "jax_distributed")
+import numpy as np
+
+from sidebyside import fairness
+from sidebyside.config import positive_float, positive_int
+from sidebyside.implementations.two_layer.problem import make_data
+from sidebyside.inputs import check_prepared
+from sidebyside.jobs import CommandError, Job, shared
+
+NAMES = ("tf_multiworker", "jax_distributed")
 JOB_TIMEOUT_S = 600.0  # a job that has not finished by then is stopped
+FRAMEWORKS = {"tf_multiworker": "tensorflow", "jax_distributed": "jax"}
 
 
-def parser():
-    from sidebyside.cli import Parser, positive_float, positive_int, size
-    from sidebyside.config import TUTORIAL_SIZE
+class MultiWorker(Job):
+    name = "multiworker"
+    implementations = NAMES
+    launchers = ("tf_config", "jax_coordinator")
 
-    arguments = Parser(prog="python -m sidebyside.workloads.two_layer.multiworker")
-    arguments.add_argument("name", choices=JOBS)
-    arguments.add_argument("--out", required=True, metavar="DIR")
-    arguments.add_argument("--size", type=size, default=TUTORIAL_SIZE, metavar="N,D_in,H,D_out")
-    arguments.add_argument("--steps", type=positive_int, default=500)
-    arguments.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    arguments.add_argument("--learning-rate", type=positive_float, default=1e-6)
-    arguments.add_argument("--threads-per-process", type=positive_int)
-    arguments.add_argument("--coordinator", help="jax_distributed: HOST:PORT of process 0")
-    arguments.add_argument("--processes", type=positive_int, help="jax_distributed: processes in the job")
-    arguments.add_argument("--process-id", type=int, help="jax_distributed: this process, 0 .. processes-1")
-    arguments.add_argument("--local-index", type=int, help="this process among those on its machine")
-    arguments.add_argument("--local-processes", type=positive_int, help="the job's processes on this machine")
-    arguments.add_argument("--name-label", dest="label", help="this machine's label in reports")
-    return arguments
+    def commands(self):
+        return {"multiworker": ("one process of a tf_multiworker or jax_distributed job (process 0 writes results.json)",
+                                add_arguments, run)}
+
+    def measure(self, spec, task, entry, threads):
+        """Fill the worker's entry with process 0's."""
+        processes = shared.processes_for(spec, task)
+        shared.take_measured(entry, launch(spec.name, task, processes, max(threads // processes, 1)))
+
+
+# One process: `sidebyside multiworker NAME` ----------------------------------------------------
+
+
+def add_arguments(parser):
+    parser.add_argument("name", choices=NAMES)
+    parser.add_argument("--out", required=True, metavar="DIR", help="process 0 writes DIR/results.json")
+    parser.add_argument("--size", type=shared.size, default=shared.TUTORIAL_SIZE, metavar="N,D_in,H,D_out",
+                        help="the problem (default the tutorial's 64,1000,100,10)")
+    parser.add_argument("--steps", type=positive_int, default=500, help="training steps (default 500)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--learning-rate", type=positive_float, default=1e-6, help="SGD step (default 1e-6)")
+    parser.add_argument("--threads-per-process", type=positive_int,
+                        help="threads of this process (default: its share of this machine's cores)")
+    parser.add_argument("--coordinator", help="jax_distributed: HOST:PORT of process 0")
+    parser.add_argument("--processes", type=positive_int, help="jax_distributed: processes in the job")
+    parser.add_argument("--process-id", type=int, help="jax_distributed: this process, 0 .. processes-1")
+    parser.add_argument("--local-index", type=int, help="this process among those on its machine")
+    parser.add_argument("--local-processes", type=positive_int, help="the job's processes on this machine")
+    parser.add_argument("--name-label", dest="label", help="this machine's label in reports")
+
+
+def run(args, output):
+    """One process of a job; returns its exit code. Raises CommandError without the job's description."""
+    try:
+        index, processes = layout(args)
+    except (ValueError, KeyError) as error:
+        raise CommandError(str(error)) from None
+    try:
+        return train(args, index, processes, output)
+    except Exception as error:
+        print(f"sidebyside: error: {args.name} process {index}: {telling_line(error)}", file=sys.stderr, flush=True)
+        return 1
 
 
 def layout(args):
@@ -71,42 +109,22 @@ def layout(args):
     return args.process_id, args.processes
 
 
-def settle_in(index, processes, args, threads_option):
-    """Die with the parent, take this process's share of the CPUs, size the pools: before any framework loads."""
-    from sidebyside import fairness
-    from sidebyside.worker import die_with_parent
+def settle_in(args):
+    """Die with the parent, take this process's share of the CPUs, size the pools: before any framework loads.
 
-    die_with_parent()
+    Returns (threads, the job's processes on this machine).
+    """
+    shared.stay_with_the_launcher()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the launcher's SIGTERM ends it at once, as a process it started
     local_index = args.local_index or 0
     local = args.local_processes or 1
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     share = len(cpus) // local if cpus else 0
     if share:
         os.sched_setaffinity(0, cpus[local_index * share:(local_index + 1) * share])
-    threads = threads_option or max(share, 1)
+    threads = args.threads_per_process or max(share, 1)
     fairness.set_environment(threads)
     return threads, local
-
-
-def run_process(argv=None):
-    """One process of a job; returns its exit code."""
-    from sidebyside.cli import UsageError
-
-    try:
-        args = parser().parse_args(argv)
-    except UsageError as error:
-        print(f"sidebyside: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        index, processes = layout(args)
-    except (ValueError, KeyError) as error:
-        print(f"sidebyside: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        return train(args, index, processes)
-    except Exception as error:
-        print(f"sidebyside: error: {args.name} process {index}: {telling_line(error)}", file=sys.stderr, flush=True)
-        return 1
 
 
 def telling_line(error):
@@ -117,43 +135,33 @@ def telling_line(error):
     return f"{type(error).__name__}: {lines[-1] if lines[0].endswith(':') else lines[0]}"
 
 
-def train(args, index, processes):
-    import importlib
-
-    import numpy as np
-
-    from sidebyside import fairness
-    from sidebyside.inputs import check_prepared
-    from sidebyside.workloads.two_layer import job_results
-    from sidebyside.implementations.two_layer.problem import make_data
-
-    threads, local = settle_in(index, processes, args, args.threads_per_process)
+def train(args, index, processes, output):
+    threads, local = settle_in(args)
+    # The implementation's module imports its framework: only now, with the pools sized.
     module = importlib.import_module(f"sidebyside.implementations.two_layer.{args.name}")
-    framework = "tensorflow" if args.name == "tf_multiworker" else "jax"
+    framework = FRAMEWORKS[args.name]
     fairness.apply([framework], threads)
     if args.name == "jax_distributed":
         module.join(args.coordinator, processes, index)
-    config = job_results.configuration(args.name, args.size, args.steps, args.dtype, args.learning_rate, "cpu",
-                                       processes * threads, args.label or "")
-    task = job_results.task_for(config)
+    config = shared.configuration(args.name, args.size, args.steps, args.dtype, args.learning_rate, "cpu",
+                                  processes * threads, args.label or "")
+    task = shared.task_for(config)
     if index == 0:
-        from sidebyside import runner
-
-        runner.Run(config, args.out).check_writable()
-    memory = job_results.case_memory(args.name, framework, task, threads)
-    problem = job_results.problem_for(task)
+        output.check(config, args.out)  # before anything long: a bad folder fails now
+    memory = shared.case_memory(args.name, framework, task, threads)
+    problem = shared.problem_for(task)
     x, y, w1, w2 = make_data(problem)
-    rows_x, rows_y = job_results.rows(x, processes, index), job_results.rows(y, processes, index)
+    rows_x, rows_y = shared.rows(x, processes, index), shared.rows(y, processes, index)
     begin = time.perf_counter()
     net = module.Net(w1, w2, problem.learning_rate, dtype=args.dtype)
     local_x, local_y = net.prepare(rows_x, rows_y)
     startup_s = time.perf_counter() - begin
     # jax_distributed's prepare makes this process's rows part of one global array: the whole batch's shape.
     check_prepared((x, y) if args.name == "jax_distributed" else (rows_x, rows_y), (local_x, local_y))
-    measured = job_results.measure(net, local_x, local_y, task, problem)
+    measured = shared.measure(net, local_x, local_y, task, problem)
     communication_s = net.communication_s()
     step_s = float(np.median(measured["durations"])) if measured["durations"] else None
-    own = job_results.own_facts(measured["utilization"], len(rows_x), memory.growth(), communication_s, step_s)
+    own = shared.own_facts(measured["utilization"], len(rows_x), memory.growth(), communication_s, step_s)
     everyone = gather_facts(net, own, index, processes)
     if index != 0:
         return 0
@@ -161,14 +169,14 @@ def train(args, index, processes):
     extra = {
         "launcher": "TF_CONFIG" if args.name == "tf_multiworker" else "jax.distributed",
         "compiled": True,
-        **job_results.layout_facts(everyone, processes, nodes, local, threads),
-        "memory": job_results.memory_note(args.name, memory),
+        **shared.layout_facts(everyone, processes, nodes, local, threads),
+        "memory": shared.memory_note(args.name, memory),
         "startup_s": startup_s,
         "communication_note": "all-reduce of gradient-sized buffers timed apart after training (median of 50), "
                               "mean over processes",
     }
-    entry = job_results.write(args.out, config, task, problem, measured, everyone, extra, args.label)
-    print(job_results.summary_line(entry, os.path.join(args.out, "results.json")), flush=True)
+    entry = shared.write(output, args.out, config, task, problem, measured, everyone, extra, args.label)
+    print(shared.summary_line(entry, os.path.join(args.out, "results.json")), flush=True)
     return 0
 
 
@@ -177,8 +185,6 @@ NUMERIC_FACTS = ("utilization", "memory", "rows", "communication_s", "step_s")
 
 def gather_facts(net, own, index, processes):
     """Every process's facts, through the framework's own all-reduce (numbers only; CPUs as a bit mask)."""
-    import numpy as np
-
     cpus = sum(1 << int(cpu) for cpu in own["cpus"].split(",") if cpu)
     values = [np.nan if own[key] is None else float(own[key]) for key in NUMERIC_FACTS] + [float(cpus)]
     rows = net.gather(np.array(values, dtype=np.float64), index, processes)
@@ -209,10 +215,10 @@ def free_ports(count):
 
 def commands(name, task, processes, threads_per_process, out):
     """(command, extra environment) for each process of a job on this machine."""
-    size = ",".join(str(task["size"][key]) for key in ("N", "D_in", "H", "D_out"))
-    common = [sys.executable, "-m", "sidebyside.workloads.two_layer.multiworker", name, "--out", str(out), "--size", size,
-              "--steps", str(task["steps"]), "--dtype", task["dtype"], "--learning-rate", repr(task["learning_rate"]),
-              "--threads-per-process", str(threads_per_process), "--local-processes", str(processes)]
+    common = [sys.executable, "-m", "sidebyside.cli", "multiworker", name, "--out", str(out),
+              "--size", shared.size_text(task), "--steps", str(task["steps"]), "--dtype", task["dtype"],
+              "--learning-rate", repr(task["learning_rate"]), "--threads-per-process", str(threads_per_process),
+              "--local-processes", str(processes)]
     if name == "tf_multiworker":
         workers = [f"127.0.0.1:{port}" for port in free_ports(processes)]
         return [([*common, "--local-index", str(index)], {"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
@@ -225,14 +231,12 @@ def commands(name, task, processes, threads_per_process, out):
 
 def launch(name, task, processes, threads_per_process):
     """Run one job; returns process 0's entry, or raises RuntimeError with a one-line reason."""
-    package_root = str(Path(__file__).resolve().parent.parent)
     with tempfile.TemporaryDirectory(prefix=f"sidebyside-{name}-") as folder:
         out = Path(folder) / "out"
         logs, running = [], []
         try:
             for index, (command, extra) in enumerate(commands(name, task, processes, threads_per_process, out)):
-                environment = dict(os.environ, **extra, PYTHONPATH=os.pathsep.join(
-                    filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+                environment = shared.child_environment(**extra, **shared.launched_here())
                 environment.pop("XLA_FLAGS", None)  # each process sizes its own pools
                 log = open(Path(folder) / f"process-{index}.log", "w+")
                 logs.append(log)
@@ -291,19 +295,4 @@ def failure(index, running, outputs):
     return f"process {index} failed: {said}"
 
 
-def measure(spec, task, entry, threads):
-    """The worker's launcher for tf_multiworker and jax_distributed: fill its entry with process 0's."""
-    from sidebyside.workloads.two_layer.ddp_launch import MEASURED
-
-    processes = task.get("ranks") or spec.options["ranks"]
-    measured = launch(spec.name, task, processes, max(threads // processes, 1))
-    for key in MEASURED:
-        entry[key] = measured.get(key)
-    entry["samples"] = (measured.get("step_time") or {}).get("samples") or []
-    extra = dict(measured.get("extra") or {})
-    extra.pop("agreement_ratio", None)
-    entry["extra"].update(extra)
-
-
-if __name__ == "__main__":
-    sys.exit(run_process())
+JOB = MultiWorker()

@@ -1,13 +1,13 @@
-"""What every process of a data-parallel job measures, and the one entry its rank 0 writes.
+"""What every process of a data-parallel job measures, the one entry its process 0 writes, and the launch's shared parts.
 
-Shared by `sidebyside ddp` (torchrun, sidebyside/workloads/two_layer/ddp_train.py) and the
-TensorFlow and JAX multi-process jobs (sidebyside/workloads/two_layer/multiworker.py). Every
-process runs the harness's timing protocol (sidebyside/timing.py) on a net
-whose step returns the loss of the whole batch (summed over the processes
-and fetched to the host, so rank 0's clock covers every process's step);
-then rank 0 builds the entry with the worker's builder (sidebyside/worker.py
-base_entry), judges it against the float64 reference as the runner does
-(sidebyside/runner.py Run.finish_entry) and writes results.json. The other
+Shared by torchrun.py (torch_ddp, `sidebyside ddp`) and multiworker.py (the
+TensorFlow and JAX jobs, `sidebyside multiworker`). Every process runs the
+harness's timing protocol (sidebyside/timing.py) on a net whose step returns
+the loss of the whole batch (summed over the processes and fetched to the
+host, so process 0's clock covers every process's step); then process 0
+has its caller's Output (sidebyside/jobs/__init__.py; the CLI passes the
+runner's) build the entry as the worker does, judge it against the float64
+reference as `sidebyside run` judges, and write results.json. The other
 processes write nothing.
 
 Memory has the meaning it has for one process (sidebyside/timing.py
@@ -20,36 +20,108 @@ process's imports, hundreds of MB that no single-process case is charged.
 
 import os
 import statistics
+from pathlib import Path
+
+import numpy as np
+
+from sidebyside import implementations, machine, timing
+from sidebyside.config import RunConfig
+from sidebyside.implementations.two_layer.problem import Problem
+from sidebyside.processes import die_with_parent
+from sidebyside.workloads.two_layer import cases
+from sidebyside.workloads.two_layer import tasks as two_layer
+
+# The measurements of process 0's entry that the worker's entry takes; agreement and everything
+# pooled over rounds the runner adds itself.
+MEASURED = ("status", "reason", "diverged_at", "losses", "step_time", "unstable", "cpu_utilization",
+            "first_step_s", "loop_time_s", "loop_steps", "flops_per_step", "gflops", "peak_memory_bytes")
+# The folder that holds the sidebyside package: a job's processes import this very copy.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def child_environment(**extra):
+    """The environment of a job's process started by the harness: this one's, importing this sidebyside."""
+    return dict(os.environ, **extra,
+                PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
+
+
+TUTORIAL_SIZE = two_layer.TUTORIAL_SIZE  # the default size of a job's process
+size = two_layer.size  # the argparse type of --size
+
+
+LAUNCHER = "SIDEBYSIDE_JOB_LAUNCHER"  # the pid of the worker that started a job's processes, in `sidebyside run`
+
+
+def launched_here():
+    """What a job's processes started by this one (the worker) are told of it: the environment's LAUNCHER."""
+    return {LAUNCHER: str(os.getpid())}
+
+
+def stay_with_the_launcher():
+    """Die with the parent (PR_SET_PDEATHSIG), and exit now where the worker that launched the job is gone already.
+
+    A runner killed outright takes its worker (and torchrun) with it; a
+    process still starting then (its imports take a second) had asked for
+    nothing yet, and would otherwise wait for peers that will never come.
+    A process started by hand has no launcher to stay with.
+    """
+    die_with_parent()
+    launcher = os.environ.get(LAUNCHER)
+    if launcher and not alive(int(launcher)):
+        os._exit(1)
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, and is not ours to signal
+        return True
+    return True
+
+
+def size_text(task):
+    return ",".join(str(task["size"][key]) for key in two_layer.SIZE_KEYS)
+
+
+def processes_for(spec, task):
+    """The job's processes: the run's --ranks, else the implementation's default."""
+    return task.get("ranks") or spec.options["ranks"]
+
+
+def take_measured(entry, measured):
+    """Fill the worker's entry with process 0's."""
+    for key in MEASURED:
+        entry[key] = measured.get(key)
+    entry["samples"] = (measured.get("step_time") or {}).get("samples") or []
+    extra = dict(measured.get("extra") or {})
+    extra.pop("agreement_ratio", None)  # the runner judges agreement itself
+    entry["extra"].update(extra)
+
+
+# In each process of a job ---------------------------------------------------------------
 
 
 def configuration(name, size, steps, dtype, learning_rate, device, threads, label=""):
-    from sidebyside.config import RunConfig
-    from sidebyside.workloads.two_layer import tasks as two_layer
-
     return RunConfig(
         implementations=(name,), workloads=(two_layer.NAME,), devices=(device,), dtypes=(dtype,),
-        sizes=(tuple(size),), sweep=(), steps=steps, learning_rate=learning_rate,
+        steps=steps, options={"sizes": (tuple(size),), "sweep": (), "learning_rate": learning_rate},
         threads=threads, rounds=1, name=label,
     )
 
 
 def task_for(config):
-    from sidebyside.workloads.two_layer import tasks as two_layer
-
-    return two_layer.task(config, config.devices[0], config.dtypes[0], config.sizes[0], full=True)
+    return two_layer.task(config, config.devices[0], config.dtypes[0], two_layer.sizes(config)[0], full=True)
 
 
 def problem_for(task):
-    from sidebyside.implementations.two_layer.problem import Problem
-
     return Problem(**task["size"], learning_rate=task["learning_rate"], steps=task["steps"], seed=task["seed"],
                    dtype=task["dtype"])
 
 
 def rows(array, processes, index):
     """This process's rows of the batch: np.array_split, as torch_ddp.Net splits them."""
-    import numpy as np
-
     if len(array) < processes:
         raise ValueError(f"{len(array)} rows cannot be split over {processes} processes")
     return np.array_split(array, processes)[index]
@@ -64,9 +136,6 @@ WARM_UP_WITH = {"torch_ddp": "torch_nn", "jax_distributed": "jax_jit"}
 
 def case_memory(name, framework, task, threads):
     """This process's count of the case's memory, started after its warm-up (timing.case_memory)."""
-    from sidebyside import implementations, timing
-    from sidebyside.workloads.two_layer import cases
-
     if name in WARM_UP_WITH:
         cases.warm_up(implementations.spec(WARM_UP_WITH[name]), task, threads)
     return timing.case_memory(framework, task["device"])
@@ -80,8 +149,6 @@ def memory_note(name, memory):
 
 def measure(net, x, y, task, problem):
     """The timing protocol on one process; every process must call it alike (each step is collective)."""
-    from sidebyside import timing
-
     losses, first_step_s, diverged_at = timing.start(net, x, y, task["warmup"])
     durations, utilization, loop_time_s = [], None, None
     if diverged_at is None:
@@ -95,7 +162,7 @@ def measure(net, x, y, task, problem):
 
 
 def own_facts(utilization, rows_here, memory, communication_s=None, step_s=None):
-    """What each process reports to rank 0: CPU use, the case's memory (None: n/a), CPUs, rows, and its timings."""
+    """What each process reports to process 0: CPU use, the case's memory (None: n/a), CPUs, rows, its timings."""
     return {
         "utilization": utilization,
         "memory": memory,
@@ -127,18 +194,11 @@ def layout_facts(everyone, world_size, nodes, local, threads):
     return facts
 
 
-def write(out_dir, config, task, problem, measured, everyone, extra, label=None):
-    """Rank 0: the entry, judged against the reference, in OUT/results.json. Returns the entry."""
-    from sidebyside import implementations
-    from sidebyside import machine, runner, timing
-    from sidebyside.worker import base_entry
-    from sidebyside.workloads.two_layer.tasks import finite_or_none
-
-    run = runner.Run(config, out_dir)
-    run.check_writable()
-    entry = base_entry(implementations.spec(config.implementations[0]), task, config.threads)
+def write(output, out_dir, config, task, problem, measured, everyone, extra, label=None):
+    """Process 0: the entry, judged against the reference, in OUT/results.json (through `output`). Returns it."""
+    entry = output.entry(implementations.spec(config.implementations[0]), task, config.threads)
     losses, durations, diverged_at = measured["losses"], measured["durations"], measured["diverged_at"]
-    entry["losses"] = [finite_or_none(float(loss)) for loss in losses]
+    entry["losses"] = [two_layer.finite_or_none(float(loss)) for loss in losses]
     timing.record_steps(entry, durations, problem.flops_per_step())
     entry["first_step_s"] = measured["first_step_s"]
     if diverged_at is not None:
@@ -151,12 +211,7 @@ def write(out_dir, config, task, problem, measured, everyone, extra, label=None)
     memory = [record["memory"] for record in everyone]
     entry["peak_memory_bytes"] = None if None in memory else int(sum(memory))
     entry["extra"].update(extra)
-    run.start_document(machine.describe(label or None))
-    run.document["machine"]["threads"] = {"requested": config.threads}
-    run.document["rounds"] = [[f"{task['workload']}:{config.implementations[0]}"]]
-    run.document["results"].append(run.finish_entry(entry, task))
-    run.save()
-    return entry
+    return output.write(config, out_dir, task, entry, machine.describe(label or None))
 
 
 def summary_line(entry, results_path):

@@ -54,10 +54,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sidebyside.fairness import default_threads
-from sidebyside.frameworks import compute_framework
+from sidebyside.frameworks import compute_framework, forget_compiled
 from sidebyside.inputs import check_prepared
 from sidebyside.results import gflops, is_unstable, new_entry
 from sidebyside.timing import case_memory, summarize
+from sidebyside.config import Option, RunConfig, positive_int
 from sidebyside.workloads import Workload
 from sidebyside.implementations import digits
 from sidebyside.implementations.digits.data import BUNDLED_PIXELS, EXTRA, load_data, missing_libraries
@@ -304,141 +305,6 @@ def measure_digits(implementation, device="cpu", dtype="float32", threads=None, 
     })
 
 
-def digits_table(collection, lines_of_code):
-    """The section's table: accuracy, time to target, epoch times, lines of code."""
-    import pandas as pd
-
-    from sidebyside.report import formatting as fmt
-    from sidebyside.report.tables import Table, cores_cell, ordered, step_cell
-
-    frame = collection.frame[collection.frame["workload"] == WORKLOAD.name]
-    if frame.empty:
-        return None
-    frame = ordered(frame.assign(median=frame["time_to_target_s"]).assign(step_median=frame["median"]),
-                    collection.labels)
-    later = [later_epochs_median(collection.epochs[row]) for row in frame["row"]]
-    loc = [lines_of_code.get(name) for name in frame["implementation"]]
-    data = pd.DataFrame(
-        {
-            "machine": frame["machine"], "device": frame["device"], "dtype": frame["dtype"],
-            "implementation": frame["implementation"], "framework": frame["framework"],
-            "backend": frame["backend"], "status": frame["status"], "reason": frame["reason"],
-            "test_accuracy": frame["test_accuracy"], "target_accuracy": frame["target_accuracy"],
-            "time_to_target_s": frame["time_to_target_s"], "first_step_s": frame["first_step_s"],
-            "first_epoch_s": frame["first_epoch_s"], "later_epoch_median_s": later,
-            "epochs": [len(collection.epochs[row]) for row in frame["row"]],
-            "step_median_s": frame["step_median"], "cpu_utilization": frame["cpu_utilization"],
-            "threads": frame["threads"], "lines_of_code": loc,
-        }
-    )
-    display = pd.DataFrame(
-        {
-            "Machine": frame["machine"], "Device": frame["device"], "Dtype": frame["dtype"],
-            "Implementation": frame["implementation"],
-            "Test accuracy": [fmt.percent(x) if s == "ok" else fmt.status_text(s, r, d) for x, s, r, d in
-                              zip(frame["test_accuracy"], frame["status"], frame["reason"], frame["diverged_at"])],
-            "Time to target": [fmt.seconds(x) for x in frame["time_to_target_s"]],
-            "Start": [fmt.seconds(x) for x in frame["first_step_s"]],
-            "First epoch": [fmt.seconds(x) for x in frame["first_epoch_s"]],
-            "Later epochs (median)": [fmt.seconds(x) for x in later],
-            "Epochs": [fmt.general(x) for x in data["epochs"]],
-            "Step (median)": [step_cell(m, u) for m, u in zip(frame["step_median"], frame["unstable"])],
-            "Cores": [cores_cell(u, t) for u, t in zip(frame["cpu_utilization"], frame["threads"])],
-            "LOC": [fmt.general(x) for x in loc],
-        }
-    )
-    classes = ["" if s == "ok" else "status-" + {"n/a": "na"}.get(s, s) for s in frame["status"]]
-    return Table(
-        WORKLOAD.name, "Digits: accuracy and time", data, display, classes, facet="Machine",
-        note=("Rows run fastest first by time to target: the epoch time until the first epoch whose test "
-              "accuracy reached the target shared by every implementation (none where no epoch did). "
-              "It leaves out the start, the first step timed apart, which pays tracing and compilation; "
-              "the first epoch includes it. Step is an epoch's time over its steps (the epochs after the "
-              "first), the median of the timing rounds' medians; cores are CPU seconds over wall seconds "
-              "of those epochs."),
-    )
-
-
-def later_epochs_median(epochs):
-    times = [epoch["time_s"] for epoch in epochs[1:] if epoch["time_s"] is not None]
-    return float(np.median(times)) if times else None
-
-
-def digits_charts(collection, palette):
-    """Per machine: test accuracy against training time, and each epoch's time (PNG figures)."""
-    import matplotlib
-
-    from sidebyside.report.chartdata import series
-    from sidebyside.report.figures import (LINE_STYLES, MARKERS, STYLE, FigurePanel, legend_outside, new_figure,
-                                           plot_label, render)
-
-    frame = collection.frame
-    frame = frame[(frame["workload"] == WORKLOAD.name) & (frame["status"] == "ok")]
-    frame = frame[frame["row"].map(lambda row: bool(collection.epochs[row])).astype(bool)]
-    charts = []
-    for machine, group in frame.groupby("machine", sort=False):
-        several = group[["device", "dtype"]].drop_duplicates().shape[0] > 1
-        with matplotlib.rc_context(STYLE):
-            figure = new_figure(11, 4.2)
-            accuracy_axes, epoch_axes = figure.subplots(1, 2)
-            names = []
-            for index, (_, row) in enumerate(group.iterrows()):
-                epochs = collection.epochs[row["row"]]
-                times = np.cumsum(np.nan_to_num(series([epoch["time_s"] for epoch in epochs])))
-                accuracy_values = series([epoch["test_accuracy"] for epoch in epochs]) * 100
-                name = row["implementation"] + (f" ({row['device']}, {row['dtype']})" if several else "")
-                names.append(plot_label(name))
-                colour = palette(row["implementation"])
-                accuracy_axes.plot(times, accuracy_values, LINE_STYLES.get(row["device"], ":"),
-                                   marker=MARKERS[index % len(MARKERS)], markersize=4, color=colour,
-                                   label=plot_label(name))
-                durations = series([epoch["time_s"] for epoch in epochs])
-                width = 0.8 / max(len(durations), 1)
-                for number, duration in enumerate(durations):
-                    epoch_axes.bar(index - 0.4 + width * (number + 0.5), duration, width, color=colour,
-                                   hatch="//" if number == 0 else None, edgecolor="white")
-            accuracy_axes.set_xlabel("training time, seconds (cumulative over epochs, the start left out)")
-            accuracy_axes.set_ylabel("test accuracy, %")
-            accuracy_axes.set_title("Accuracy against training time")
-            epoch_axes.set_xticks(range(len(names)), names, rotation=20, ha="right")
-            epoch_axes.set_ylabel("seconds")
-            epoch_axes.set_title("Time of each epoch (first hatched)")
-            legend_outside(accuracy_axes, figure)
-            title = f"{machine} · {WORKLOAD.name}"
-            figure.suptitle(plot_label(title, 120))
-            charts.append(render(figure, FigurePanel(
-                f"{WORKLOAD.name}-{len(charts)}", title,
-                "Left: test accuracy after each epoch against the time spent training, as time to target "
-                "counts it. Right: each epoch's time, one bar per epoch in order; the first (hatched) is "
-                "its steps after the first step, the start, which is timed apart.",
-                f"Digits accuracy and epoch times for {title}",
-            )))
-    return charts
-
-
-def time_to_target_sentence(frame):
-    """One finding: each implementation's time to the shared accuracy target."""
-    from sidebyside.report import formatting as fmt
-    from sidebyside.report.formatting import value
-
-    ok = frame[frame["status"] == "ok"]
-    ok = ok[ok["time_to_target_s"].notna()].sort_values("time_to_target_s")
-    if ok.empty:
-        return None
-    several = ok[["device", "dtype"]].drop_duplicates().shape[0] > 1
-
-    def described(row):
-        where = f" ({row.device}, {row.dtype})" if several else ""
-        final = f" (final {fmt.percent(row.test_accuracy)})" if value(row.test_accuracy) is not None else ""
-        return f"{row.implementation}{where} {fmt.seconds(row.time_to_target_s)}{final}"
-
-    # One target is shared by every implementation of a run (DigitsProblem.target_accuracy).
-    targets = ", ".join(fmt.percent(t) for t in sorted(ok["target_accuracy"].dropna().unique())) or "the target"
-    return (f"Digits, time to reach {targets} test accuracy (epoch time after the first step; "
-            f"the start and the evaluations left out): "
-            + "; ".join(described(row) for row in ok.itertuples()) + ".")
-
-
 def accuracy_cell(entry):
     accuracy_value = entry.get("test_accuracy")
     return f"{accuracy_value * 100:.1f} %" if accuracy_value is not None else "n/a"
@@ -452,6 +318,11 @@ class Digits(Workload):
     first_time = "first_epoch_s"  # the first epoch, compilation included
     size_in_title = False
     summary_columns = (("accuracy", accuracy_cell),)
+    options = (
+        Option("--epochs", "epochs", f"training epochs of the digits classifier (default {DigitsProblem.epochs})", type=positive_int),
+        Option("--data", "data", "the digits classifier's data set: MNIST IDX, CSV or PNG folder "
+               "(default: its bundled data)", metavar="PATH"),
+    )
 
     def registry(self):
         return digits
@@ -465,12 +336,16 @@ class Digits(Workload):
 
     def check(self, config):
         """Read the user's data once now, so a bad file stops the run before it starts."""
-        if config.data and not missing_libraries():
-            load_data(DigitsProblem(), config.data)  # DataError (a ValueError) names the file
+        if config.option("data") and not missing_libraries():
+            load_data(DigitsProblem(), config.option("data"))  # DataError (a ValueError) names the file
+
+    def settled(self, config):
+        return {"epochs": config.option("epochs", DigitsProblem.epochs), "data": config.option("data", "")}
 
     def tasks(self, config, spec, device):
-        return [{"workload": self.name, "device": device, "dtype": dtype, "size": size_for(config.data or None),
-                 "epochs": 1 if config.quick else config.epochs, "data": config.data or None, "quick": config.quick,
+        data = config.option("data") or None
+        return [{"workload": self.name, "device": device, "dtype": dtype, "size": size_for(data),
+                 "epochs": 1 if config.quick else config.option("epochs", DigitsProblem.epochs), "data": data, "quick": config.quick,
                  "round_budget_s": config.round_budget_s}
                 for dtype in config.dtypes]
 
@@ -484,8 +359,6 @@ class Digits(Workload):
         (`forget_compiled`). Seconds, or None where it failed (the case
         itself will then fail and say why).
         """
-        from sidebyside.frameworks import forget_compiled
-
         begin = time.perf_counter()
         problem = WARM_UP.with_(dtype=task["dtype"])
         x = np.random.default_rng(problem.seed).random((WARM_UP_IMAGES, WARM_UP_PIXELS))
@@ -513,8 +386,6 @@ class Digits(Workload):
 
     def time_round(self, spec, task, threads):
         """One later round: a fresh net trained as in round 1, its sampled epochs timed within the round's budget."""
-        from sidebyside.config import RunConfig
-
         case = prepared(spec.name, task["device"], task["dtype"], task.get("epochs"), task.get("data"),
                         task.get("quick", False))
         start_s, epochs = train(case.net, case.x_train, case.y_train, case.order,
@@ -529,14 +400,13 @@ class Digits(Workload):
             references.once(key, lambda: (None, reference_record(task["epochs"], task["data"], task["quick"])))
 
     def section(self, collection, lines_of_code, palette):
-        from sidebyside.report.sections import Section
+        from sidebyside.workloads.digits import section  # the report's libraries: never loaded in the worker
 
-        if collection.frame.empty:
-            return None
-        return Section(self.name, self.title, charts=digits_charts(collection, palette),
-                       tables=[digits_table(collection, lines_of_code)])
+        return None if collection.frame.empty else section.section(self.name, self.title, collection, lines_of_code, palette)
 
     def findings(self, frame):
+        from sidebyside.workloads.digits.section import time_to_target_sentence
+
         sentence = time_to_target_sentence(frame)
         return [sentence] if sentence else []
 
