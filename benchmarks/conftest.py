@@ -16,7 +16,7 @@ import os
 import pytest
 
 from sidebyside import fairness, machine
-from sidebyside.cli import positive_int, size
+from sidebyside.config import positive_int, sizes_of
 from sidebyside.config import RunConfig
 
 
@@ -24,7 +24,7 @@ def pytest_addoption(parser):
     group = parser.getgroup("sidebyside")
     group.addoption("--sweep", action="store_true", help="benchmark the full grid of sizes")
     group.addoption("--no-sweep", action="store_true", help="benchmark the tutorial size only")
-    group.addoption("--sweep-size", type=size, action="append", default=None, metavar="N,D_in,H,D_out",
+    group.addoption("--sweep-size", type=sizes_of(("N", "D_in", "H", "D_out")), action="append", default=None, metavar="N,D_in,H,D_out",
                     help="a sweep size to benchmark instead of the short sweep (repeatable)")
     group.addoption("--threads", type=int, default=None, help="threads for every framework (default: all cores)")
     group.addoption("--device", choices=("cpu", "cuda", "all"), default="all", help="devices to benchmark")

@@ -1,4 +1,4 @@
-"""The `sidebyside` command: list, run, report, compare, schema, and the data-parallel jobs' processes (ddp, multiworker).
+"""The `sidebyside` command: list, run, report, compare, envs, schema, and the data-parallel jobs' processes (ddp, multiworker).
 
 Every user error ends in one line on stderr and exit status 2; Ctrl-C during
 a run saves what was measured and exits 130, SIGTERM the same with 143.
@@ -14,10 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
-from sidebyside import implementations, noise, runner, settings
+from sidebyside import envs, implementations, noise, runner, settings
 from sidebyside import jobs as known_jobs
 from sidebyside import workloads as known_workloads
-from sidebyside.config import DEVICE_CHOICES, RunConfig, positive_float, positive_int
+from sidebyside.config import DEVICE_CHOICES, RunConfig, positive_int
 from sidebyside.fairness import default_threads
 from sidebyside.implementations import absent_modules, missing_entry, not_installed
 from sidebyside.migrate import migrate
@@ -42,22 +42,25 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def size(text):
-    """A workload command's size: whole numbers, commas between (the command checks how many)."""
-    return tuple(positive_int(part) for part in text.split(","))
-
-
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,39}")
 
 
 def environment(text):
-    """--env NAME=PYTHON -> (NAME, PYTHON): an interpreter of an environment where sidebyside is installed."""
-    name, equals, python = text.partition("=")
-    if not equals or not python.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=PYTHON (for example base=../base/.venv/bin/python)")
+    """--env NAME=PYTHON -> (NAME, PYTHON): an interpreter of an environment where sidebyside is installed;
+    --env NAME=REQUIREMENTS -> (NAME, REQUIREMENTS): an environment built from them (sidebyside/envs.py)."""
+    name, equals, value = text.partition("=")
+    if not equals or not value.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=PYTHON or NAME=REQUIREMENTS (for example "
+                                         f"base=../base/.venv/bin/python, or np2=\"numpy>=2\")")
     if not ENVIRONMENT_NAME.fullmatch(name):
         raise argparse.ArgumentTypeError(f"{name!r} is not a usable environment name (letters, numbers, _ . + -)")
-    return name, os.path.expanduser(python.strip())
+    if envs.is_interpreter(value):
+        return name, os.path.expanduser(value.strip())
+    try:
+        envs.parse_requirements(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--env {name}: {error}") from None
+    return name, value.strip()
 
 
 def installed_version():
@@ -87,10 +90,13 @@ def build_parser():
     run.add_argument("--threads", type=positive_int, help="threads for every framework (default: all cores)")
     run.add_argument("--steps", type=positive_int, help="training steps (default 500)")
     run.add_argument("--dtype", choices=("float32", "float64"), help="default: both")
-    run.add_argument("--ranks", type=positive_int, help="torch_ddp: processes (default 2), threads // ranks each")
+    run.add_argument("--ranks", type=positive_int,
+                     help="the data-parallel jobs (torch_ddp, tf_multiworker, jax_distributed): processes (default 2), "
+                          "threads // ranks each")
     run.add_argument("--rounds", type=positive_int, help="timing rounds, each in fresh processes (default 5; 1 with --quick)")
-    run.add_argument("--env", action="append", type=environment, metavar="NAME=PYTHON",
-                     help="run every case in this environment's interpreter too, rounds interleaved (repeatable)")
+    run.add_argument("--env", action="append", type=environment, metavar="NAME=PYTHON|REQUIREMENTS",
+                     help="run every case in this environment's interpreter too, rounds interleaved (repeatable); "
+                          "requirements (\"numpy==1.26.*\") build a cached environment with uv")
     run.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPUs (off by default)")
     run.add_argument("--quick", action="store_true", help="a smoke run: a few seconds per implementation")
     run.add_argument("--name", help="this machine's label in reports (default: host name)")
@@ -111,7 +117,7 @@ def build_parser():
     parser.workload_commands = {}
     for workload in known_workloads.every():
         for name, (text, add_arguments, run_command) in workload.commands().items():
-            add_arguments(commands.add_parser(name, help=text), positive_int, positive_float, size)
+            add_arguments(commands.add_parser(name, help=text))
             parser.workload_commands[name] = run_command
     # Commands a data-parallel job brings, each one process of it (torch_ddp's `ddp`, one rank under torchrun).
     parser.job_commands = {}
@@ -135,6 +141,11 @@ def build_parser():
         compare.add_argument("files", nargs=2)
     else:
         add_compare_arguments(compare)
+    cached = commands.add_parser("envs", help="list the environments built for --env NAME=REQUIREMENTS, or remove them")
+    cached.add_argument("action", nargs="?", choices=("list", "clear"), default="list",
+                        help="list (default), or clear: remove them")
+    cached.add_argument("match", nargs="?",
+                        help="only those with this name (a glob), key, or part of their requirements")
     commands.add_parser("schema", help="print the JSON Schema of results.json (sidebyside/results.schema.json)")
     return parser
 
@@ -361,6 +372,8 @@ def main(argv=None):
             args = with_settings(args, argv, parser.run_parser)
         if args.command == "list":
             return command_list()
+        if args.command == "envs":
+            return envs.command(args)
         if args.command == "schema":
             sys.stdout.write(json_schema_text())
             return 0

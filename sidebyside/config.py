@@ -81,7 +81,7 @@ class RunConfig:
     rounds: int = 5  # timing rounds, each a fresh process per implementation in a shuffled order
     round_budget_s: float = 0.1  # seconds of timed steps per case in rounds 2, 3, ...
     canary_s: float = 0.04  # seconds of the drift canary (sidebyside/canary.py) beside each block
-    environments: tuple = ()  # (name, python) pairs: every case runs in each, rounds interleaved (--env)
+    environments: tuple = ()  # (name, python or requirements) pairs: every case runs in each, interleaved (--env)
     min_timed_steps: int = 5  # ... and in the sweep: at least this many timed steps, whatever the budget
     loop_flops: float = 1.3e9  # the loop view's work per case, in flops (the workload counts its steps)
     loop_min_steps: int = 5  # ... but never fewer steps than this

@@ -379,7 +379,7 @@ Threads = dict[NameKey, Annotated[Optional[Count] | Name, Field(union_mode="left
 
 
 class Environment(Model):
-    """One --env NAME=PYTHON: its interpreter and what it holds (sidebyside.machine.environment)."""
+    """One --env NAME=PYTHON or NAME=REQUIREMENTS: its interpreter and what it holds (machine.environment)."""
 
     python: Optional[Long] = None
     executable: Optional[Long] = None
@@ -387,6 +387,15 @@ class Environment(Model):
     location: Optional[Long] = None
     commit: Optional[Long] = None
     frameworks: dict[NameKey, Optional[Long]] = {}
+    # --env NAME=REQUIREMENTS (sidebyside/envs.py): the requirement line, the versions it installed of what it
+    # names, the cached environment's folder, the seconds its set-up took and whether it was found in the cache;
+    # `error`: why it could not be built (its entries then read "failed" with that reason).
+    requirements: Optional[Long] = None
+    installed: dict[NameKey, Optional[Long]] = {}
+    folder: Optional[Long] = None
+    setup_s: Optional[NonNegative] = None
+    cached: Optional[Flag] = None
+    error: Optional[Long] = None
 
 
 class Machine(Model):

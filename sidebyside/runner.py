@@ -24,7 +24,10 @@ With `environments` (`--env NAME=PYTHON`, repeatable) every case runs in
 each environment's interpreter, with one set of zygotes per environment;
 round k of every environment runs before round k + 1, in one shuffled
 order, so the rounds being compared ran side by side. Each entry names its
-environment, and `machine.environments` records each one's versions.
+environment, and `machine.environments` records each one's versions. An
+environment given as requirements (`--env NAME=REQUIREMENTS`) is built, or
+found in the cache, first (sidebyside/envs.py); one that cannot be built
+has its cases "failed" with the reason, and the others run.
 
 The matmul peak is measured at the start and at the end of the run; the
 higher counts, both are recorded. Where a step beat it, the peak is
@@ -53,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sidebyside import jobs, machine, noise, peak, ranking, rounds, timing, workloads
+from sidebyside import envs, jobs, machine, noise, peak, ranking, rounds, timing, workloads
 from sidebyside.results import SCHEMA_VERSION, gflops, peak_for, peak_fraction, validate_document
 
 from sidebyside.files import atomic_write, probe_writable
@@ -577,6 +580,40 @@ def empty_entry(run, task, config, status, reason):
     return entry
 
 
+def prepare_environments(config, out_dir):
+    """(records, pythons, unbuilt) of the run's --env environments, before anything is measured.
+
+    Every interpreter (NAME=PYTHON) answers and holds sidebyside first, else RunError; then each
+    NAME=REQUIREMENTS is built or found in the cache (sidebyside/envs.py), one line each on stdout. One that
+    cannot be built is one line on stderr, and `unbuilt` maps its name to the reason its cases fail with.
+    """
+    records, pythons, unbuilt = {}, {}, {}
+    try:  # every environment's interpreter answers, and holds sidebyside, before anything starts
+        for name, value in config.environments:
+            if envs.is_interpreter(value):
+                records[name], pythons[name] = machine.environment(value), value
+    except machine.EnvironmentUnusable as error:
+        raise RunError(f"--env: {error}") from None
+    wanted = [(name, value) for name, value in config.environments if not envs.is_interpreter(value)]
+    if not wanted:
+        return records, pythons, unbuilt
+    with open(Path(out_dir) / "environments.log", "a") as log:  # uv's own words, for a build that failed
+        for name, value in wanted:
+            try:
+                built = envs.ensure(name, value, log=log)
+                record = machine.environment(built.python)
+            except (envs.BuildFailed, machine.EnvironmentUnusable) as error:
+                print(f"sidebyside: --env {name}: could not be built: {error}", file=sys.stderr)
+                records[name] = {"requirements": value.strip(), "error": str(error)}
+                unbuilt[name] = f"environment {name} could not be built: {error}"
+                continue
+            records[name], pythons[name] = {**record, **built.record}, built.python
+            versions = ", ".join(f"{key} {version}" for key, version in built.record["installed"].items())
+            print(f"environment {name}: {versions or value.strip()} ({'cached' if built.record['cached'] else 'built'}"
+                  f" in {built.record['setup_s']:.2f} s: {built.folder})")
+    return {name: records[name] for name, _ in config.environments}, pythons, unbuilt
+
+
 def shuffled(items, generator):
     items = list(items)
     generator.shuffle(items)
@@ -592,11 +629,11 @@ def execute(config, out_dir, document=None, show_progress=True, create_parents=T
 
     run = Run(config, out_dir, document)
     run.check_writable(create_parents)
-    try:  # every environment's interpreter answers, and holds sidebyside, before anything starts
-        environments = {name: machine.environment(python) for name, python in config.environments}
-    except machine.EnvironmentUnusable as error:
-        raise RunError(f"--env: {error}") from None
+    environments, run.pythons, unbuilt = prepare_environments(config, run.out_dir)
     runs = plan(config)
+    for item in runs:  # an environment that could not be built: its cases fail with the reason, the rest run
+        if item.get("environment") in unbuilt:
+            item["skip"] = f"failed: {unbuilt[item['environment']]}"
     entries = {entry_key(entry): entry for entry in (run.document or {}).get("results", [])}
     pending = []
     for item in runs:

@@ -63,3 +63,20 @@ def test_a_job_named_in_sidebyside_jobs_joins_the_listed_ones(tmp_path):
                                  jobs.PLUGINS: "pigeon_job"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(" ", 1) == ["pigeons", "['multiworker', 'pigeons', 'torchrun']\n"]
+
+
+def test_a_job_process_whose_launcher_is_gone_exits_before_importing_anything():
+    """`python -m sidebyside.processes MODULE`: the launcher's pid checked first, then MODULE runs as `-m` would."""
+    from sidebyside.processes import LAUNCHER
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = finished.stdout.strip()  # a pid whose process has exited
+    command = [sys.executable, "-X", "importtime", "-m", "sidebyside.processes", "json.tool"]
+    alive = subprocess.run(command, input='{"a": 1}', capture_output=True, text=True, timeout=60,
+                           env={**os.environ, LAUNCHER: str(os.getpid())})
+    assert alive.returncode == 0 and '"a": 1' in alive.stdout
+    orphan = subprocess.run(command, input='{"a": 1}', capture_output=True, text=True, timeout=60,
+                            env={**os.environ, LAUNCHER: gone})
+    assert orphan.returncode == 1 and orphan.stdout == ""
+    imported = [line.rsplit("|", 1)[-1].strip() for line in orphan.stderr.splitlines() if "|" in line]
+    assert "ctypes" in imported and "json" not in imported  # it asked prctl, then left before MODULE's imports

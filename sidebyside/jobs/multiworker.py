@@ -42,6 +42,7 @@ from sidebyside.config import positive_float, positive_int
 from sidebyside.implementations.two_layer.problem import make_data
 from sidebyside.inputs import check_prepared
 from sidebyside.jobs import CommandError, Job, shared
+from sidebyside.processes import launched_here, stay_with_the_launcher
 
 NAMES = ("tf_multiworker", "jax_distributed")
 JOB_TIMEOUT_S = 600.0  # a job that has not finished by then is stopped
@@ -114,7 +115,7 @@ def settle_in(args):
 
     Returns (threads, the job's processes on this machine).
     """
-    shared.stay_with_the_launcher()
+    stay_with_the_launcher()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the launcher's SIGTERM ends it at once, as a process it started
     local_index = args.local_index or 0
     local = args.local_processes or 1
@@ -215,7 +216,7 @@ def free_ports(count):
 
 def commands(name, task, processes, threads_per_process, out):
     """(command, extra environment) for each process of a job on this machine."""
-    common = [sys.executable, "-m", "sidebyside.cli", "multiworker", name, "--out", str(out),
+    common = [sys.executable, "-m", "sidebyside.processes", "sidebyside.cli", "multiworker", name, "--out", str(out),
               "--size", shared.size_text(task), "--steps", str(task["steps"]), "--dtype", task["dtype"],
               "--learning-rate", repr(task["learning_rate"]), "--threads-per-process", str(threads_per_process),
               "--local-processes", str(processes)]
@@ -236,8 +237,10 @@ def launch(name, task, processes, threads_per_process):
         logs, running = [], []
         try:
             for index, (command, extra) in enumerate(commands(name, task, processes, threads_per_process, out)):
-                environment = shared.child_environment(**extra, **shared.launched_here())
-                environment.pop("XLA_FLAGS", None)  # each process sizes its own pools
+                # Its share of the threads from the start: numpy's pool is sized as the process imports it.
+                environment = shared.child_environment(**extra, **launched_here(),
+                                                       **{name: str(threads_per_process) for name in fairness.THREAD_VARIABLES})
+                environment.pop("XLA_FLAGS", None)  # each process sizes its own XLA pools
                 log = open(Path(folder) / f"process-{index}.log", "w+")
                 logs.append(log)
                 running.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,

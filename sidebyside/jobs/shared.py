@@ -27,7 +27,6 @@ import numpy as np
 from sidebyside import implementations, machine, timing
 from sidebyside.config import RunConfig
 from sidebyside.implementations.two_layer.problem import Problem
-from sidebyside.processes import die_with_parent
 from sidebyside.workloads.two_layer import cases
 from sidebyside.workloads.two_layer import tasks as two_layer
 
@@ -47,38 +46,6 @@ def child_environment(**extra):
 
 TUTORIAL_SIZE = two_layer.TUTORIAL_SIZE  # the default size of a job's process
 size = two_layer.size  # the argparse type of --size
-
-
-LAUNCHER = "SIDEBYSIDE_JOB_LAUNCHER"  # the pid of the worker that started a job's processes, in `sidebyside run`
-
-
-def launched_here():
-    """What a job's processes started by this one (the worker) are told of it: the environment's LAUNCHER."""
-    return {LAUNCHER: str(os.getpid())}
-
-
-def stay_with_the_launcher():
-    """Die with the parent (PR_SET_PDEATHSIG), and exit now where the worker that launched the job is gone already.
-
-    A runner killed outright takes its worker (and torchrun) with it; a
-    process still starting then (its imports take a second) had asked for
-    nothing yet, and would otherwise wait for peers that will never come.
-    A process started by hand has no launcher to stay with.
-    """
-    die_with_parent()
-    launcher = os.environ.get(LAUNCHER)
-    if launcher and not alive(int(launcher)):
-        os._exit(1)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, and is not ours to signal
-        return True
-    return True
 
 
 def size_text(task):

@@ -69,7 +69,7 @@ from sidebyside.config import positive_float, positive_int
 from sidebyside.implementations import one_line
 from sidebyside.implementations.two_layer.problem import make_data
 from sidebyside.jobs import CommandError, Job, shared
-from sidebyside.processes import die_with_parent
+from sidebyside.processes import die_with_parent, launched_here, stay_with_the_launcher
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_S = 60.0  # the process group's timeout: a rank waits this long for a vanished peer
@@ -120,7 +120,7 @@ def check_environment():
 def run(args, output):
     """The rank's whole life; never returns but exits. Raises CommandError, outside torchrun, before importing torch."""
     check_environment()
-    shared.stay_with_the_launcher()
+    stay_with_the_launcher()
     rank = int(os.environ["RANK"])
     try:
         # Pins this rank to its share of the machine's CPUs before torch starts its pools.
@@ -259,7 +259,7 @@ def torchrun_command(task, ranks, threads_per_rank, out):
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
         "--max-restarts", "0", "--monitor-interval", "0.1",
-        "-m", "sidebyside.cli", "ddp", "--out", str(out), "--size", shared.size_text(task),
+        "-m", "sidebyside.processes", "sidebyside.cli", "ddp", "--out", str(out), "--size", shared.size_text(task),
         "--steps", str(task["steps"]), "--dtype", task["dtype"], "--learning-rate", repr(task["learning_rate"]),
         "--device", task["device"], "--threads-per-process", str(threads_per_rank), "--timeout", str(TIMEOUT_S),
     ]
@@ -267,7 +267,7 @@ def torchrun_command(task, ranks, threads_per_rank, out):
 
 def launch(task, ranks, threads_per_rank):
     """Run the job; returns rank 0's entry, or raises RuntimeError with a one-line reason."""
-    environment = shared.child_environment(OMP_NUM_THREADS=str(threads_per_rank), **shared.launched_here())
+    environment = shared.child_environment(OMP_NUM_THREADS=str(threads_per_rank), **launched_here())
     with tempfile.TemporaryDirectory(prefix="sidebyside-ddp-") as folder:
         out = Path(folder) / "out"
         with open(Path(folder) / "torchrun.log", "w+") as log:

@@ -64,7 +64,7 @@ class Workload:
     def commands(self):
         """Subcommands of `sidebyside` this workload brings.
 
-        {name: (help, add_arguments(parser, positive_int, positive_float, size), run(args) -> exit code)};
+        {name: (help, add_arguments(parser), run(args) -> exit code)}; the value types are in sidebyside.config;
         run raises CommandError for bad use.
         """
         return {}
