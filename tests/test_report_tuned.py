@@ -202,3 +202,16 @@ def test_no_tuned_variant_no_table(tmp_path):
     assert not (tmp_path / "out" / "tuned.csv").exists()
     assert 'id="table-tuned"' not in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert "Idiom vs ceiling" not in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_file_that_leaves_out_the_frameworks_reads_n_a_in_the_pairs(tmp_path):
+    """Untrusted files may omit what the model does not require: the tuned pairs show "n/a", the page builds."""
+    document = tuned_document()
+    for result in document["results"]:
+        result.pop("framework", None)
+    index = build_report([write(tmp_path, "bare.json", document)], tmp_path / "out", formats=("html", "markdown"))
+    page = index.read_text(encoding="utf-8")
+    tuned = page[page.index('id="table-tuned"'):]
+    framework_cells = re.findall(r"<tr[^>]*>(?:<td[^>]*>[^<]*</td>){3}<td[^>]*>([^<]*)</td>", tuned[:tuned.index("</table>")])
+    assert framework_cells and set(framework_cells) == {"n/a"}
+    assert "| n/a |" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")

@@ -40,7 +40,10 @@ class Table:
 
     def parts(self):
         """[(heading or None, columns, [(css class, cells)])] for the templates."""
-        rows = list(zip(self.classes or [""] * len(self.display), self.display.itertuples(index=False)))
+        # A value a result file left out (null, NaN) shows as "n/a", never as a crash or "nan".
+        texts = [[cell if isinstance(cell, str) else "n/a" if cell is None or cell != cell else str(cell) for cell in cells]
+                 for cells in self.display.itertuples(index=False)]
+        rows = list(zip(self.classes or [""] * len(self.display), texts))
         columns = list(self.display.columns)
         if not self.facet or self.facet not in columns:
             return [(None, columns, [(css, list(cells)) for css, cells in rows])]
