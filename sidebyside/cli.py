@@ -5,7 +5,6 @@ a run saves what was measured and exits 130, SIGTERM the same with 143.
 """
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -22,7 +21,7 @@ from sidebyside.fairness import default_threads
 from sidebyside.implementations import absent_modules, missing_entry, not_installed
 from sidebyside.migrate import migrate
 from sidebyside.results import SCHEMA_VERSION, ResultsError, json_schema_text, load_results
-from sidebyside.runner import JobOutput, RunError
+from sidebyside.document import JobOutput, RunError
 
 
 class UsageError(Exception):
@@ -205,10 +204,7 @@ def config_from(args):
         options={key.partition(":")[2]: value for key, value in vars(args).items()
                  if key.startswith("option:") and value is not None},
     )
-    settled = {}
-    for name in config.workloads:  # each workload's options as it will run them, defaults filled in
-        settled.update(known_workloads.get(name).settled(config))
-    config = dataclasses.replace(config, options={**config.options, **settled})
+    config = known_workloads.settle(config)  # each workload's options as it will run them, defaults filled in
     for name in config.workloads:  # each workload refuses what it cannot run (sizes that do not fit, a bad data file)
         try:
             known_workloads.get(name).check(config)

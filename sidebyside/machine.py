@@ -146,7 +146,7 @@ def environment(python, timeout_s=120):
     import json
     import tempfile
 
-    try:  # as the workers start: no current folder on the path (sidebyside.runner.Zygote)
+    try:  # as the workers start: no current folder on the path (sidebyside.pool.Zygote)
         result = subprocess.run([python, "-c", ENVIRONMENT_SCRIPT, json.dumps(FRAMEWORK_PACKAGES)],
                                 capture_output=True, text=True, timeout=timeout_s, cwd=tempfile.gettempdir(),
                                 env=dict(os.environ, PYTHONSAFEPATH="1"))

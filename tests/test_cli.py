@@ -134,10 +134,7 @@ def test_cuda_without_gpu(tmp_path):
     line = one_line_error(sidebyside(*QUICK, "--impl", "numpy_manual", "--device", "cuda",
                                      "--out", str(tmp_path / "cuda")))
     assert "nothing could run here: numpy runs on the CPU only" in line
-    skip_if_missing("torch_manual")
-    line = one_line_error(sidebyside(*QUICK, "--impl", "torch_manual", "--device", "cuda",
-                                     "--out", str(tmp_path / "torch-cuda")))
-    assert "nothing could run here: no CUDA device" in line
+    skip_if_missing("torch_manual")  # a framework with a CUDA build: its own reason, beside a CPU row that ran
     result = sidebyside(*QUICK, "--impl", "torch_manual", "--device", "all", "--out", str(tmp_path / "all"))
     assert result.returncode == 0, result.stderr
     by_device = {entry["device"]: entry for entry in load(tmp_path / "all")["results"]}

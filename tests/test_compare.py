@@ -210,7 +210,7 @@ def test_the_interval_of_a_median_covers_it_as_the_binomial_says(n):
 
 
 def test_an_entry_median_is_the_median_of_its_round_medians():
-    from sidebyside.runner import Run
+    from sidebyside.document import Run
     from sidebyside.config import RunConfig
 
     run = Run(RunConfig(), "/nonexistent")

@@ -58,7 +58,7 @@ PLUGGED = f"""
 import json, os, sys
 from sidebyside import fairness, frameworks, implementations, machine, peak, worker
 from sidebyside.config import RunConfig
-from sidebyside.runner import plan
+from sidebyside.plan import plan
 
 fairness.set_environment(2)  # before any framework is imported, as every process of a run does
 import {STUB} as stub

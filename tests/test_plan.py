@@ -4,7 +4,7 @@ import pytest
 
 from sidebyside import implementations
 from sidebyside.cli import build_parser, config_from
-from sidebyside.runner import plan
+from sidebyside.plan import plan
 
 SLOW = [name for name in implementations.names() if implementations.spec(name).slow_start]
 

@@ -134,7 +134,7 @@ def test_quick_run_mutated_fails_the_json_schema(quick_run, mutate):
 
 
 def writer(tmp_path):
-    from sidebyside.runner import Run
+    from sidebyside.document import Run
 
     run = Run(RunConfig(), tmp_path / "out")
     run.check_writable()

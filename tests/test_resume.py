@@ -27,17 +27,17 @@ CONFIG = ["--workload", "two_layer", "--device", "cpu", "--quick", "--size", "8,
 # `sidebyside run` that sends itself SIGINT once the first record of a later round has landed in its entry.
 INTERRUPTED = """
 import os, signal, sys
-from sidebyside import runner
+from sidebyside import document
 from sidebyside.cli import main
 
-add_round = runner.Run.add_round
+add_round = document.Run.add_round
 
 def add_round_then_interrupt(self, entry, record):
     added = add_round(self, entry, record)
     os.kill(os.getpid(), signal.SIGINT)
     return added
 
-runner.Run.add_round = add_round_then_interrupt
+document.Run.add_round = add_round_then_interrupt
 sys.exit(main(sys.argv[1:]))
 """
 

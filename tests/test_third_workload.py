@@ -128,7 +128,7 @@ WORKLOAD = LineFit()
 def test_registered_in_process_it_is_planned():
     workloads.register(WORKLOAD)
     try:
-        from sidebyside.runner import plan
+        from sidebyside.plan import plan
 
         runs = plan(RunConfig(workloads=(NAME,), devices=("cpu",), dtypes=("float32", "float64")))
         assert [(run["workload"], run["implementation"], len(run["tasks"])) for run in runs] == [

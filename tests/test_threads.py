@@ -21,7 +21,7 @@ import pytest
 
 from sidebyside import ranking, timing
 from sidebyside.config import RunConfig
-from sidebyside.runner import plan, spec_of
+from sidebyside.plan import plan, spec_of
 from tests.conftest import ROOT
 
 # The worker as `sidebyside run` starts it, with two test-only changes: after

@@ -22,7 +22,7 @@ from sidebyside.report import findings
 from sidebyside.report.sections import not_ok, summary, timing
 from sidebyside.report.merge import merge
 from sidebyside.results import parse_results
-from sidebyside.runner import Run
+from sidebyside.document import Run
 from sidebyside.summary import print_summary
 from sidebyside.worker import base_entry
 from sidebyside.workloads.two_layer import SWEEP_AGREEMENT_STEPS, WORKLOAD, task

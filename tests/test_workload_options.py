@@ -82,3 +82,15 @@ def test_strict_names_a_plugin_workloads_cases_by_its_own_label(plugin, capsys):
         "strict: two_layer numpy_manual cpu float32 64×1000×100×10: disagrees: off",
     ]
     assert cli.strict_status(entries[-1:]) == 0
+
+
+def test_a_configuration_built_in_code_settles_to_the_same_options_as_the_cli():
+    from sidebyside.config import RunConfig
+    from sidebyside.workloads.two_layer.tasks import LEARNING_RATE, SHORT_SWEEP, TUTORIAL_SIZE
+
+    settled = workloads.settle(RunConfig(workloads=("two_layer",), options={"sizes": ((32, 100, 10, 5),)}))
+    assert settled.options == {"sizes": [[32, 100, 10, 5]], "sweep": [], "learning_rate": LEARNING_RATE}
+    assert workloads.settle(settled) == settled
+    from_cli = config_of("--workload", "two_layer")
+    assert from_cli.options == workloads.settle(RunConfig(workloads=("two_layer",))).options
+    assert from_cli.options["sizes"] == [list(TUTORIAL_SIZE)] and from_cli.options["sweep"] == [list(SHORT_SWEEP[0])]

@@ -54,7 +54,7 @@ class Job:
 
 
 class Output:
-    """What process 0 of a job writes its results.json with; the caller's (the CLI passes sidebyside.runner.JobOutput)."""
+    """What process 0 of a job writes its results.json with; the caller's (the CLI passes sidebyside.document.JobOutput)."""
 
     def check(self, config, out_dir):
         """Raise, in one line, if `out_dir` cannot take results.json: before anything long starts."""

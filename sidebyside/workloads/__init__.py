@@ -16,6 +16,7 @@ process of a run (the runner and each worker inherit it), and each one's
 only, for code that measures in-process.
 """
 
+import dataclasses
 import importlib
 import os
 import pkgutil
@@ -196,6 +197,18 @@ def reading(name):
     """The workload of this name for reading results: an Unknown stand-in where it is not installed."""
     discover()
     return _registered.get(name) or Unknown(name)
+
+
+def settle(config):
+    """`config` with each of its workloads' options as the workload runs them, defaults filled in.
+
+    What results.json records, whoever built the configuration (the CLI,
+    a script, a test); settling twice changes nothing.
+    """
+    settled = {}
+    for name in config.workloads or names():
+        settled.update(get(name).settled(config))
+    return dataclasses.replace(config, options={**config.options, **settled})
 
 
 def main_names():
