@@ -32,9 +32,8 @@ extra.
 
 import importlib
 import importlib.util
-import os
-import pkgutil
 
+from sidebyside import plugins as listing
 from sidebyside.implementations.devices import DeviceUnavailable
 
 PLUGINS = "SIDEBYSIDE_FRAMEWORKS"
@@ -49,10 +48,8 @@ def discover(plugins=None):
     already adapted, or that cannot be imported, is a ValueError.
     """
     if plugins is None:
-        plugins = [plugin.strip() for plugin in os.environ.get(PLUGINS, "").split(",") if plugin.strip()]
-    found = {module.name: f"{__name__}.{module.name}"
-             for module in sorted(pkgutil.iter_modules(__path__), key=lambda module: module.name)
-             if not module.name.startswith("_")}
+        plugins = listing.named(PLUGINS)
+    found = {path.rpartition(".")[2]: path for path in listing.listed(__name__, __path__)}
     for plugin in plugins:
         try:
             module = importlib.import_module(plugin)

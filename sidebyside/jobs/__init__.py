@@ -22,8 +22,8 @@ runner's judging and writing) its caller passes in as an `Output`.
 """
 
 import importlib
-import os
-import pkgutil
+
+from sidebyside import plugins
 
 from sidebyside.workloads import CommandError  # noqa: F401  (bad use of a job's command: one line, exit 2)
 
@@ -87,11 +87,10 @@ def discover():
     if _discovered:
         return
     _discovered = True
-    bundled = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
-    plugins = [name.strip() for name in os.environ.get(PLUGINS, "").split(",") if name.strip()]
-    for module_name in bundled + plugins:
+    named = plugins.named(PLUGINS)
+    for module_name in plugins.listed(__name__, __path__) + named:
         module = importlib.import_module(module_name)
-        if hasattr(module, "JOB") or module_name in plugins:
+        if hasattr(module, "JOB") or module_name in named:
             register(module.JOB)
 
 

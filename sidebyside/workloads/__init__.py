@@ -18,8 +18,8 @@ only, for code that measures in-process.
 
 import dataclasses
 import importlib
-import os
-import pkgutil
+
+from sidebyside import plugins
 
 PLUGINS = "SIDEBYSIDE_WORKLOADS"
 
@@ -167,9 +167,7 @@ def discover():
     if _discovered:
         return
     _discovered = True
-    bundled = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
-    plugins = [name.strip() for name in os.environ.get(PLUGINS, "").split(",") if name.strip()]
-    for module_name in bundled + plugins:
+    for module_name in plugins.listed(__name__, __path__) + plugins.named(PLUGINS):
         module = importlib.import_module(module_name)
         register(module.WORKLOAD)
 

@@ -11,10 +11,9 @@ line saying so where it would have been; the rest of the report is drawn.
 """
 
 import importlib
-import os
-import pkgutil
 from dataclasses import dataclass, field
 
+from sidebyside import plugins
 from sidebyside.report.tables import Section
 from sidebyside.results import one_line
 
@@ -51,8 +50,7 @@ class Context:
 
 def module_names():
     """The bundled section modules, then the plug-ins named in SIDEBYSIDE_SECTIONS."""
-    bundled = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
-    return bundled + [name.strip() for name in os.environ.get(PLUGINS, "").split(",") if name.strip()]
+    return plugins.listed(__name__, __path__) + plugins.named(PLUGINS)
 
 
 def drawn(name, make):
