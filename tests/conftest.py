@@ -272,6 +272,17 @@ def train(name, dtype, steps=500, problem=None, device="cpu", **overrides):
     return losses, params
 
 
+def all_succeed(processes, timeout):
+    """Wait for every process of a job; each must exit 0 (its stderr says why not). None is left running."""
+    try:
+        for process in processes:
+            _, stderr = process.communicate(timeout=timeout)
+            assert process.returncode == 0, stderr
+    finally:
+        for process in processes:
+            process.kill()
+
+
 def run_python(code, env=None, timeout=600):
     """Run a Python snippet in a fresh interpreter; return its last stdout line as JSON."""
     result = subprocess.run(

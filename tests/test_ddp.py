@@ -30,7 +30,7 @@ import pytest
 from sidebyside import implementations
 from sidebyside.implementations.two_layer.problem import Problem, make_data
 from sidebyside.jobs.torchrun import TIMEOUT_S, failure
-from tests.conftest import ROOT, oracle_run, skip_if_missing
+from tests.conftest import ROOT, all_succeed, oracle_run, skip_if_missing
 
 pytestmark = pytest.mark.e2e  # every test here starts processes that import torch
 
@@ -330,13 +330,7 @@ def two_nodes(Net, tmp_path_factory):
     folder = tmp_path_factory.mktemp("two-nodes")
     outs = [folder / "node0", folder / "node1"]
     agents = [torchrun_node(node, port, outs[node], "--dtype", "float64", "--steps", "100") for node in (0, 1)]
-    try:
-        for agent in agents:
-            _, stderr = agent.communicate(timeout=240)
-            assert agent.returncode == 0, stderr
-    finally:
-        for agent in agents:
-            agent.kill()
+    all_succeed(agents, timeout=240)
     return outs
 
 

@@ -13,7 +13,7 @@ import ast
 import re
 
 from tests.conftest import ROOT
-from tests.test_layout import imported, project_modules
+from tests.test_layout import imported, planted, project_modules
 
 MAX_DEFERRED = 20
 
@@ -93,12 +93,7 @@ def test_the_checks_find_planted_edges(tmp_path):
         "sidebyside.high": "from sidebyside import low\n",
         "sidebyside.mid": "import sidebyside.high\n",
     }
-    modules = {}
-    for dotted, text in files.items():
-        path = tmp_path.joinpath(*dotted.split(".")).with_suffix(".py")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        modules[dotted] = path
+    modules = planted(tmp_path, files)
     readme = "# x\n## Layout\n1. bottom: `low`\n2. middle: `mid`\n3. top: `high`\n## Next\n"
     layers = layer_order(readme)
     assert [name for name, _ in layers] == ["bottom", "middle", "top"]

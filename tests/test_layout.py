@@ -155,6 +155,17 @@ def test_no_module_imports_itself_in_a_circle():
     assert not found, "\n".join(found)
 
 
+def planted(folder, files):
+    """{dotted name: file} of modules written under `folder` from {dotted name (pkg.__init__ for a package): source}."""
+    modules = {}
+    for dotted, text in files.items():
+        path = folder.joinpath(*dotted.split(".")).with_suffix(".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        modules[dotted.removesuffix(".__init__")] = path
+    return modules
+
+
 def test_the_circle_check_finds_planted_circles(tmp_path):
     """Both kinds: through a package's __init__, and inside a function."""
     files = {
@@ -164,13 +175,7 @@ def test_the_circle_check_finds_planted_circles(tmp_path):
         "pkg.right": "from pkg import left\n",
         "pkg.alone": "from pkg.sub import *\n",
     }
-    modules = {}
-    for dotted, text in files.items():
-        path = tmp_path.joinpath(*dotted.split(".")).with_suffix(".py")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        modules[dotted.removesuffix(".__init__")] = path
-    assert sorted(circles(modules)) == ["pkg -> pkg.sub -> pkg", "pkg.left -> pkg.right -> pkg.left"]
+    assert sorted(circles(planted(tmp_path, files))) == ["pkg -> pkg.sub -> pkg", "pkg.left -> pkg.right -> pkg.left"]
 
 
 def workload_mentions(path, names):

@@ -22,7 +22,7 @@ import pytest
 from sidebyside.implementations.two_layer.problem import Problem
 from sidebyside.jobs.multiworker import free_ports
 from sidebyside.results import load_results
-from tests.conftest import ROOT, oracle_run, skip_if_missing
+from tests.conftest import ROOT, all_succeed, oracle_run, skip_if_missing
 from tests.test_cli import sidebyside
 
 pytestmark = pytest.mark.e2e  # each job starts processes that import TensorFlow or JAX
@@ -109,13 +109,7 @@ def nodes(tmp_path_factory):
         processes = [subprocess.Popen(command, cwd=ROOT, env={**os.environ, **extra, "PYTHONPATH": str(ROOT)},
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                      for command, extra in node_commands(name, folder)]
-        try:
-            for process in processes:
-                _, stderr = process.communicate(timeout=300)
-                assert process.returncode == 0, stderr
-        finally:
-            for process in processes:
-                process.kill()
+        all_succeed(processes, timeout=300)
         assert not (folder / "node1" / "results.json").exists(), "only process 0 writes"
         (written[name],) = load_results(folder / "node0" / "results.json")["results"]
     return written
