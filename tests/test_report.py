@@ -385,7 +385,7 @@ def test_hostile_names_are_escaped_everywhere(tmp_path):
     # The only script elements are the page's own: its scripts and its JSON blocks, nothing a name opened.
     assert page.tags.count("script") == html.count("<script") == len(page.scripts)
     for attributes, text in page.scripts:
-        assert re.fullmatch(r"page-script-\d+|figure-(loss|timing|sweep)-\d+|alignments-\w+", attributes["id"])
+        assert re.fullmatch(r"page-script-\d+|figure-(glance|overhead|loss|timing|sweep)-\d+|alignments-\w+", attributes["id"])
         if attributes.get("type") == "application/json":
             assert "<" not in text and ">" not in text  # escaped as \u003c, \u003e: no block can be ended
     figures = [figure for name, figure in page.json_blocks().items() if name.startswith("figure-")]
@@ -659,8 +659,8 @@ def truths(tmp_path_factory):
 
 
 def findings_text(html):
-    start = html.index('<ul class="findings">')
-    return html[start:html.index("</ul>", start)]
+    """Every finding: the headline list and the folded "More findings"."""
+    return "".join(re.findall(r'<ul class="findings">.*?</ul>', html, re.S))
 
 
 def warning_lines(html):

@@ -25,6 +25,7 @@ import pytest
 
 from sidebyside.report import code
 from sidebyside.report.build import build_report
+from sidebyside.report.findings import HEADLINE
 from tests.test_report import EVIL_IMPLEMENTATION, EVIL_MACHINE, hostile_document
 from tests.test_report_data import make_benchmark_json, make_document, write
 
@@ -56,6 +57,14 @@ window.addEventListener("load", function () {
       rows: document.querySelectorAll("table.data tbody tr").length,
       scripts: document.scripts.length,
       pwned: window.__pwned === true,
+      viewport: [window.innerWidth, window.innerHeight],
+      first_chart_top: (function () {
+        var first = document.querySelector("div.plotly-chart");
+        return first ? first.getBoundingClientRect().top : null;
+      })(),
+      first_chart_id: (document.querySelector("div.plotly-chart") || {parentNode: {}}).parentNode.id || null,
+      findings: Array.prototype.map.call(document.querySelectorAll("section#summary > ul.findings"),
+                                         function (list) { return list.querySelectorAll("li").length; }),
       text: document.body.textContent,
       charts: Array.prototype.map.call(document.querySelectorAll("div.plotly-chart"), function (div) {
         return {id: div.parentNode.id, svg: div.querySelectorAll("svg.main-svg").length,
@@ -79,7 +88,7 @@ window.addEventListener("load", function () {
                                                           function (cell) { return cell.textContent; });
       result.caption_after = compare.querySelector("th.right-caption h4").textContent;
     }
-    var chart = document.querySelector("div.plotly-chart");
+    var chart = document.querySelector("figure[id^='loss-'] div.plotly-chart");
     if (chart) {  // the mouse over the second trace's point at step 10: plotly's hover label
       var layout = chart._fullLayout;
       var origin = chart.querySelector("svg.main-svg").getBoundingClientRect();
@@ -143,7 +152,7 @@ def run_chromium(path, profile):
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=15000",
-        "--window-size=1400,1000", "--dump-dom", path.as_uri(),
+        "--window-size=1400,900", "--dump-dom", path.as_uri(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
     found = re.search(r'<pre id="browser-check">(.*?)</pre>', result.stdout, re.S)
@@ -184,6 +193,19 @@ def test_every_figure_loads_and_tables_are_present(page):
     for chart in charts:
         assert chart["svg"] >= 1, chart  # plotly drew it
         assert chart["drawn"] == chart["traces"] > 0, chart  # one trace group per trace of its figure
+
+
+def test_the_first_screen_is_a_chart_and_the_findings_are_at_most_eight(page):
+    """At 1400×900, before any scrolling, the step-time chart is in view (four machines in the header:
+    the longest it gets), and each machine's findings list is at most HEADLINE sentences."""
+    folder, text = page
+    path = folder / "out" / "first-screen.html"
+    path.write_text(with_check(text, keep_policy=True), encoding="utf-8")
+    result = run_chromium(path, folder / "profile-5")
+    assert result["viewport"][0] == 1400 and result["viewport"][1] <= 900
+    assert result["first_chart_id"].startswith("glance-")
+    assert 0 < result["first_chart_top"] < result["viewport"][1] - 200  # its bars show, not just its top edge
+    assert result["findings"] and all(0 < count <= HEADLINE for count in result["findings"])
 
 
 def test_the_reader_can_switch_axes_hide_series_and_pick_code(page):

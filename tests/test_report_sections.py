@@ -35,7 +35,8 @@ def places(text, markers):
 def test_the_built_in_sections_are_the_modules_of_the_folder(monkeypatch):
     monkeypatch.delenv(PLUGINS, raising=False)
     names = [name.rsplit(".", 1)[-1] for name in module_names()]
-    assert set(names) == {"summary", "environment", "agreement", "timing", "versions", "workloads", "not_ok", "code"}
+    assert set(names) == {"glance", "summary", "environment", "agreement", "timing", "overhead", "profile", "versions", "workloads",
+                          "not_ok", "code"}
     monkeypatch.setenv(PLUGINS, f" {STUB} ,")
     assert module_names()[-1] == STUB
 

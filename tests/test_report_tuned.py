@@ -150,8 +150,7 @@ def test_markdown_has_the_table(report):
 
 def test_findings_say_what_each_tuned_variant_changes(report):
     html = report["html"]
-    start = html.index('<ul class="findings">')
-    findings = html[start:html.index("</ul>", start)]
+    findings = "".join(re.findall(r'<ul class="findings">.*?</ul>', html, re.S))  # with "More findings"
     document = report["document"]
     limit = flops(TUTORIAL) / (PEAKS["cpu"]["float32"] * 1e9)
     for name, idiom in (("numpy_tuned", "numpy_manual"), ("torch_tuned", "torch_manual")):

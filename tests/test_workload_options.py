@@ -93,4 +93,4 @@ def test_a_configuration_built_in_code_settles_to_the_same_options_as_the_cli():
     assert workloads.settle(settled) == settled
     from_cli = config_of("--workload", "two_layer")
     assert from_cli.options == workloads.settle(RunConfig(workloads=("two_layer",))).options
-    assert from_cli.options["sizes"] == [list(TUTORIAL_SIZE)] and from_cli.options["sweep"] == [list(SHORT_SWEEP[0])]
+    assert from_cli.options["sizes"] == [list(TUTORIAL_SIZE)] and from_cli.options["sweep"] == [list(size) for size in SHORT_SWEEP]

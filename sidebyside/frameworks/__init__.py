@@ -22,6 +22,10 @@ only inside its functions, so importing one is free, and provides:
                               on that device; `matmul = None`: the peak never imports it (TensorFlow)
     for_peak(), after_peak(device)   what the peak's products need switched on (returns what switches
                               it back: JAX's 64-bit mode), and what to release after a device's timing
+    profile(step, steps, device)   where the framework has a profiler (--profile; an adapter without one
+                              lacks it): `step` (one synchronized training step) run `steps` times under it,
+                              once warm; per step {"wall_s", "matmul_s", "other_kernels_s", "steps",
+                              "profiler"} (_profile.py: what counts as a kernel, how nesting is counted once)
 
 Keras computes with its backend: its adapter says so (`COMPUTES_WITH`) and
 has nothing else but its versions; the harness asks the backend's adapter.

@@ -118,3 +118,51 @@ def for_peak():
 
 def after_peak(device):
     pass
+
+
+def profile(step, steps, device):
+    """`steps` runs of `step` under JAX's profiler: matrix products, other kernels, wall time, per step.
+
+    A kernel is an XLA op as the trace names it (an event carrying `hlo_op`:
+    a thunk on the CPU; on a GPU, the device's kernels). Only the host
+    events at the lightest level are traced and no Python function calls:
+    more would slow the step described.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import jax
+
+    from sidebyside.frameworks import _profile
+
+    options = jax.profiler.ProfileOptions()
+    options.host_tracer_level = 1  # the ops' events, not the runtime's internals
+    options.python_tracer_level = 0
+    folder = tempfile.mkdtemp(prefix="sidebyside-profile-")
+    try:
+        jax.profiler.start_trace(folder, profiler_options=options)
+        try:
+            walls = _profile.run(step, steps, jax.profiler.TraceAnnotation)
+        finally:
+            jax.profiler.stop_trace()
+        data = jax.profiler.ProfileData.from_file(str(next(Path(folder).rglob("*.xplane.pb"))))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    windows, kernels = [], []
+    for plane in data.planes:
+        on_device = plane.name.startswith("/device:")
+        for line in plane.lines:
+            events = [(event.start_ns / 1e9, event.end_ns / 1e9, event.name, event) for event in line.events]
+            windows += [(start, end) for start, end, name, _ in events if name == _profile.STEP and not on_device]
+            if on_device != (device == "cuda") or (on_device and not line.name.startswith("Stream")):
+                continue  # on a GPU the host's ops only launch kernels
+            kernels += _profile.innermost([(start, end, label(event)) for start, end, _, event in events
+                                           if on_device or any(key == "hlo_op" for key, _ in event.stats)])
+    return {**_profile.breakdown(walls, windows, kernels), "profiler": f"jax.profiler (jax {jax.__version__})"}
+
+
+def label(event):
+    """An XLA event's name and its HLO op's, which on a GPU is often what says it is a product."""
+    op = next((str(value) for key, value in event.stats if key == "hlo_op"), "")
+    return f"{event.name} {op}" if op and op != event.name else event.name

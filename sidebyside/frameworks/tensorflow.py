@@ -86,3 +86,54 @@ def device(name):
 
 
 matmul = None  # the peak never imports TensorFlow: its start-up alone costs seconds, twice per run
+
+
+def profile(step, steps, device):
+    """`steps` runs of `step` under TensorFlow's profiler: matrix products, other kernels, wall time, per step.
+
+    A kernel is a TensorFlow op's kernel (an event the trace gives an op
+    type: "MatMul:_MklMatMul") or, where XLA compiled the step, an XLA op
+    (an event carrying `hlo_op`); of ops nested in one another (a function's
+    op around the ops it runs, XLA's launch around its ops) only the
+    innermost count. On a GPU, the device's kernels. Only the host events
+    at the lightest level are traced and no Python function calls.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    from sidebyside.frameworks import _profile
+
+    options = tf.profiler.experimental.ProfilerOptions(host_tracer_level=1, python_tracer_level=0,
+                                                       device_tracer_level=1 if device == "cuda" else 0)
+    folder = tempfile.mkdtemp(prefix="sidebyside-profile-")
+    try:
+        tf.profiler.experimental.start(folder, options=options)
+        try:
+            walls = _profile.run(step, steps, tf.profiler.experimental.Trace)
+        finally:
+            tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(next(Path(folder).rglob("*.xplane.pb")).read_bytes())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    windows, kernels = [], []
+    for plane in space.planes:
+        on_device = plane.name.startswith("/device:")
+        hlo_op = next((key for key, stat in plane.stat_metadata.items() if stat.name == "hlo_op"), None)
+        for line in plane.lines:
+            events = []
+            for event in line.events:
+                metadata = plane.event_metadata[event.metadata_id]
+                start = (line.timestamp_ns * 1000 + event.offset_ps) / 1e12
+                end = start + event.duration_ps / 1e12
+                if metadata.name == _profile.STEP and not on_device:
+                    windows.append((start, end))
+                elif on_device or metadata.display_name or any(stat.metadata_id == hlo_op for stat in event.stats):
+                    events.append((start, end, metadata.display_name or metadata.name))
+            if on_device == (device == "cuda") and (not on_device or line.name.startswith("Stream")):
+                kernels += _profile.innermost(events)  # on a GPU the host's ops only launch kernels
+    return {**_profile.breakdown(walls, windows, kernels), "profiler": f"tf.profiler (TensorFlow {tf.__version__})"}

@@ -110,3 +110,52 @@ def after_peak(device):
         import torch
 
         torch.cuda.empty_cache()
+
+
+def profile(step, steps, device):
+    """`steps` runs of `step` under torch.profiler: matrix products, other kernels, wall time, per step.
+
+    On the CPU a kernel is an aten op's self time (its interval less the ops
+    it calls), which is all of an op's compute the CPU profiler can see; on a
+    GPU it is the device's kernels, which the CPU only launches. Nothing but
+    the ops' times is recorded (no shapes, stacks or memory): each would
+    slow every op and so the step described.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, record_function
+    from torch.profiler import profile as profiler
+
+    from sidebyside.frameworks import _profile
+
+    # The C++ annotation where torch has it: record_function's costs tens of microseconds a step.
+    annotate = getattr(torch._C._profiler, "_RecordFunctionFast", record_function)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profiler(activities=activities) as trace:
+        walls = _profile.run(step, steps, annotate)
+    events = trace.events()
+    on_cpu = [event for event in events if event.device_type == torch.autograd.DeviceType.CPU]
+    windows = [span(event)[:2] for event in on_cpu if event.name == _profile.STEP]
+    if device == "cuda":
+        kernels = [span(event) for event in events
+                   if event.device_type == torch.autograd.DeviceType.CUDA and not event.is_user_annotation]
+    else:
+        kernels = [piece for event in on_cpu if event.name.startswith("aten::") for piece in self_time(event)]
+    return {**_profile.breakdown(walls, windows, kernels), "profiler": f"torch.profiler (torch {torch.__version__})"}
+
+
+def span(event):
+    """(start, end, name) of a profiler event, in seconds (torch reports microseconds)."""
+    return event.time_range.start / 1e6, event.time_range.end / 1e6, event.name
+
+
+def self_time(event):
+    """An op's own time as (start, end, name) pieces: its interval less the intervals of the ops it called."""
+    pieces, start, end, name = [], *span(event)
+    for child in sorted(event.cpu_children, key=lambda child: child.time_range.start):
+        child_start, child_end, _ = span(child)
+        if child_start > start:
+            pieces.append((start, child_start, name))
+        start = max(start, child_end)
+    if end > start:
+        pieces.append((start, end, name))
+    return pieces

@@ -46,7 +46,7 @@ class Report:
     sources: list
     machine_names: list
     sections: list  # [tables.Section], in order: the page and report.md
-    panels: dict  # "loss" | "timing" | "sweep" -> [chartdata panels]: what both kinds of chart draw
+    panels: dict  # "glance" | "overhead" | "loss" | "timing" | "sweep" -> [chartdata panels]: both kinds draw them
     css: str
     csv_tables: list = field(default_factory=list)
 
@@ -115,11 +115,11 @@ def assemble(documents):
     code = code_sections(shown)
     main = workloads.main_names()
     palette = Palette(collection.frame["implementation"].tolist())  # one colour per implementation on the page
-    panels, crossings, _ = all_panels(collection.only(main), palette)
+    panels, crossings, fitted, _ = all_panels(collection.only(main), palette)
     context = sections.Context(
         collection, everything, main, shown, code,
         lines_of_code={workload: section.lines_of_code for workload, section in code.items() if section},
-        palette=palette, charts=interactive_charts(panels), crossings=crossings, notices=notices,
+        palette=palette, charts=interactive_charts(panels), crossings=crossings, fits=fitted, notices=notices,
         commit=local_commit())
     every = sections.every(context)
     csv_tables = {}  # the CSVs keep every run, the idle devices' included
@@ -145,16 +145,17 @@ def csv_safe(cell):
 
 
 def write_figures(report, out_dir):
-    """The charts as PNG files in out_dir/figures/ for report.md; returns [(path relative to out_dir, title)]."""
+    """The charts as PNG files in out_dir/figures/ for report.md; returns {chart id: (path relative to out_dir,
+    title)}: report.md shows each where its section has it."""
     charts = png_charts(report.panels)
     folder = out_dir / FIGURES
     folder.mkdir(exist_ok=True)
-    written = []
+    written = {}
     own = [chart for section in report.sections for block in section.blocks
            if block is not None and block.kind == "figures" and not block.interactive for chart in block.charts]
-    for chart in [chart for kind in ("loss", "timing", "sweep") for chart in charts[kind]] + own:
+    for chart in [chart for kind in charts for chart in charts[kind]] + own:
         atomic_write(folder / f"{chart.id}.png", chart.png)
-        written.append((f"{FIGURES}/{chart.id}.png", chart.title))
+        written[chart.id] = (f"{FIGURES}/{chart.id}.png", chart.title)
     return written
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import matplotlib
 import numpy as np
 
+from sidebyside.report import overhead
 from sidebyside.report.merge import value
+from sidebyside.report.tables import DEVICE_ORDER, tuned_pairs
 from sidebyside.results import peak_for
-from sidebyside.report.tables import DEVICE_ORDER
 
 PLOT_LIMIT = 1e100  # values beyond this (a diverging loss, an absurd timing) are left out of plots
 EXACT = 1e-17  # identical losses give a relative difference of 0, which a log axis cannot show
@@ -169,7 +170,11 @@ class TimingPanel:
 
 
 def primary_size(frame):
-    """The size to draw bars for: the one with loss curves, else the most common one."""
+    """The size to draw bars for: the first size run in full, else the one with loss curves, else the most
+    common one."""
+    full = frame[frame["full"] == True]  # noqa: E712 (None where the file does not say)
+    if not full.empty:
+        return full["size_label"].iloc[0]
     with_losses = frame[frame["has_losses"]]
     source = with_losses if not with_losses.empty else frame
     counts = source["size_label"].value_counts()
@@ -224,6 +229,7 @@ class SweepLine:
     flops: np.ndarray
     medians: np.ndarray
     gflops: np.ndarray
+    fitted: tuple | None = None  # (FLOPs, seconds): the fitted overhead + arithmetic, where the fit is good
 
 
 @dataclass
@@ -233,6 +239,7 @@ class SweepPanel:
     caption: str
     alt: str
     dtype: str
+    machine: str = ""
     lines: list = field(default_factory=list)
     peaks: list = field(default_factory=list)  # [(device, GFLOP/s)]: the measured peak in this dtype
     crossing: dict | None = None
@@ -277,9 +284,10 @@ def sweep_panels(collection, palette):
         title = f"{machine} · {dtype} · size sweep"
         panel = SweepPanel(
             f"sweep-{len(panels)}", title,
-            "Solid lines: CPU, dashed: GPU. The horizontal lines are the machine's measured matmul peak in "
+            "Solid lines: CPU, dashed: GPU; thin dotted lines on the left: each implementation's fitted fixed "
+            "cost plus arithmetic, where the fit is good. The horizontal lines are the machine's measured matmul peak in "
             "this dtype; a dotted vertical line marks where the GPU overtakes the CPU.",
-            f"Size sweep for {title}", dtype,
+            f"Size sweep for {title}", dtype, machine,
         )
         for (name, device), rows in group.groupby(["implementation", "device"], sort=True):
             rows = rows.sort_values("flops")
@@ -299,9 +307,170 @@ def sweep_panels(collection, palette):
 
 
 def all_panels(collection, palette=None):
-    """({"loss": [...], "timing": [...], "sweep": [...]}, crossovers) and the palette they share."""
+    """({"glance", "overhead", "loss", "timing", "sweep": [...]}, crossovers, the fits compared (overhead.Group),
+    and the palette they share."""
     palette = palette or Palette(collection.frame["implementation"].tolist())
     sweep, crossings = sweep_panels(collection, palette)
-    panels = {"loss": loss_panels(collection, palette), "timing": timing_panels(collection, palette),
+    groups = overhead.compared(overhead.fits(collection.frame))
+    fit_list = [fit for group in groups for fit in group.fits]
+    for panel in sweep:
+        fitted_lines(panel, fit_list)
+    pairs = {name: sibling for name, (sibling, _) in tuned_pairs().items()}
+    panels = {"glance": glance_panels(collection, palette, pairs),
+              "overhead": overhead_panels(groups, collection, palette),
+              "loss": loss_panels(collection, palette), "timing": timing_panels(collection, palette),
               "sweep": sweep}
-    return panels, crossings, palette
+    return panels, crossings, groups, palette
+
+
+# ----------------------------------------------------------------------------
+# At a glance: one device's step times at one size, tuned variants beside their siblings
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class GlanceBar:
+    implementation: str
+    colour: str
+    median: float  # seconds per step
+    low: float  # the fastest round's median (the median where one round ran)
+    high: float  # the slowest round's
+    tuned_from: str | None  # the idiomatic sibling of a tuned variant
+    unstable: bool
+
+
+@dataclass
+class GlancePanel:
+    id: str
+    title: str
+    caption: str
+    alt: str
+    bars: list = field(default_factory=list)  # [GlanceBar], drawn top down
+    limit_s: float | None = None  # the step's FLOPs over the measured peak: no step can be faster
+
+
+def round_range(row):
+    median = value(row["median"])
+    rounds = value(row["round_medians"])
+    rounds = [value(r) for r in rounds] if isinstance(rounds, (list, tuple)) else []
+    rounds = [float(r) for r in rounds if r is not None and np.isfinite(r) and 0 < r < PLOT_LIMIT]
+    return (min(rounds), max(rounds)) if rounds else (median, median)
+
+
+def paired_order(rows, pairs):
+    """Implementations fastest first, each tuned variant right after its idiomatic sibling where both ran."""
+    names = list(rows.sort_values("median")["implementation"])
+    siblings = {name: pairs[name] for name in names if pairs.get(name) in names}
+    order = []
+    for name in names:
+        if name in siblings:
+            continue
+        order.append(name)
+        order += [tuned for tuned, sibling in siblings.items() if sibling == name]
+    return order
+
+
+def glance_panels(collection, palette, pairs):
+    """One panel per machine, workload, device and dtype at its primary size; `pairs` {tuned: its sibling}."""
+    frame = collection.frame
+    frame = frame[(frame["status"] == "ok") & frame["median"].notna()]
+    panels = []
+    groups = frame.groupby(["machine", "workload", "device", "dtype"], sort=False)
+    for (machine, workload, device, dtype), group in sorted(
+            groups, key=lambda item: (collection.labels.index(item[0][0]) if item[0][0] in collection.labels else 0,
+                                      item[0][1], DEVICE_ORDER.get(item[0][2], 2), item[0][2], item[0][3])):
+        size = primary_size(group)
+        rows = group[group["size_label"] == size].drop_duplicates("implementation")
+        if rows.empty:
+            continue
+        by_name = {row["implementation"]: row for _, row in rows.iterrows()}
+        title = f"{machine} · {workload} · {device} · {dtype} · {size}"
+        panel = GlancePanel(
+            f"glance-{len(panels)}", title,
+            "Median time per step, fastest at the top; each tuned variant (hatched) right below its idiomatic "
+            "sibling. The whiskers span the fastest and the slowest round; the dashed line is the compute "
+            "limit, the step's FLOPs at the measured matmul peak, which no step can beat.",
+            f"Step time per implementation for {title}",
+        )
+        for name in paired_order(rows, pairs):
+            row = by_name[name]
+            low, high = round_range(row)
+            panel.bars.append(GlanceBar(name, palette(name), float(value(row["median"])), low, high,
+                                        pairs.get(name) if pairs.get(name) in by_name else None,
+                                        bool(row["unstable"])))
+        flops, peak = value(rows["flops"].iloc[0]), value(rows["peak_gflops"].iloc[0])
+        if flops and peak and peak > 0:
+            limit = flops / (peak * 1e9)
+            panel.limit_s = limit if 1 / PLOT_LIMIT < limit < PLOT_LIMIT else None
+        panels.append(panel)
+    return panels
+
+
+# ----------------------------------------------------------------------------
+# Where the time goes: the fitted overhead and arithmetic, and the fitted lines
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class OverheadBar:
+    implementation: str
+    colour: str
+    overhead_s: float
+    arithmetic_s: float  # the size's FLOPs at the fitted throughput
+    median: float  # the measured step, for comparison
+
+
+@dataclass
+class OverheadPanel:
+    id: str
+    title: str
+    caption: str
+    alt: str
+    size: str
+    bars: list = field(default_factory=list)  # [OverheadBar], largest overhead last
+    poor: list = field(default_factory=list)  # [(implementation, why)]: left out
+
+
+def overhead_panels(groups, collection, palette):
+    """One stacked-bar panel per compared group (overhead.Group) at the group's primary size."""
+    frame = collection.frame
+    panels = []
+    for group in groups:
+        machine, workload, device, dtype, family = group.key
+        rows = frame[(frame["machine"] == machine) & (frame["workload"] == workload) & (frame["device"] == device)
+                     & (frame["dtype"] == dtype)]
+        size = primary_size(rows)
+        title = f"{machine} · {workload} · {device} · {dtype} · where the time goes at {size}"
+        panel = OverheadPanel(
+            f"overhead-{len(panels)}", title,
+            f"Each step at {size} split by the fit over the sizes {family}: the fixed cost per step (dark) "
+            "and the arithmetic, the step's FLOPs at the fitted throughput (light); the diamond is the "
+            "measured median. Implementations whose fit is poor are left out (the Where the time goes table says why).",
+            f"Overhead against arithmetic for {title}", size)
+        for fit in sorted(group.fits, key=lambda fit: fit.overhead_s):
+            if fit.poor:
+                panel.poor.append((fit.implementation, fit.poor))
+                continue
+            at = [index for index, label in enumerate(fit.sizes) if label == size]
+            flops = fit.flops[at[0]] if at else None
+            if flops is None:
+                continue
+            panel.bars.append(OverheadBar(fit.implementation, palette(fit.implementation), fit.overhead_s,
+                                          flops / fit.throughput, float(fit.medians[at[0]])))
+        if panel.poor:
+            panel.caption += f" Left out: {', '.join(name for name, _ in panel.poor)}."
+        if panel.bars:
+            panels.append(panel)
+    return panels
+
+
+def fitted_lines(panel, fit_list):
+    """Give each sweep line its fitted curve (FLOPs grid, seconds), where its fit is good."""
+    good = {}  # where several families of sizes were fitted, the one with the most sizes
+    for fit in sorted((fit for fit in fit_list if not fit.poor), key=lambda fit: len(fit.flops)):
+        good[(fit.machine, fit.implementation, fit.device, fit.dtype)] = fit
+    for line in panel.lines:
+        fit = good.get((panel.machine, line.implementation, line.device, panel.dtype))
+        if fit is not None:
+            grid = np.geomspace(fit.flops[0], fit.flops[-1], 40)
+            line.fitted = (grid, fit.time(grid))

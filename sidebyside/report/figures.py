@@ -204,6 +204,8 @@ def sweep_png(panel):
             time_axes.plot(line.flops, line.medians, style, marker="o", markersize=3, color=line.colour,
                            label=plot_label(f"{line.implementation} ({line.device})"))
             rate_axes.plot(line.flops, line.gflops, style, marker="o", markersize=3, color=line.colour)
+            if line.fitted is not None:
+                time_axes.plot(*line.fitted, ":", linewidth=0.9, color=line.colour, alpha=0.8)
         for device, peak in panel.peaks:
             rate_axes.axhline(peak, color="black", linestyle=LINE_STYLES.get(device, ":"), linewidth=1)
             rate_axes.annotate(plot_label(f"measured {device} {panel.dtype} peak {peak:.4g} GFLOP/s", 60),
@@ -229,7 +231,60 @@ def sweep_png(panel):
         return render(figure, panel)
 
 
+# ----------------------------------------------------------------------------
+# At a glance, and where the time goes
+# ----------------------------------------------------------------------------
+
+
+def glance_png(panel):
+    with matplotlib.rc_context(STYLE):
+        names = [plot_label(bar.implementation) + (" ±" if bar.unstable else "") for bar in panel.bars]
+        figure = new_figure(9, max(2.2, 0.3 * len(names) + 1.3), legend=False, left_labels=names)
+        axes = figure.subplots()
+        positions = np.arange(len(names))[::-1]  # the first bar on top
+        medians = np.array([bar.median for bar in panel.bars])
+        lower = np.array([max(bar.median - bar.low, 0) for bar in panel.bars])
+        upper = np.array([max(bar.high - bar.median, 0) for bar in panel.bars])
+        drawn = axes.barh(positions, medians, xerr=[lower, upper], color=[bar.colour for bar in panel.bars],
+                          capsize=3, error_kw={"elinewidth": 1})
+        for bar, shown in zip(drawn, panel.bars):
+            if shown.tuned_from:
+                bar.set_hatch("//")
+        axes.set_yticks(positions, names)
+        if panel.limit_s:
+            axes.axvline(panel.limit_s, color="black", linestyle="--", linewidth=1)
+            axes.annotate("compute limit", (panel.limit_s, 1.0), xycoords=("data", "axes fraction"), fontsize=8,
+                          va="bottom")
+        log_scale(axes, "x")
+        seconds_axis(axes)
+        axes.set_xlabel("time per step (median; whiskers: fastest and slowest round)")
+        figure.suptitle(plot_label(panel.title, 120))
+        return render(figure, panel)
+
+
+def overhead_png(panel):
+    with matplotlib.rc_context(STYLE):
+        names = [plot_label(bar.implementation) for bar in panel.bars]
+        figure = new_figure(9, max(2.2, 0.3 * len(names) + 1.5), legend=False, left_labels=names)
+        axes = figure.subplots()
+        positions = np.arange(len(names))[::-1]
+        colours = [bar.colour for bar in panel.bars]
+        fixed = np.array([bar.overhead_s for bar in panel.bars])
+        axes.barh(positions, fixed, color=colours, label="fixed cost per step")
+        axes.barh(positions, [bar.arithmetic_s for bar in panel.bars], left=fixed, color=colours, alpha=0.45,
+                  label="arithmetic")
+        axes.plot([bar.median for bar in panel.bars], positions, "D", color="black", markersize=4,
+                  label="measured median")
+        axes.set_yticks(positions, names)
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: seconds_text(x) if x > 0 else "0"))
+        axes.set_xlabel("time per step")
+        axes.legend(loc="lower right")
+        figure.suptitle(plot_label(panel.title, 120))
+        return render(figure, panel)
+
+
 def png_charts(panels):
-    """The interactive charts' panels as PNG figures: {"loss": [Chart], "timing": [...], "sweep": [...]}."""
-    draw = {"loss": loss_png, "timing": timing_png, "sweep": sweep_png}
+    """The interactive charts' panels as PNG figures: {kind: [Chart]} ("glance", "overhead", "loss", ...)."""
+    draw = {"glance": glance_png, "overhead": overhead_png, "loss": loss_png, "timing": timing_png,
+            "sweep": sweep_png}
     return {kind: [draw[kind](panel) for panel in kind_panels] for kind, kind_panels in panels.items()}

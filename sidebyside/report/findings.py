@@ -31,7 +31,9 @@ import pandas as pd
 from sidebyside import noise, ranking, rounds, workloads
 from sidebyside.peak import UNSOUND
 from sidebyside.report import formatting as fmt
+from sidebyside.report.chartdata import primary_size
 from sidebyside.report.merge import value
+from sidebyside.report.sections.overhead import reach_text
 from sidebyside.report.sections.environment import (PEAK_SPREAD_WARNING, blas_owner, blas_text, over_theoretical,
                                                     peak_devices, peak_drift)
 from sidebyside.report.tables import (DEVICE_ORDER, Table, comparable_median, hardware, limit_ratio, ordered,
@@ -44,14 +46,12 @@ LOOP_ANOMALY = 2.0  # a loop this many times slower per step than the timed step
 
 
 def primary_groups(frame):
-    """The comparison groups shown in sentences: the sizes with loss curves, else the most common size."""
+    """The comparison groups shown in sentences: at chartdata.primary_size, the size the charts show."""
     groups = []
     for (machine, workload), part in frame.groupby(["machine", "workload"], sort=False):
-        source = part[part["has_losses"]] if part["has_losses"].any() else part
-        counts = source["size_label"].value_counts()
-        if counts.empty:
+        size = primary_size(part)
+        if size is None:
             continue
-        size = counts.index[0]
         chosen = part[part["size_label"] == size]
         for (device, dtype), group in chosen.groupby(["device", "dtype"], sort=False):
             groups.append((machine, workload, device, dtype, size, group))
@@ -453,37 +453,157 @@ def measurement_warnings(collection):
     return result
 
 
-def findings(collection, crossings):
-    """[(machine label, [sentence, ...])] for the top of the report.
+HEADLINE = 8  # findings shown as the top list; the rest fold into "More findings"
 
-    The speed, peak, tuned, first-step and loop sentences read the ranked
-    workloads' rows (sidebyside.workloads, `main`); every other workload adds
-    its own sentences; the rest read every row.
+
+def short_speed_sentence(device, dtype, size, group):
+    """Who is fastest and who slowest, in one short sentence pointing at the step-time chart."""
+    entries = [ranking_entry(row) for _, row in group.iterrows()]
+    names = {id(entry): name for entry, name in zip(entries, group["implementation"])}
+    ranked = ranking.rank([entry for entry in entries if ranking.rankable(entry)])
+    if len(ranked) < 2:
+        return None
+    first = [names[id(item.entry)] for item in ranked if item.rank == 1]
+    best = ranking.median(ranked[0].entry)
+    lead = f"{first[0]} is fastest" if len(first) == 1 else f"{ranking.TIE} for fastest between {', '.join(first)}"
+    slowest = ranked[-1]
+    tail = ""
+    if slowest.rank != 1:
+        tail = (f", {names[id(slowest.entry)]} slowest at {fmt.times(ranking.median(slowest.entry) / best)} "
+                f"as long")
+    return f"{device}, {dtype}, {size} (step time chart): {lead} at {fmt.seconds(best)} a step{tail}."
+
+
+def framework_label(fit, frame):
+    rows = frame[frame["implementation"] == fit.implementation]
+    if rows.empty:
+        return fit.implementation
+    framework, backend = value(rows["framework"].iloc[0]), value(rows["backend"].iloc[0])
+    framework = str(framework or fit.implementation)
+    return f"{framework} on {backend}" if backend and str(backend) != framework else framework
+
+
+def per_framework(group, frame):
+    """{framework: its good fit with the smallest fixed cost} in one compared group, by that cost."""
+    chosen = {}
+    for fit in sorted((fit for fit in group.fits if not fit.poor), key=lambda fit: fit.overhead_s):
+        chosen.setdefault(framework_label(fit, frame), fit)
+    return chosen
+
+
+def reach_parts(group, frame):
+    """Per framework, from which size its best implementation stays within 10 % of the fastest (measured)."""
+    def order(item):
+        return (not item.everywhere, item.from_flops is None, item.from_flops or 0.0)
+
+    best = {}
+    for item in sorted(group.reach, key=order):
+        best.setdefault(framework_label(item.fit, frame), item)
+    return [f"{name} {reach_text(item)} ({item.fit.implementation})" for name, item in best.items()]
+
+
+def overhead_sentences(groups, frame):
+    """Per framework its fixed cost per step and from which size it is within 10 % of the fastest (the first
+    device and dtype fitted), and the poor fits, named."""
+    headline, more = [], []
+    for number, group in enumerate(groups):
+        chosen = per_framework(group, frame)
+        machine, workload, device, dtype, family = group.key
+        where = f"{device}, {dtype}, {family}"
+        poor = [fit.implementation for fit in group.fits if fit.poor]
+        said = []
+        if chosen:
+            costs = "; ".join(f"{name} {fmt.seconds(fit.overhead_s)} ({fit.implementation})"
+                              for name, fit in chosen.items())
+            said.append(f"Fixed cost per step, fitted over {where} (where-the-time-goes chart): {costs}.")
+        parts = reach_parts(group, frame)
+        if parts:
+            said.append(f"Within 10 % of the fastest ({where}, step time against size chart): "
+                        + "; ".join(parts) + ".")
+        if poor:
+            (more if said else said).append(
+                f"Poor fits ({where}), so no fixed cost is given: {', '.join(poor)}; the line misses a size by "
+                f"more than the rounds' spread, or a held-out size by more than 15 % (the Where the time goes "
+                f"table says where).")
+        (headline if number == 0 else more).extend(said)
+    return headline, more
+
+
+def short_tuned_sentence(collection, frame, pairs):
+    """The tuned variants against their siblings in one sentence (their full sentences go to More findings)."""
+    parts = []
+    primary = {(g[0], g[1], g[2], g[3], g[4]) for g in primary_groups(frame)}
+    for tuned, idiom_name, idiom, _ in tuned_rows(collection, pairs):
+        key = (tuned["machine"], tuned["workload"], tuned["device"], tuned["dtype"], tuned["size_label"])
+        if key not in primary or idiom is None or any(p.startswith(tuned["implementation"] + " ") for p in parts):
+            continue
+        ratio = speedup(tuned, idiom)
+        if ratio is None:
+            continue
+        if not rows_separated(tuned, idiom):
+            verdict = f"{ranking.TIE} with {idiom_name}"
+        elif ratio >= 1:
+            verdict = f"{fmt.times(ratio)} faster than {idiom_name}"
+        else:
+            verdict = f"{fmt.times(1 / ratio)} slower than {idiom_name}"
+        parts.append(f"{tuned['implementation']} {verdict}")
+    if not parts:
+        return None
+    return "Tuned variants, hatched beside their siblings in the step time chart: " + "; ".join(parts) + "."
+
+
+def short_status_sentence(frame):
+    bad = frame[~frame["status"].isin(["ok", "disagrees"])]
+    if bad.empty:
+        return None
+    counts = Counter(bad["status"])
+    listed = ", ".join(f"{count} {status}" for status, count in counts.most_common())
+    return f"Not measured: {listed} (the reasons are under More findings and in the Not run table)."
+
+
+def findings(collection, crossings, groups=()):
+    """[(machine label, [headline sentence, ...], [more, ...])] for the top of the report.
+
+    At most HEADLINE short sentences lead, each pointing at its chart: who is
+    fastest, the fixed cost per step and where each framework comes within
+    10 % of the fastest, the tuned variants, the peak, the GPU crossover,
+    agreement and what did not run. Everything else, and the long forms,
+    fold into More findings. The speed, peak, tuned, first-step and loop
+    sentences read the ranked workloads' rows (sidebyside.workloads,
+    `main`); every other workload adds its own sentences; the rest read
+    every row.
     """
     frame = ordered(collection.frame, collection.labels)
     result = []
     for label, machine, document in collection.machines:
         part = frame[frame["machine"] == label]
         main = part[part["workload"].isin(workloads.main_names())]
-        sentences = []
+        headline, more = [], []
         for _, workload, device, dtype, size, group in primary_groups(main):
-            sentence = speed_sentence(label, device, dtype, size, group)
-            if sentence:
-                sentences.append(sentence)
-        sentences += peak_sentence(main)
-        sentences += tuned_sentences(collection, main, tuned_pairs())
+            headline.append(short_speed_sentence(device, dtype, size, group))
+            more.append(speed_sentence(label, device, dtype, size, group))
+        fitted, unfitted = overhead_sentences([g for g in groups if g.key[0] == label], main)
+        headline += fitted
+        more += unfitted
+        headline.append(short_tuned_sentence(collection, main, tuned_pairs()))
+        more += tuned_sentences(collection, main, tuned_pairs())
+        peaks = peak_sentence(main)
+        headline += peaks[:1]
+        more += peaks[1:]
         for (machine_label, dtype), crossing in crossings.items():
             if machine_label == label:
-                sentences.append(crossover_sentence(label, dtype, crossing))
-        sentences += first_step_sentences(main)
-        sentences += loop_sentences(main)
+                headline.append(crossover_sentence(label, dtype, crossing))
+        headline.append(agreement_sentence(part))
+        headline.append(short_status_sentence(part))
+        more += first_step_sentences(main)
+        more += loop_sentences(main)
         for name, rows in part[~part["workload"].isin(workloads.main_names())].groupby("workload", sort=False):
-            sentences += workloads.reading(name).findings(rows)
-        for sentence in (agreement_sentence(part), kernel_sentence(part, machine), threads_sentence(document, part),
-                         unstable_sentence(part), status_sentence(part)):
-            if sentence:
-                sentences.append(sentence)
+            more += workloads.reading(name).findings(rows)
+        more += [kernel_sentence(part, machine), threads_sentence(document, part), unstable_sentence(part),
+                 status_sentence(part)]
         if part.empty:
-            sentences.append("This file holds no results.")
-        result.append((label, sentences))
+            headline.append("This file holds no results.")
+        headline = [sentence for sentence in headline if sentence]
+        more = [sentence for sentence in headline[HEADLINE:] + more if sentence]
+        result.append((label, headline[:HEADLINE], more))
     return result

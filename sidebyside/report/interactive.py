@@ -168,6 +168,11 @@ def sweep_chart(panel):
             x=line.flops, y=line.medians, name=name, mode="lines+markers", line=style, marker=dict(size=6),
             legendgroup=group, customdata=sizes,
             hovertemplate="size %{customdata}<br>%{x:.3s} FLOPs per step<br>%{y:.3s}s per step"), row=1, col=1)
+        if line.fitted is not None:
+            figure.add_trace(go.Scatter(
+                x=line.fitted[0], y=line.fitted[1], name=name, mode="lines", showlegend=False, legendgroup=group,
+                line=dict(color=line.colour, dash="dot", width=1), opacity=0.7,
+                hovertemplate="fitted: %{y:.3s}s per step at %{x:.3s} FLOPs<extra></extra>"), row=1, col=1)
         figure.add_trace(go.Scatter(
             x=line.flops, y=line.gflops, name=name, mode="lines+markers", line=style, marker=dict(size=6),
             legendgroup=group, showlegend=False, customdata=sizes,
@@ -194,7 +199,61 @@ def sweep_chart(panel):
     return serialized(figure, panel)
 
 
+# ----------------------------------------------------------------------------
+# At a glance, and where the time goes
+# ----------------------------------------------------------------------------
+
+
+def glance_chart(panel):
+    figure = go.Figure()
+    names = [label(bar.implementation) + (" ±" if bar.unstable else "") for bar in panel.bars]
+    for name, bar in zip(names, panel.bars):
+        tuned = f"tuned {label(bar.tuned_from)}" if bar.tuned_from else ""
+        figure.add_trace(go.Bar(
+            x=[bar.median], y=[name], orientation="h", name=label(bar.implementation),
+            marker=dict(color=bar.colour, pattern=dict(shape="/" if bar.tuned_from else "")),
+            error_x=dict(type="data", symmetric=False, array=[max(bar.high - bar.median, 0)],
+                         arrayminus=[max(bar.median - bar.low, 0)], thickness=1, width=3, color="#333"),
+            customdata=[[bar.low, bar.high, tuned]], showlegend=False,
+            hovertemplate="median %{x:.3s}s per step<br>rounds %{customdata[0]:.3s}s to %{customdata[1]:.3s}s"
+                          "<br>%{customdata[2]}<extra></extra>"))
+    if panel.limit_s:
+        figure.add_vline(x=panel.limit_s, line=dict(color="black", dash="dash", width=1.2))
+        figure.add_annotation(x=np.log10(panel.limit_s), y=1, yref="paper", text="compute limit", showarrow=False,
+                              xanchor="left", yanchor="bottom", font=dict(size=11))
+    figure.update_yaxes(categoryorder="array", categoryarray=list(reversed(names)))
+    ends = [x for bar in panel.bars for x in (bar.low, bar.high)] + ([panel.limit_s] if panel.limit_s else [])
+    ends = [x for x in ends if np.isfinite(x) and x > 0]
+    span = [np.log10(min(ends)) - 0.1, np.log10(max(ends)) + 0.05] if ends else None  # the limit in view
+    figure.update_xaxes(type="log", ticksuffix="s", exponentformat="SI", range=span,
+                        title_text="time per step (median; whiskers: fastest and slowest round)")
+    figure.update_layout(bargap=0.3)
+    layout(figure, panel, 130 + 24 * max(len(panel.bars), 3), [scale_buttons(["xaxis"], "time axis", 0)],
+           margin_top=80)
+    return serialized(figure, panel)
+
+
+def overhead_chart(panel):
+    figure = go.Figure()
+    names = [label(bar.implementation) for bar in panel.bars]
+    for part, colour, text in (("overhead_s", None, "fixed cost per step"), ("arithmetic_s", "light", "arithmetic")):
+        figure.add_trace(go.Bar(
+            x=[getattr(bar, part) for bar in panel.bars], y=names, orientation="h", name=text,
+            marker=dict(color=[bar.colour for bar in panel.bars], opacity=1.0 if colour is None else 0.45,
+                        line=dict(color=[bar.colour for bar in panel.bars], width=1)),
+            showlegend=False, hovertemplate=f"{text} %{{x:.3s}}s<extra></extra>"))
+    figure.add_trace(go.Scatter(
+        x=[bar.median for bar in panel.bars], y=names, mode="markers", name="measured median", showlegend=False,
+        marker=dict(symbol="diamond", size=8, color="black"), hovertemplate="measured %{x:.3s}s<extra></extra>"))
+    figure.update_yaxes(categoryorder="array", categoryarray=list(reversed(names)))
+    figure.update_xaxes(ticksuffix="s", exponentformat="SI", title_text="time per step")
+    figure.update_layout(barmode="stack", bargap=0.3)
+    layout(figure, panel, 150 + 24 * max(len(panel.bars), 3), [], margin_top=60)
+    return serialized(figure, panel)
+
+
 def interactive_charts(panels):
-    """{"loss": [InteractiveChart], "timing": [...], "sweep": [...]} from chartdata.all_panels' panels."""
-    draw = {"loss": loss_chart, "timing": timing_chart, "sweep": sweep_chart}
+    """{kind: [InteractiveChart]} from chartdata.all_panels' panels ("glance", "overhead", "loss", ...)."""
+    draw = {"glance": glance_chart, "overhead": overhead_chart, "loss": loss_chart, "timing": timing_chart,
+            "sweep": sweep_chart}
     return {kind: [draw[kind](panel) for panel in kind_panels] for kind, kind_panels in panels.items()}

@@ -47,13 +47,22 @@ def render_text(text):
         return "\n\n".join(f"**{line}**" for line in lines)
     if text.css == "findings":
         return "\n".join(f"- {line}" for line in lines)
+    if text.css == "details":  # folded on the page; a list under its lead here
+        return f"**{escape(text.lead)}**\n\n" + "\n".join(f"- {line}" for line in lines)
     lead = f"**{escape(text.lead)}** " if text.lead else ""
     if text.css == "warning":  # one quoted paragraph each (an empty ">" line between keeps them apart in GFM)
         return "\n>\n".join(f"> {lead}{line}" for line in lines)
     return "\n".join(lead + line for line in lines)
 
 
-def render_section(section):
+def render_figures(block, figures, placed):
+    """The PNG of each of the block's charts, where it is in the section (`placed` collects their ids)."""
+    shown = [chart.id for chart in block.charts if chart.id in figures]
+    placed.update(shown)
+    return "\n\n".join(f"![{escape(figures[name][1])}]({figures[name][0]})" for name in shown)
+
+
+def render_section(section, figures=None, placed=None):
     if section.failed:
         return escape(section.failed)
     blocks = [f"## {escape(section.title)}"]
@@ -62,16 +71,23 @@ def render_section(section):
             blocks.append(render_table(block))
         elif block is not None and block.kind == "text" and block.markdown and block.lines:
             blocks.append(render_text(block))
+        elif block is not None and block.kind == "figures" and figures:
+            blocks.append(render_figures(block, figures, placed))
     return "\n\n".join(block for block in blocks if block)
 
 
-def render_markdown(report, figures=()):
-    """The Markdown document; `report` is a sidebyside.report.build.Report, `figures` [(relative PNG path, title)]."""
+def render_markdown(report, figures=None):
+    """The Markdown document; `report` is a sidebyside.report.build.Report, `figures` {chart id: (relative PNG
+    path, title)}: each figure where its section shows the chart, those no section shows at the end."""
+    figures = figures or {}
     sources = "; ".join(f"{escape(source.name)} ({escape(source.format)}, machine {escape(source.machine)})"
                         for source in report.sources)
     blocks = ["## sidebyside report", f"Built {escape(report.built)} from {sources}."]
-    blocks += [render_section(section) for section in report.sections if section.markdown or section.failed]
-    if figures:
+    placed = set()
+    blocks += [render_section(section, figures, placed) for section in report.sections
+               if section.markdown or section.failed]
+    rest = [(path, title) for name, (path, title) in figures.items() if name not in placed]
+    if rest:
         blocks.append("### Figures")
-        blocks.append("\n\n".join(f"![{escape(title)}]({path})" for path, title in figures))
+        blocks.append("\n\n".join(f"![{escape(title)}]({path})" for path, title in rest))
     return "\n\n".join(blocks) + "\n"

@@ -29,12 +29,15 @@ COLUMNS = (
     "loop_time_s", "loop_steps", "loop_per_step", "gflops", "peak_gflops", "peak_fraction",
     "peak_memory_bytes", "agreement", "agreement_tolerance", "agrees", "test_accuracy",
     "target_accuracy", "time_to_target_s", "first_epoch_s", "has_losses", "kernels", "jit",
+    "size",  # a dict per row: the size's dimensions, as the file gives them
+    "full",  # whether the size ran in full (not a sweep size timed within a budget); None where the file does not say
     "round_medians",  # a list per row (or None): each timed round's median, for sidebyside.ranking
     "cpu_utilization",  # CPU seconds / wall seconds of the timed steps: cores busy, against `threads`
     "runnable_threads",  # a dict per row (or None): runnable threads sampled in the timed steps, against the CPUs
     "threads_read_back",  # a dict per row (or None): each thread pool's size as its library reported it
     "samples",  # a list per row (or None): every timed step's seconds
     "canary",  # a list per row (or None): the drift canary's seconds beside each round (sidebyside/canary.py)
+    "profile",  # extra.profile as the file has it (or None): --profile's op breakdown (report/sections/profile.py)
 )
 
 INTEGER_COLUMNS = ("threads", "diverged_at", "rounds", "loop_steps", "peak_memory_bytes")
@@ -145,6 +148,16 @@ def text_or_none(x):
     return one_line(x, 200)
 
 
+def full_sizes_of(document):
+    """The sizes the run ran in full, as lists, where its configuration records them (options.sizes)."""
+    config = document.get("config")
+    options = config.get("options") if isinstance(config, dict) else None
+    sizes = options.get("sizes") if isinstance(options, dict) else None
+    if not isinstance(sizes, list):
+        return None
+    return [list(size) for size in sizes if isinstance(size, (list, tuple))]
+
+
 def merge(documents, flops=None):
     """A Collection of the normalized documents.
 
@@ -154,6 +167,7 @@ def merge(documents, flops=None):
     rows, losses, epochs, sizes, references = [], {}, {}, {}, {}
     for label, doc in zip(labels, documents):
         peaks = doc["machine"]["peak_gflops"]
+        full_sizes = full_sizes_of(doc)
         for reference in doc["references"]:
             key = (label, reference["workload"], size_label(reference["size"]))
             references.setdefault(key, {})[reference["dtype"]] = reference["losses"]
@@ -189,6 +203,8 @@ def merge(documents, flops=None):
                     "dtype": entry["dtype"],
                     "threads": entry["threads"],
                     "size_label": size_label(size),
+                    "size": dict(size),
+                    "full": None if full_sizes is None else list(size.values()) in full_sizes,
                     "size_key": (flops_per_step or 0, size_label(size)),
                     "flops": flops_per_step,
                     "status": entry["status"],
@@ -226,6 +242,7 @@ def merge(documents, flops=None):
                     "threads_read_back": entry["extra"].get("threads_read_back"),
                     "samples": timing.get("samples"),
                     "canary": timing.get("canary"),
+                    "profile": entry["extra"].get("profile"),
                 }
             )
             losses[row] = entry["losses"]

@@ -32,8 +32,9 @@ class Context:
     code: dict  # workload name -> code.CodeSection or None
     lines_of_code: dict  # workload name -> {implementation: lines of code}
     palette: object  # chartdata.Palette: one colour per implementation on the page
-    charts: dict  # "loss" | "timing" | "sweep" -> [interactive.InteractiveChart]
+    charts: dict  # "glance" | "overhead" | "loss" | "timing" | "sweep" -> [interactive.InteractiveChart]
     crossings: dict  # chartdata's GPU crossovers, for the findings
+    fits: list  # [overhead.Group]: each implementation's fitted overhead and throughput, compared
     notices: list  # [(machine label, [line])]: devices and slow starters that did not run
     commit: str | None = None  # this checkout's, whose code is shown
     csv: dict = field(default_factory=dict)  # table name -> its table of every row, where the page shows fewer

@@ -24,9 +24,11 @@ def sections(context):
     blocks += [Text([f"{machine}: {line}" if several else line for line in lines], css="notice")
                for machine, lines in context.notices]
     blocks.append(context.table(choice_table))
-    for machine, sentences in findings(context.collection, context.crossings):
+    for machine, sentences, more in findings(context.collection, context.crossings, context.fits):
         blocks += [Text([machine], css="heading")] if several else []
         blocks.append(Text(sentences, css="findings"))
+        if more:
+            blocks.append(Text(more, css="details", lead=f"More findings ({len(more)})"))
     blocks.append(context.table(lambda rows: summary_table(rows.only(context.main), context.lines_of_code)))
     blocks.append(context.table(lambda rows: tuned_table(rows.only(context.main))))
     if several:

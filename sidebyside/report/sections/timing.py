@@ -1,4 +1,5 @@
-"""Timing: the step-time charts, the size sweep, and every run's timing."""
+"""Timing: the step-time charts (per step and in a loop) and every run's timing; the size sweep is at the top
+(sections/glance.py)."""
 
 import json
 
@@ -14,10 +15,8 @@ ORDER = 40
 
 
 def sections(context):
-    charts, sweep = context.charts.get("timing") or [], context.charts.get("sweep") or []
+    charts = context.charts.get("timing") or []
     blocks = [Figures(charts, interactive=True)]
-    if sweep:
-        blocks += [Text(["Size sweep"], css="heading", markdown=False), Figures(sweep, interactive=True)]
     if not charts:
         blocks.append(Text(["No successful timings in these files."], markdown=False))
     blocks.append(context.table(lambda rows: timing_table(rows.only(context.main))))

@@ -17,12 +17,14 @@ tf_multiworker, jax_distributed) run as jobs, a plug-in kind of their own
 """
 
 import math
+import statistics
 
 import numpy as np
 import psutil
 
 from sidebyside import implementations, timing
-from sidebyside.frameworks import compute_framework
+from sidebyside.frameworks import adapter, compute_framework, computes
+from sidebyside.implementations import one_line
 from sidebyside.implementations.two_layer.problem import Problem, make_data
 from sidebyside.workloads import Workload
 from sidebyside.workloads.two_layer import agreement, cases
@@ -31,6 +33,9 @@ from sidebyside.workloads.two_layer.tasks import (NAME, SIZE_KEYS, finite_or_non
                                                  size_dict, task)
 
 SWEEP_AGREEMENT_STEPS = 20  # a sweep size's check: its first losses against the reference's (all, if fewer)
+PROFILE_STEPS = 20  # --profile's steps: a middle half of ten steps to average (frameworks/_profile.py)
+PROFILE_BUDGET_S = 1.0  # fewer steps where steps are long, but never fewer than PROFILE_MIN_STEPS
+PROFILE_MIN_STEPS = 4
 
 
 def overrides_for(spec, task, threads):
@@ -47,6 +52,28 @@ def build(spec, task, threads):
         spec.name, task["device"], task["dtype"], task["size"], task["learning_rate"], task["steps"], task["seed"],
         **overrides_for(spec, task, threads),
     )
+
+
+def profiled(framework, step, device, durations):
+    """--profile: the op breakdown of steady steps under `framework`'s profiler; None where it has none (numpy).
+
+    Run after the timed steps, so the steps it describes are as warm as
+    theirs, and recorded beside their median (`unprofiled_s`): the profiled
+    step's wall time against it is the profiler's overhead. A profiler that
+    fails leaves one line saying why; the entry stands.
+    """
+    if not computes(framework) or not hasattr(adapter(framework), "profile"):
+        return None
+    unprofiled = statistics.median(durations) if durations else None
+    steps = PROFILE_STEPS
+    if unprofiled:
+        steps = max(PROFILE_MIN_STEPS, min(steps, int(PROFILE_BUDGET_S / unprofiled)))
+    try:
+        parts = adapter(framework).profile(step, steps, device)
+    except Exception as error:  # a profiler's failure is no failure of the implementation
+        return {"error": one_line(error)}
+    rest = parts["wall_s"] - parts["matmul_s"] - parts["other_kernels_s"]
+    return {**parts, "rest_s": rest, "unprofiled_s": unprofiled}
 
 
 class TwoLayer(Workload):
@@ -112,6 +139,10 @@ class TwoLayer(Workload):
                 entry["diverged_at"] = diverged_at
                 entry["reason"] = f"loss became {losses[-1]} at step {diverged_at}"
             else:
+                if task.get("profile"):
+                    breakdown = profiled(framework, lambda: net.step(x, y), task["device"], durations)
+                    if breakdown is not None:
+                        entry["extra"]["profile"] = breakdown
                 entry["loop_steps"] = task["loop_steps"]
                 entry["loop_time_s"], loop_losses = timing.time_loop(net, x, y, task["loop_steps"])
                 if not all(math.isfinite(float(value)) for value in loop_losses):

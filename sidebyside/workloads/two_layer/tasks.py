@@ -13,11 +13,14 @@ NAME = "two_layer"
 SIZE_KEYS = ("N", "D_in", "H", "D_out")
 TUTORIAL_SIZE = (64, 1000, 100, 10)
 LEARNING_RATE = 1e-6  # the tutorial's, at its size; sweep sizes scale it down
-# The default sweep goes from overhead-bound (the tutorial size) to
-# compute-bound in one jump; --sweep walks the whole grid in between.
-SHORT_SWEEP = ((1024, 1000, 1000, 10),)
+# The default sweep: the tutorial's net at batches from a quarter of its 64
+# (the step almost all fixed cost) to 64 times it (almost all arithmetic),
+# so the fit of step time against FLOPs (report/overhead.py) has points on
+# both sides of every implementation's knee; --sweep walks a grid of
+# batches and hidden widths instead.
+SHORT_SWEEP = tuple((n, 1000, 100, 10) for n in (16, 256, 1024, 4096))
 # --sweep: batch × hidden width, the full grid.
-FULL_SWEEP = tuple((n, 1000, h, 10) for n in (64, 256, 1024, 4096) for h in (100, 400, 1600))
+FULL_SWEEP = tuple((n, 1000, h, 10) for n in (16, 64, 256, 1024, 4096) for h in (100, 400, 1600))
 
 size = sizes_of(SIZE_KEYS)
 OPTIONS = (
@@ -26,6 +29,8 @@ OPTIONS = (
     Option("--sweep", "full_sweep", "time the full grid of sizes, not the short sweep", action="store_true"),
     Option("--no-sweep", "no_sweep", "time only the --size sizes", action="store_true"),
     Option("--learning-rate", "learning_rate", f"SGD step (default {LEARNING_RATE:g})", type=positive_float),
+    Option("--profile", "profile", "profile one steady-state step per implementation where the framework has a "
+           "profiler (torch, JAX, TensorFlow)", action="store_true"),
 )
 
 
@@ -51,7 +56,8 @@ def sweep(config):
 def settled(config):
     """The options this workload runs with, every default filled in: what results.json records."""
     return {"sizes": [list(value) for value in sizes(config)], "sweep": [list(value) for value in sweep(config)],
-            "learning_rate": config.option("learning_rate", LEARNING_RATE)}
+            "learning_rate": config.option("learning_rate", LEARNING_RATE),
+            **({"profile": True} if config.option("profile") else {})}
 
 
 def sweep_learning_rate(learning_rate, size):
@@ -95,6 +101,8 @@ def task(config, device, dtype, size, full):
     }
     if not full:
         planned.update(budget_s=config.sweep_budget_s, warmup=config.sweep_warmup)
+    elif config.option("profile"):
+        planned["profile"] = True  # a sweep size is timed within a budget, a profile is of a size in full
     return planned
 
 
