@@ -322,14 +322,15 @@ QUICK_RUN_IMPLEMENTATIONS = ("numpy_manual", "torch_manual")
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """A real `sidebyside run --quick --rounds 5` of numpy_manual and torch_manual on the CPU, made once per session.
+    """A real `sidebyside run --quick --rounds 5 --profile` of numpy_manual and torch_manual on the CPU, made once
+    per session (the profile follows each round's timed steps, so the timings are as without it).
 
     Returns the run folder (results.json inside). Tests copy it before changing anything.
     """
     for name in QUICK_RUN_IMPLEMENTATIONS:
         skip_if_missing(name)
     out = tmp_path_factory.mktemp("quick-run") / "run"
-    command = [sys.executable, "-m", "sidebyside.cli", "run", "--quick", "--rounds", "5", "--workload", "two_layer",
+    command = [sys.executable, "-m", "sidebyside.cli", "run", "--quick", "--rounds", "5", "--profile", "--workload", "two_layer",
                "--device", "cpu", "--threads", "1", "--no-report", "--out", str(out)]
     for name in QUICK_RUN_IMPLEMENTATIONS:
         command += ["--impl", name]

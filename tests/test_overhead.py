@@ -150,3 +150,15 @@ def test_the_report_leads_with_charts_and_at_most_eight_findings(tmp_path):
     assert markdown.index("figures/glance-0.png") < markdown.index("figures/overhead-0.png") \
         < markdown.index("figures/sweep-0.png") < markdown.index("## Which should I use?")
     assert (report["out"] / "figures" / "overhead-0.png").stat().st_size > 1000
+
+
+def test_the_page_summary_keeps_the_sizes_run_in_full_and_its_csv_every_size(tmp_path):
+    report = report_of(tmp_path, "fit", fitted_document())
+    page = report["html"]
+    summary = page[page.index('id="table-summary"'):]
+    summary = summary[:summary.index("</table>")]
+    assert "64×1000×100×10" in summary and "4096×1000×100×10" not in summary
+    csv = (report["out"] / "summary.csv").read_text()
+    assert all(f"{n}×1000×100×10" in csv for n in BATCHES)
+    timing = page[page.index('id="table-timing"'):]
+    assert "4096×1000×100×10" in timing[:timing.index("</table>")]

@@ -4,25 +4,25 @@ other kernels and everything else, against the unprofiled step.
 Fast tier: which kernel names are products, how overlapping and nested
 kernels are counted once, the option reaching the tasks, the workload's
 recording (nothing for numpy, one line for a profiler that fails), and the
-report's section from hand-built files, corrupted ones included. End to
-end: one real run of torch, JAX, TensorFlow and numpy with --profile.
+report's section from hand-built files, corrupted ones included, and each
+profiler on a real implementation's step in this process. End to end: the
+session's real run (conftest.quick_run) is made with --profile.
 """
 
 import math
-import subprocess
-import sys
 
 import pytest
 
-from sidebyside import cli
+from sidebyside import cli, implementations
+from sidebyside.frameworks import compute_framework
 from sidebyside.frameworks import _profile
 from sidebyside.report.build import build_report
 from sidebyside.report.merge import merge
 from sidebyside.report.sections import profile as section
 from sidebyside.results import load_results
-from sidebyside.workloads.two_layer import profiled
+from sidebyside.workloads.two_layer import build, profiled
 from sidebyside.workloads.two_layer.tasks import TUTORIAL_SIZE, settled, task
-from tests.conftest import ROOT, skip_if_missing
+from tests.conftest import skip_if_missing
 from tests.test_report_data import make_document, write
 
 # Names as the profilers give them: torch's ops, XLA's HLO ops (CPU thunks, GPU kernels), TensorFlow's op types.
@@ -166,27 +166,38 @@ def test_without_a_profile_there_is_no_section(tmp_path):
 PROFILED = ("torch_manual", "jax_jit", "tf_function")
 
 
-@pytest.mark.e2e  # a real run: three frameworks' profilers
-def test_a_profiled_run_splits_each_profiled_step_and_the_report_shows_it(tmp_path):
-    for name in (*PROFILED, "numpy_manual"):
-        skip_if_missing(name)
-    out = tmp_path / "run"
-    command = [sys.executable, "-m", "sidebyside.cli", "run", "--workload", "two_layer", "--quick", "--profile",
-               "--rounds", "1", "--dtype", "float32", "--device", "cpu", "--threads", "1", "--no-report",
-               "--out", str(out)]
-    for name in (*PROFILED, "numpy_manual"):
-        command += ["--impl", name]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    document = load_results(out / "results.json")
-    entries = {entry["implementation"]: entry for entry in document["results"]}
-    assert "profile" not in entries["numpy_manual"]["extra"]
-    for name in PROFILED:
-        parts = entries[name]["extra"]["profile"]
-        assert "error" not in parts, parts
-        assert parts["matmul_s"] > 0 and parts["other_kernels_s"] >= 0 and parts["rest_s"] >= 0, (name, parts)
-        assert parts["matmul_s"] + parts["other_kernels_s"] <= parts["wall_s"] * 1.01, (name, parts)
-        assert parts["unprofiled_s"] == pytest.approx(entries[name]["step_time"]["median"], rel=0.5)
-    index = build_report([out / "results.json"], out / "report", formats=("html",))
-    text = index.read_text(encoding="utf-8")
+@pytest.mark.parametrize("name", PROFILED)
+def test_each_profiler_splits_a_real_step_into_parts_that_fit_inside_it(name):
+    """The adapters' profilers on a real implementation's step, in this process (the frameworks are imported
+    by the in-process tests anyway): products found, nothing counted twice, the rest what is left."""
+    skip_if_missing(name)
+    spec = implementations.spec(name)
+    planned = task(config_of("--profile"), "cpu", "float32", TUTORIAL_SIZE, full=True)
+    net, x, y, _ = build(spec, planned, threads=1)
+    try:
+        parts = profiled(compute_framework(spec), lambda: net.step(x, y), "cpu", [1e-3])
+    finally:
+        if hasattr(net, "close"):
+            net.close()
+    assert "error" not in parts, parts
+    assert parts["matmul_s"] > 0 and parts["other_kernels_s"] >= 0 and parts["rest_s"] >= 0, parts
+    assert parts["matmul_s"] + parts["other_kernels_s"] <= parts["wall_s"] * 1.01, parts
+    assert parts["rest_s"] == pytest.approx(parts["wall_s"] - parts["matmul_s"] - parts["other_kernels_s"])
+
+
+@pytest.mark.e2e  # reads the session's real run
+def test_a_profiled_run_records_the_breakdown_of_the_framework_that_has_a_profiler(quick_run):
+    """The session's real run (tests/conftest.py quick_run) is made with --profile: torch_manual's entries carry
+    its breakdown beside the unprofiled median, numpy_manual's none, and the report has the section."""
+    document = load_results(quick_run / "results.json")
+    assert document["config"]["options"].get("profile") is True
+    for entry in document["results"]:
+        parts = entry["extra"].get("profile")
+        if entry["implementation"] == "numpy_manual":
+            assert parts is None
+            continue
+        assert parts and "error" not in parts, parts
+        assert parts["matmul_s"] > 0 and parts["matmul_s"] + parts["other_kernels_s"] <= parts["wall_s"] * 1.01
+        assert parts["unprofiled_s"] == pytest.approx(entry["step_time"]["round_medians"][0], rel=0.5)
+    text = build_report([quick_run / "results.json"], quick_run.parent / "profiled-report").read_text()
     assert '<section id="profile"' in text and "no profiler: see the fit" in text

@@ -89,6 +89,10 @@ class Collection:
         """The same collection with the rows of these workloads only."""
         return replace(self, frame=self.frame[self.frame["workload"].isin(list(names))])
 
+    def in_full(self):
+        """The same collection without the sweep sizes (those a file says were timed within a budget)."""
+        return replace(self, frame=self.frame[self.frame["full"] != False])  # noqa: E712 (None: kept)
+
 
 def path_suffix(source, depth):
     """The last `depth` parts of a file's path: results.json, run1/results.json, ..."""

@@ -26,7 +26,6 @@ for it.
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from sidebyside.report.merge import value
 
@@ -84,6 +83,8 @@ def fit_line(flops, times):
     flops, times = flops[good], times[good]
     if len(np.unique(flops)) < 2:
         return None
+    from scipy.optimize import least_squares  # its 0.4 s import only where a fit is drawn
+
     f_unit, t_unit = np.median(flops), np.median(times)  # scaled, so both parameters are near 1
     x, y = flops / f_unit, times / t_unit
     # A start from the weighted least squares (weights 1/t: relative residuals), then the robust fit.

@@ -39,10 +39,11 @@ class Context:
     commit: str | None = None  # this checkout's, whose code is shown
     csv: dict = field(default_factory=dict)  # table name -> its table of every row, where the page shows fewer
 
-    def table(self, make):
-        """make(collection) for the page; where the page leaves rows out, make(everything) is kept for the CSV."""
-        shown = make(self.collection)
-        if self.everything is not self.collection:
+    def table(self, make, page=None):
+        """make(collection) for the page, or make(page(collection)); where the page leaves rows out,
+        make(everything) is kept for the CSV."""
+        shown = make(page(self.collection) if page else self.collection)
+        if self.everything is not self.collection or page:
             full = make(self.everything)
             if full is not None:
                 self.csv[full.name] = full

@@ -29,7 +29,9 @@ def sections(context):
         blocks.append(Text(sentences, css="findings"))
         if more:
             blocks.append(Text(more, css="details", lead=f"More findings ({len(more)})"))
-    blocks.append(context.table(lambda rows: summary_table(rows.only(context.main), context.lines_of_code)))
+    # The page's summary keeps the sizes run in full; the sweep sizes are in the timing table, and summary.csv.
+    blocks.append(context.table(lambda rows: summary_table(rows.only(context.main), context.lines_of_code),
+                                page=lambda rows: rows.in_full()))
     blocks.append(context.table(lambda rows: tuned_table(rows.only(context.main))))
     if several:
         blocks.append(context.table(machines_table))
@@ -160,7 +162,8 @@ def summary_table(collection, lines_of_code):
              f"{ranking.NOISE_MARGIN:.0%} (without rounds: their IQRs do not overlap). Runs that disagree with "
              "the float64 reference are shown but never ranked. ± marks an unstable timing (IQR over 10% of "
              "the median). GFLOP/s and the first step are in the timing table, lines of code in the code "
-             "section. " + MEMORY_NOTE,
+             "section; the sizes of the sweep (timed within a budget) are in the timing table and in "
+             "summary.csv. " + MEMORY_NOTE,
     )
 
 
