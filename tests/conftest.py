@@ -305,15 +305,18 @@ for dtype in ("float32", "float64"):
         out[dtype] = {"losses": losses.tolist(), "w1": w1.astype("float64").tolist(), "w2": w2.astype("float64").tolist()}
     except DtypeUnsupported as error:
         out[dtype] = {"unsupported": str(error)}
+out["repeated"] = [train(NAME, "float32", REPEAT)[0].tolist() for _ in range(2)]  # determinism, same process
 print(json.dumps(out))
 """
+KERAS_REPEAT = 60  # steps of the two float32 runs that test_implementations compares for determinism
 
 
 @functools.lru_cache(maxsize=None)
 def keras_runs(name, steps=500):
-    """Both dtypes of a Keras implementation, trained in a process of its backend."""
+    """Both dtypes of a Keras implementation, trained in a process of its backend, and two short float32 runs
+    ("repeated"): one process per implementation serves the agreement and the determinism tests."""
     backend = implementations.spec(name).backend
-    code = KERAS_SCRIPT.replace("NAME", repr(name)).replace("STEPS", str(steps))
+    code = KERAS_SCRIPT.replace("NAME", repr(name)).replace("STEPS", str(steps)).replace("REPEAT", str(KERAS_REPEAT))
     return run_python(code, env={"KERAS_BACKEND": backend})
 
 
@@ -322,15 +325,14 @@ QUICK_RUN_IMPLEMENTATIONS = ("numpy_manual", "torch_manual")
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """A real `sidebyside run --quick --rounds 5 --profile` of numpy_manual and torch_manual on the CPU, made once
-    per session (the profile follows each round's timed steps, so the timings are as without it).
+    """A real `sidebyside run --quick --rounds 5` of numpy_manual and torch_manual on the CPU, made once per session.
 
     Returns the run folder (results.json inside). Tests copy it before changing anything.
     """
     for name in QUICK_RUN_IMPLEMENTATIONS:
         skip_if_missing(name)
     out = tmp_path_factory.mktemp("quick-run") / "run"
-    command = [sys.executable, "-m", "sidebyside.cli", "run", "--quick", "--rounds", "5", "--profile", "--workload", "two_layer",
+    command = [sys.executable, "-m", "sidebyside.cli", "run", "--quick", "--rounds", "5", "--workload", "two_layer",
                "--device", "cpu", "--threads", "1", "--no-report", "--out", str(out)]
     for name in QUICK_RUN_IMPLEMENTATIONS:
         command += ["--impl", name]

@@ -8,7 +8,7 @@ import pytest
 
 from sidebyside import implementations
 from sidebyside.implementations.two_layer.problem import DeviceUnavailable, Problem, make_data
-from tests.conftest import (ROOT, VariantCheck, in_process_names, keras_names, oracle_run, run_python,
+from tests.conftest import (KERAS_REPEAT, ROOT, VariantCheck, in_process_names, keras_names, keras_runs, oracle_run,
                             skip_if_missing, train)
 
 SHORT = 60  # steps: enough to leave the first few, quick enough to repeat
@@ -22,19 +22,12 @@ def test_same_thread_count_gives_bit_identical_losses(name):
     assert np.array_equal(first, second)
 
 
-KERAS_TWICE = """
-import json
-from tests.conftest import train
-print(json.dumps([train(NAME, "float32", STEPS)[0].tolist() for _ in range(2)]))
-"""
-
-
 @pytest.mark.parametrize("name", keras_names())
 def test_keras_is_deterministic(name):
+    """Two runs in one process of its backend (the process test_agreement's Keras check trains in too)."""
     skip_if_missing(name)
-    code = KERAS_TWICE.replace("NAME", repr(name)).replace("STEPS", str(SHORT))
-    first, second = run_python(code, env={"KERAS_BACKEND": implementations.spec(name).backend})
-    assert first == second
+    first, second = keras_runs(name)["repeated"]
+    assert len(first) == KERAS_REPEAT and first == second
 
 
 @pytest.mark.parametrize("name", in_process_names())
