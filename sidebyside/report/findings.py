@@ -169,12 +169,7 @@ def tuned_sentences(collection, frame, pairs):
         ratio = speedup(tuned, idiom)
         mine = comparable_median(tuned)
         if ratio is not None:
-            if not rows_separated(tuned, idiom):
-                faster = f"{ranking.TIE} with {idiom_name}"
-            elif ratio >= 1:
-                faster = f"{fmt.times(ratio)} faster"
-            else:
-                faster = f"{fmt.times(1 / ratio)} slower than {idiom_name} on this {hardware(tuned['device'])}"
+            faster = tuned_verdict(tuned, idiom, idiom_name, ratio, long=True)
             limit = limit_ratio(tuned)
             limit = ("" if limit is None else f", {UNSOUND}" if over_peak(tuned["peak_fraction"])
                      else f", {fmt.times(limit)} the compute limit")
@@ -192,6 +187,16 @@ def tuned_sentences(collection, frame, pairs):
                     f"so there is no ratio")
         sentences.append(said + (f"; what it changes: {tuning}." if tuning else "."))
     return sentences
+
+
+def tuned_verdict(tuned, idiom, idiom_name, ratio, long=False):
+    """A tuned variant against its sibling by sidebyside.ranking's rule: a tie (within noise), faster or slower;
+    `long` for the full sentence (which names the sibling once already, and the hardware of a slower one)."""
+    if not rows_separated(tuned, idiom):
+        return f"{ranking.TIE} with {idiom_name}"
+    if ratio >= 1:
+        return f"{fmt.times(ratio)} faster" + ("" if long else f" than {idiom_name}")
+    return f"{fmt.times(1 / ratio)} slower than {idiom_name}" + (f" on this {hardware(tuned['device'])}" if long else "")
 
 
 def compile_reason(row):
@@ -540,13 +545,7 @@ def short_tuned_sentence(collection, frame, pairs):
         ratio = speedup(tuned, idiom)
         if ratio is None:
             continue
-        if not rows_separated(tuned, idiom):
-            verdict = f"{ranking.TIE} with {idiom_name}"
-        elif ratio >= 1:
-            verdict = f"{fmt.times(ratio)} faster than {idiom_name}"
-        else:
-            verdict = f"{fmt.times(1 / ratio)} slower than {idiom_name}"
-        parts.append(f"{tuned['implementation']} {verdict}")
+        parts.append(f"{tuned['implementation']} {tuned_verdict(tuned, idiom, idiom_name, ratio)}")
     if not parts:
         return None
     return "Tuned variants, hatched beside their siblings in the step time chart: " + "; ".join(parts) + "."
