@@ -131,7 +131,7 @@ def fit_rows(rows):
     for left in range(1, len(flops) - 1):
         kept = np.arange(len(flops)) != left
         other = fit_line(flops[kept], medians[kept])
-        if other is not None and len(np.unique(flops[kept])) >= 2:
+        if other is not None:  # None below two distinct sizes
             fit.held_out[left] = (other[0] + flops[left] * other[1] - medians[left]) / medians[left]
     fit.poor = poor_reason(fit)
     return fit

@@ -94,17 +94,18 @@ def fit_table(groups):
 
 
 def crossing_table(groups):
-    rows = [{"machine": group.key[0], "device": group.key[2], "dtype": group.key[3], "sizes": group.key[4],
-             "faster_small": crossing.faster_small, "faster_large": crossing.faster_large,
-             "crossing_flops": crossing.flops} for group in groups for crossing in group.crossings]
-    if not rows:
+    pairs = [(group, crossing) for group in groups for crossing in group.crossings]
+    if not pairs:
         return None
-    texts = {id(crossing): size_text(crossing.size) for group in groups for crossing in group.crossings}
+    data = pd.DataFrame([{"machine": group.key[0], "device": group.key[2], "dtype": group.key[3],
+                          "sizes": group.key[4], "faster_small": crossing.faster_small,
+                          "faster_large": crossing.faster_large, "crossing_flops": crossing.flops}
+                         for group, crossing in pairs])
     display = pd.DataFrame([{
-        "Device": row["device"], "Dtype": row["dtype"], "Sizes": row["sizes"],
-        "Faster at small sizes": row["faster_small"], "Faster at large sizes": row["faster_large"],
-        "Lines cross at": f"{fmt.general(row['crossing_flops'] / 1e6)} MFLOP, first run at {text}"}
-        for row, text in zip(rows, texts.values())])
-    return Table("crossings", "Where two implementations change order", pd.DataFrame(rows), display,
+        "Device": group.key[2], "Dtype": group.key[3], "Sizes": group.key[4],
+        "Faster at small sizes": crossing.faster_small, "Faster at large sizes": crossing.faster_large,
+        "Lines cross at": f"{fmt.general(crossing.flops / 1e6)} MFLOP, first run at {size_text(crossing.size)}"}
+        for group, crossing in pairs])
+    return Table("crossings", "Where two implementations change order", data, display,
                  note=f"Pairs whose fitted lines cross between the smallest and the largest size run, each at least "
                       f"{100 * overhead.WITHIN:.0f} % faster than the other at one end.")
