@@ -70,16 +70,12 @@ def run_job(job, emit, log):
     # A timing round needs no process warm-up: each of its cases runs its
     # burn-in steps before the clock starts, and records no memory.
     process_warm_up_s = workload.warm_up(spec, run["tasks"][0], threads) if run["tasks"] and not timing_round else None
+    if timing_round:
+        # the case's own device, or the adapter's reason
+        for record in workload.time_rounds(spec, run["tasks"], threads, lambda task: device(compute_framework(spec), task["device"])):
+            emit(record)
+        return
     for task in run["tasks"]:
-        if timing_round:
-            try:
-                device(compute_framework(spec), task["device"])  # the case's own device, or the adapter's reason
-                emit(workload.time_round(spec, task, threads))
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:  # the first round recorded it already
-                emit({"samples": [], "reason": one_line(error)})
-            continue
         entry = base_entry(spec, task, threads)
         entry["extra"].update({"kernels": kernel, "tf32": job["tf32"], "import_s": job.get("import_s"),
                                "process_warm_up_s": process_warm_up_s})

@@ -88,6 +88,18 @@ def test_a_curve_the_line_cannot_follow_is_called_poor_with_where_it_misses():
     assert "torch_manual" not in {fit.implementation for fit in group.fits if not fit.poor}
 
 
+def test_a_poor_fit_whose_cpu_use_grows_with_the_size_says_so_and_a_flat_one_does_not():
+    document = fitted_document(bend={"torch_manual": 0.12, "keras_jax": 0.12})
+    for record in document["results"]:  # torch_manual: one core at N = 16, 1.6 at 4096; keras_jax: 1.9 throughout
+        if record["size"]["N"] in BATCHES and record["implementation"] in ("torch_manual", "keras_jax"):
+            grows = record["implementation"] == "torch_manual"
+            record["cpu_utilization"] = 1.0 + 0.15 * BATCHES.index(record["size"]["N"]) if grows else 1.9
+    poor = {fit.implementation: fit.poor for fit in cpu32(groups_of(document)).fits if fit.poor}
+    assert poor["torch_manual"].endswith("; its CPU use grows from 1.0 to 1.6 cores with the size (more of its "
+                                         "work runs in parallel at the larger sizes), which one line cannot follow")
+    assert poor["keras_jax"].startswith("poor fit") and "CPU use" not in poor["keras_jax"]
+
+
 def test_a_held_out_size_missed_by_over_fifteen_percent_makes_the_fit_poor_even_in_noisy_rounds():
     document = fitted_document()
     for record in document["results"]:

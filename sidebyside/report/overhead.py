@@ -31,6 +31,7 @@ from sidebyside.report.merge import value
 
 MIN_SIZES = 3  # two parameters and one size to spare
 POOR_FLOOR = 0.10  # a residual within this share of the step time is never called poor
+RAMP = 0.3  # cores: CPU use that grows this much from the smallest size to the largest is named in a poor fit
 HELD_OUT = 0.15  # a fit that misses a held-out size by more is poor, whatever the rounds' spread
 WITHIN = 0.10  # "within 10 % of the fastest"
 KEYS = ["machine", "workload", "device", "dtype", "family", "implementation"]
@@ -60,6 +61,7 @@ class Fit:
     held_out: np.ndarray  # leave-one-out: (prediction - median) / median per size between the smallest and the
     #                       largest, NaN at those two (the fit is not claimed beyond the sizes run)
     peak_gflops: float | None = None
+    busy: np.ndarray | None = None  # cores busy per size (CPU seconds over wall seconds), NaN where unknown
     poor: str = ""  # why the fit is not shown, "" where it is
 
     def time(self, flops):
@@ -122,6 +124,7 @@ def fit_rows(rows):
               (overhead + flops * rate - medians) / medians, np.full(len(flops), np.nan),
               np.full(len(flops), np.nan), value(first["peak_gflops"]))
     rounds = [round_medians(cell, median) for cell, median in zip(rows["round_medians"], medians)]
+    fit.busy = np.array([np.nan if value(u) is None else float(value(u)) for u in rows["cpu_utilization"]])
     fit.noise = np.array([spread(r, m) for r, m in zip(rounds, medians)])
     fits = [fit_line(flops, [r[k] for r in rounds]) for k in range(min(len(r) for r in rounds))]
     fits = [one for one in fits if one is not None]
@@ -148,7 +151,24 @@ def spread(rounds, median):
 
 def poor_reason(fit):
     """Why the line does not describe the points, or "": a residual beyond the rounds' spread and the floor, or
-    a held-out size missed by more than HELD_OUT."""
+    a held-out size missed by more than HELD_OUT; with the CPU use where it grows with the size (`ramp`)."""
+    reason = miss(fit)
+    return reason + ramp(fit) if reason else ""
+
+
+def ramp(fit):
+    """Where the cores busy grow by RAMP or more from the smallest size to the largest: the implementation
+    runs more of its work in parallel as the size grows (TensorFlow's kernels split only large ops), so its
+    rate of arithmetic is no constant, and a line through all sizes misses the middle ones."""
+    busy = fit.busy if fit.busy is not None else np.array([np.nan])
+    if not (np.isfinite(busy[0]) and np.isfinite(busy[-1]) and busy[-1] - busy[0] >= RAMP):
+        return ""
+    return (f"; its CPU use grows from {busy[0]:.1f} to {busy[-1]:.1f} cores with the size (more of its work "
+            f"runs in parallel at the larger sizes), which one line cannot follow")
+
+
+def miss(fit):
+    """The worst size off the line beyond its noise, or the worst held-out size, in words; "" for neither."""
     allowed = np.fmax(np.nan_to_num(fit.noise, nan=0.0), POOR_FLOOR)
     beyond = np.abs(fit.residuals) > allowed
     if beyond.any():

@@ -20,6 +20,7 @@ import dataclasses
 import importlib
 
 from sidebyside import plugins
+from sidebyside.implementations import one_line
 
 PLUGINS = "SIDEBYSIDE_WORKLOADS"
 
@@ -104,6 +105,22 @@ class Workload:
     def time_round(self, spec, task, threads):
         """One later timing round: {"samples": [seconds], "cpu_utilization": ..., "first_step_s": ...}."""
         raise NotImplementedError
+
+    def time_rounds(self, spec, tasks, threads, ready):
+        """One later timing round of every task, a record each in the tasks' order; by default each alone.
+
+        `ready(task)` raises where a task cannot run here (its device). A task
+        that fails gets {"samples": [], "reason": one line}: the first round
+        recorded why already.
+        """
+        for task in tasks:
+            try:
+                ready(task)
+                yield self.time_round(spec, task, threads)
+            except KeyboardInterrupt:
+                raise
+            except Exception as error:
+                yield {"samples": [], "reason": one_line(error)}
 
     # Judging (in the runner) -------------------------------------------------
 

@@ -36,6 +36,7 @@ SWEEP_AGREEMENT_STEPS = 20  # a sweep size's check: its first losses against the
 PROFILE_STEPS = 20  # --profile's steps: a middle half of ten steps to average (frameworks/_profile.py)
 PROFILE_BUDGET_S = 1.0  # fewer steps where steps are long, but never fewer than PROFILE_MIN_STEPS
 PROFILE_MIN_STEPS = 4
+TURNS = 5  # a later round's blocks per case, timed in turns with the other cases (`time_rounds`)
 
 
 def overrides_for(spec, task, threads):
@@ -188,6 +189,72 @@ class TwoLayer(Workload):
         finally:
             if hasattr(net, "close"):
                 net.close()
+
+    def time_rounds(self, spec, tasks, threads, ready):
+        """A later round times its cases in turns: TURNS short blocks each, largest first, then back.
+
+        The fit of step time against size (sidebyside/report/overhead.py)
+        compares an implementation's sizes with one another. Timed one after
+        another, each size met another few seconds of a machine whose speed
+        drifts from one second to the next, and the curve's shape was partly
+        the machine's; timed in turns within one process, every size meets the
+        same seconds. A block after the first starts with one untimed step
+        (the other nets have taken the caches). Where the nets might not fit
+        in memory together, or a net starts processes of its own (ranks), each
+        case runs alone (`time_round`).
+        """
+        needed = sum(problem_bytes(tuple(task["size"].values())) for task in tasks)
+        if len(tasks) < 2 or "ranks" in spec.options or needed > psutil.virtual_memory().available / 2:
+            yield from super().time_rounds(spec, tasks, threads, ready)
+            return
+        records, cases_in_turn = [None] * len(tasks), []
+        try:
+            for index, task in enumerate(tasks):
+                try:
+                    ready(task)
+                    net, x, y, problem = build(spec, task, threads)
+                    case = {"index": index, "task": task, "net": net, "x": x, "y": y, "samples": [], "busy": []}
+                    cases_in_turn.append(case)
+                    losses, first_step_s, diverged_at = timing.start(net, x, y, task["warmup"])
+                    case["left"] = 0 if diverged_at is not None else problem.steps - len(losses)
+                    records[index] = {"samples": [], "cpu_utilization": None, "first_step_s": first_step_s}
+                except KeyboardInterrupt:
+                    raise
+                except Exception as error:
+                    records[index] = {"samples": [], "reason": one_line(error)}
+            for turn in range(TURNS):
+                for case in cases_in_turn if turn % 2 == 0 else cases_in_turn[::-1]:
+                    if case["left"] < 2 * (TURNS - turn) or "reason" in records[case["index"]]:
+                        continue
+                    task, net, x, y = case["task"], case["net"], case["x"], case["y"]
+                    try:
+                        if turn:
+                            net.step(x, y)
+                            case["left"] -= 1
+                        _, durations, diverged_at, utilization = timing.timed_steps(  # the steps left shared out
+                            net, x, y, case["left"] // (TURNS - turn), budget_s=task["round_budget_s"] / TURNS,
+                            min_rounds=math.ceil(task.get("min_steps", 20) / TURNS),
+                        )
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as error:
+                        records[case["index"]] = {"samples": [], "reason": one_line(error)}
+                        continue
+                    case["left"] = 0 if diverged_at is not None else case["left"] - len(durations)
+                    case["samples"] += durations
+                    case["busy"].append((utilization, sum(durations)))
+            for case in cases_in_turn:
+                record = records[case["index"]]
+                if "reason" not in record and case["samples"]:
+                    weighed = [(share, seconds) for share, seconds in case["busy"] if share is not None]
+                    spent = sum(seconds for _, seconds in weighed)
+                    record.update(samples=case["samples"], cpu_utilization=(
+                        sum(share * seconds for share, seconds in weighed) / spent if spent else None))
+        finally:
+            for case in cases_in_turn:
+                if hasattr(case["net"], "close"):
+                    case["net"].close()
+        yield from records
 
     def judge(self, entry, task, references):
         """Compare a run's losses with the float64 reference of its task: same size, learning rate, seed, data.
