@@ -16,7 +16,7 @@ from pathlib import Path
 from sidebyside import envs, implementations, noise, runner, settings
 from sidebyside import jobs as known_jobs
 from sidebyside import workloads as known_workloads
-from sidebyside.config import DEVICE_CHOICES, RunConfig, positive_int
+from sidebyside.config import DEVICE_CHOICES, RunConfig, positive_float, positive_int
 from sidebyside.fairness import default_threads
 from sidebyside.implementations import absent_modules, missing_entry, not_installed
 from sidebyside.migrate import migrate
@@ -93,6 +93,9 @@ def build_parser():
                      help="the data-parallel jobs (torch_ddp, tf_multiworker, jax_distributed): processes (default 2), "
                           "threads // ranks each")
     run.add_argument("--rounds", type=positive_int, help="timing rounds, each in fresh processes (default 5; 1 with --quick)")
+    run.add_argument("--peak-budget", type=positive_float, metavar="SECONDS",
+                     help="seconds of matrix products per device for the peak, at the start and the end (default 2; "
+                          "0.5 with --quick)")
     run.add_argument("--env", action="append", type=environment, metavar="NAME=PYTHON|REQUIREMENTS",
                      help="run every case in this environment's interpreter too, rounds interleaved (repeatable); "
                           "requirements (\"numpy==1.26.*\") build a cached environment with uv")
@@ -197,7 +200,7 @@ def config_from(args):
         tf32=args.tf32,
         ranks=ranks,
         rounds=args.rounds or (1 if args.quick else RunConfig.rounds),
-        peak_budget_s=0.5 if args.quick else RunConfig.peak_budget_s,
+        peak_budget_s=args.peak_budget or (0.5 if args.quick else RunConfig.peak_budget_s),
         quick=args.quick,
         name=args.name or "",
         environments=unique_environments(args.env or ()),

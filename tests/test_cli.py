@@ -14,7 +14,12 @@ from tests.conftest import ROOT
 QUICK = ["run", "--workload", "two_layer", "--quick", "--no-report", "--threads", "1"]
 
 
+PEAK_BUDGET = "0.5"  # a run here times the peak as --quick does, unless it names its own: the peak is not its subject
+
+
 def sidebyside(*args, env=None, timeout=300):
+    if args[:1] == ("run",) and not {"--quick", "--resume", "--peak-budget"} & set(args):
+        args = (*args, "--peak-budget", PEAK_BUDGET)
     return subprocess.run(
         [sys.executable, "-m", "sidebyside.cli", *args], capture_output=True, text=True, timeout=timeout,
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
@@ -245,3 +250,15 @@ def test_ctrl_c_keeps_what_was_measured_and_says_how_to_resume(tmp_path):
 
     # Resuming it is tests/test_resume.py's: the entries of an interrupted and resumed run against an
     # uninterrupted one's, and compare's verdicts on them.
+
+
+@pytest.mark.e2e
+def test_the_peak_budget_sets_how_long_the_peak_is_timed(tmp_path):
+    result = sidebyside("run", "--impl", "numpy_manual", "--workload", "two_layer", "--device", "cpu", "--no-sweep",
+                        "--steps", "20", "--rounds", "1", "--dtype", "float32", "--no-report", "--peak-budget", "0.3",
+                        "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    detail = load(tmp_path / "run")["machine"]["peak_detail"]
+    assert detail["budget_s"]["cpu"] == 0.3
+    timed = detail["cpu"]["elapsed_s"] - detail["cpu"]["setup_s"]  # the products' own seconds, set-up apart
+    assert 0.3 <= timed < 2.0  # the default budget alone would take 2 s
