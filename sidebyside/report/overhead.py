@@ -31,6 +31,7 @@ from sidebyside.report.merge import value
 
 MIN_SIZES = 3  # two parameters and one size to spare
 POOR_FLOOR = 0.10  # a residual within this share of the step time is never called poor
+RATE_CHANGE = 0.2  # a poor fit names both rates where the smallest sizes' and the largest sizes' differ by this
 RAMP = 0.3  # cores: CPU use that grows this much from the smallest size to the largest is named in a poor fit
 HELD_OUT = 0.15  # a fit that misses a held-out size by more is poor, whatever the rounds' spread
 WITHIN = 0.10  # "within 10 % of the fastest"
@@ -151,9 +152,28 @@ def spread(rounds, median):
 
 def poor_reason(fit):
     """Why the line does not describe the points, or "": a residual beyond the rounds' spread and the floor, or
-    a held-out size missed by more than HELD_OUT; with the CPU use where it grows with the size (`ramp`)."""
+    a held-out size missed by more than HELD_OUT; then how the rate of arithmetic changes (`rate_change`) and the
+    CPU use where it grows with the size (`ramp`)."""
     reason = miss(fit)
-    return reason + ramp(fit) if reason else ""
+    return reason + rate_change(fit) + ramp(fit) if reason else ""
+
+
+def rate_change(fit):
+    """Where the rate of arithmetic between the two smallest sizes and between the two largest differs by
+    RATE_CHANGE or more, both rates (added FLOPs over added seconds): what a poor fit's line would have hidden."""
+    if len(fit.flops) < 4:
+        return ""
+    (low, high) = (float((fit.flops[j] - fit.flops[i]) / (fit.medians[j] - fit.medians[i]))
+                   if fit.medians[j] > fit.medians[i] else np.nan for i, j in ((0, 1), (-2, -1)))
+    if not (np.isfinite(low) and np.isfinite(high) and abs(high - low) >= RATE_CHANGE * min(low, high)):
+        return ""
+    def span(i, j):
+        if fit.batches[i] is None or fit.batches[j] is None:
+            return f"{fit.sizes[i]} to {fit.sizes[j]}"
+        return f"N = {fit.batches[i]} to {fit.batches[j]}"
+
+    return (f"; its arithmetic runs at {low / 1e9:.0f} GFLOP/s from {span(0, 1)} and at {high / 1e9:.0f} GFLOP/s "
+            f"from {span(-2, -1)}")
 
 
 def ramp(fit):
@@ -164,7 +184,7 @@ def ramp(fit):
     if not (np.isfinite(busy[0]) and np.isfinite(busy[-1]) and busy[-1] - busy[0] >= RAMP):
         return ""
     return (f"; its CPU use grows from {busy[0]:.1f} to {busy[-1]:.1f} cores with the size (more of its work "
-            f"runs in parallel at the larger sizes), which one line cannot follow")
+            f"runs in parallel at the larger sizes)")
 
 
 def miss(fit):
