@@ -16,7 +16,8 @@ The protocol over the zygote's stdin and stdout is one JSON object a line:
 the runner sends {"job": PATH, "out": PATH}; the zygote answers {"pid": N}
 when the child starts and {"exit": CODE} when it ends. A child appends each
 finished entry (or timing record) to OUT as one JSON line at once, so a
-crash or Ctrl-C loses at most the case in progress.
+crash or Ctrl-C loses at most the case in progress (in a later round, the
+implementation's round in progress: its cases are timed in turns).
 
 Every process here asks the kernel to kill it when its parent dies
 (PR_SET_PDEATHSIG), so a runner killed outright leaves nothing behind.
@@ -71,8 +72,10 @@ def run_job(job, emit, log):
     # burn-in steps before the clock starts, and records no memory.
     process_warm_up_s = workload.warm_up(spec, run["tasks"][0], threads) if run["tasks"] and not timing_round else None
     if timing_round:
-        # the case's own device, or the adapter's reason
-        for record in workload.time_rounds(spec, run["tasks"], threads, lambda task: device(compute_framework(spec), task["device"])):
+        def ready(task):  # the case's own device, or the adapter's reason why not
+            device(compute_framework(spec), task["device"])
+
+        for record in workload.time_rounds(spec, run["tasks"], threads, ready):
             emit(record)
         return
     for task in run["tasks"]:

@@ -216,10 +216,12 @@ def run_through_torchrun(Net, tmp_path_factory):
     One dtype each: float64 on 2 ranks is the two nodes' job (`two_nodes`), through the same `sidebyside ddp`.
     """
     two, one = tmp_path_factory.mktemp("two-ranks"), tmp_path_factory.mktemp("one-rank")
-    result = sidebyside(*RUN, "--ranks", "2", "--dtype", "float32", "--out", str(two))
+    scratch = tmp_path_factory.mktemp("tmp")  # the runs' temporary folder: torchrun and its ranks leave nothing
+    result = sidebyside(*RUN, "--ranks", "2", "--dtype", "float32", "--out", str(two), env={"TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr
-    result = sidebyside(*RUN, "--ranks", "1", "--dtype", "float64", "--out", str(one))
+    result = sidebyside(*RUN, "--ranks", "1", "--dtype", "float64", "--out", str(one), env={"TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr
+    assert not list(scratch.iterdir())  # torchrun's torchelastic_* folders went with the job's own
     return the_entries(two), the_entries(one), one
 
 

@@ -269,6 +269,8 @@ def launch(task, ranks, threads_per_rank):
     """Run the job; returns rank 0's entry, or raises RuntimeError with a one-line reason."""
     environment = shared.child_environment(OMP_NUM_THREADS=str(threads_per_rank), **launched_here())
     with tempfile.TemporaryDirectory(prefix="sidebyside-ddp-") as folder:
+        # torchrun's own temporary folder (torchelastic_*, which it leaves behind) and the ranks' go in ours
+        environment["TMPDIR"] = folder
         out = Path(folder) / "out"
         with open(Path(folder) / "torchrun.log", "w+") as log:
             process = subprocess.Popen(
