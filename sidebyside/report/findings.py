@@ -69,18 +69,27 @@ def behind(ranked, names):
              ranking.separated(item.entry, best)) for item in ranked if item.rank != 1]
 
 
+def ranked_group(group):
+    """(ranked, {id(entry): implementation}, the fastest median) of one case's rows by sidebyside.ranking's rule;
+    None below two rankable rows."""
+    entries = [ranking_entry(row) for _, row in group.iterrows()]
+    ranked = ranking.rank([entry for entry in entries if ranking.rankable(entry)])
+    if len(ranked) < 2:
+        return None
+    names = {id(entry): name for entry, name in zip(entries, group["implementation"])}
+    return ranked, names, ranking.median(ranked[0].entry)
+
+
 def speed_sentence(machine, device, dtype, size, group):
     """Who is fastest, by sidebyside.ranking's rule: a tie (within noise) is said to be one, never a win.
 
     The ratios of the others to the fastest follow; one the rounds do not
     separate from the fastest is said to be a tie with it.
     """
-    entries = {index: ranking_entry(row) for index, row in group.iterrows()}
-    ranked = ranking.rank([entry for entry in entries.values() if ranking.rankable(entry)])
-    if len(ranked) < 2:
+    found = ranked_group(group)
+    if found is None:
         return None
-    names = {id(entry): group.loc[index, "implementation"] for index, entry in entries.items()}
-    best = ranking.median(ranked[0].entry)
+    ranked, names, best = found
     first = [item for item in ranked if item.rank == 1]
     rest = behind(ranked, names)
     others = ", ".join(f"{name} {fmt.times(ratio)}" for name, ratio, apart in rest if apart)
@@ -463,13 +472,11 @@ HEADLINE = 8  # findings shown as the top list; the rest fold into "More finding
 
 def short_speed_sentence(device, dtype, size, group):
     """Who is fastest and who slowest, in one short sentence pointing at the step-time chart."""
-    entries = [ranking_entry(row) for _, row in group.iterrows()]
-    names = {id(entry): name for entry, name in zip(entries, group["implementation"])}
-    ranked = ranking.rank([entry for entry in entries if ranking.rankable(entry)])
-    if len(ranked) < 2:
+    found = ranked_group(group)
+    if found is None:
         return None
+    ranked, names, best = found
     first = [names[id(item.entry)] for item in ranked if item.rank == 1]
-    best = ranking.median(ranked[0].entry)
     lead = f"{first[0]} is fastest" if len(first) == 1 else f"{ranking.TIE} for fastest between {', '.join(first)}"
     slowest = ranked[-1]
     tail = ""
