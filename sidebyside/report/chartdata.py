@@ -351,9 +351,8 @@ class GlancePanel:
 
 def round_range(row):
     median = value(row["median"])
-    rounds = value(row["round_medians"])
-    rounds = [value(r) for r in rounds] if isinstance(rounds, (list, tuple)) else []
-    rounds = [float(r) for r in rounds if r is not None and np.isfinite(r) and 0 < r < PLOT_LIMIT]
+    rounds = [r for r in overhead.round_medians(row["round_medians"], median)
+              if r is not None and np.isfinite(r) and 0 < r < PLOT_LIMIT]
     return (min(rounds), max(rounds)) if rounds else (median, median)
 
 

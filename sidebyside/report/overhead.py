@@ -101,6 +101,7 @@ def fit_line(flops, times):
 
 
 def round_medians(cell, median):
+    """A row's round medians as floats (NaN where one is missing), or [median] where it kept none."""
     rounds = value(cell)
     if isinstance(rounds, (list, tuple)) and rounds:
         return [float(r) if value(r) is not None else np.nan for r in rounds]
