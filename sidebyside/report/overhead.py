@@ -168,6 +168,7 @@ def rate_change(fit):
                    if fit.medians[j] > fit.medians[i] else np.nan for i, j in ((0, 1), (-2, -1)))
     if not (np.isfinite(low) and np.isfinite(high) and abs(high - low) >= RATE_CHANGE * min(low, high)):
         return ""
+
     def span(i, j):
         if fit.batches[i] is None or fit.batches[j] is None:
             return f"{fit.sizes[i]} to {fit.sizes[j]}"
@@ -179,7 +180,7 @@ def rate_change(fit):
 
 def ramp(fit):
     """Where the cores busy grow by RAMP or more from the smallest size to the largest: the implementation
-    runs more of its work in parallel as the size grows (TensorFlow's kernels split only large ops), so its
+    runs more of its work in parallel as the size grows (Eigen, under TensorFlow, splits only costly ops), so its
     rate of arithmetic is no constant, and a line through all sizes misses the middle ones."""
     busy = fit.busy if fit.busy is not None else np.array([np.nan])
     if not (np.isfinite(busy[0]) and np.isfinite(busy[-1]) and busy[-1] - busy[0] >= RAMP):
