@@ -12,6 +12,8 @@ The other report tests import these builders.
 import json
 import math
 
+import pytest
+
 from sidebyside.results import SCHEMA_VERSION, load_results
 
 TUTORIAL = {"N": 64, "D_in": 1000, "H": 100, "D_out": 10}
@@ -228,3 +230,11 @@ def test_synthetic_benchmark_file_is_valid(tmp_path):
     document = load_results(write(tmp_path, "bench.json", make_benchmark_json()))
     assert document["format"] == "pytest-benchmark"
     assert [entry["implementation"] for entry in document["results"]] == ["numpy_manual", "torch_manual"]
+
+
+@pytest.mark.parametrize("ratio, text", [(1.8449, "1.84×"), (9.99, "9.99×"), (9.999999999999998, "10×"), (10.0, "10×"),
+                                         (123.4, "123×"), (999.6, "1,000×"), (1234.0, "1,234×")])
+def test_a_ratio_is_written_by_its_rounded_figure(ratio, text):
+    from sidebyside.report import formatting
+
+    assert formatting.times(ratio) == text

@@ -40,11 +40,11 @@ def percent(x):
 
 
 def times(x):
-    """A ratio like 1.84×."""
+    """A ratio like 1.84×; the form is chosen by the rounded figure, so 9.999… reads 10× as 10 does."""
     x = value(x)
     if x is None:
         return MISSING
-    return f"{x:.2f}×" if x < 10 else f"{x:.3g}×" if x < 1000 else f"{x:,.0f}×"
+    return f"{x:.2f}×" if x < 9.995 else f"{x:.3g}×" if x < 999.5 else f"{x:,.0f}×"
 
 
 def general(x, significant=3):
