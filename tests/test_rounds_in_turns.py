@@ -91,6 +91,30 @@ def test_a_net_that_diverges_gives_no_samples_and_stops_taking_turns(monkeypatch
     assert records[0]["samples"] and records[2]["samples"]
 
 
+@pytest.mark.parametrize("failing", ["first", "later"])
+def test_a_net_that_raises_gets_its_reason_and_the_others_are_timed(monkeypatch, failing):
+    original = WORKLOAD.time_rounds.__globals__["build"]
+
+    def raising(spec, task, threads):
+        net, x, y, problem = original(spec, task, threads)
+        if task["size"]["N"] == 32:
+            calls, step = [], net.step
+
+            def broken(x, y):
+                calls.append(1)
+                if failing == "first" or len(calls) > 20:
+                    raise ValueError("out of memory")
+                return step(x, y)
+
+            net.step = broken
+        return net, x, y, problem
+
+    monkeypatch.setitem(WORKLOAD.time_rounds.__globals__, "build", raising)
+    records = run()
+    assert records[1] == {"samples": [], "reason": "ValueError: out of memory"}
+    assert records[0]["samples"] and records[2]["samples"]
+
+
 def test_a_single_case_runs_alone():
     (record,) = run([(16, 50, 20, 5)])
     assert len(record["samples"]) >= CONFIG.min_timed_steps

@@ -213,7 +213,8 @@ class TwoLayer(Workload):
                 try:
                     ready(task)
                     net, x, y, problem = build(spec, task, threads)
-                    case = {"index": index, "task": task, "net": net, "x": x, "y": y, "samples": [], "busy": []}
+                    case = {"index": index, "task": task, "net": net, "x": x, "y": y, "left": 0, "samples": [],
+                            "busy": []}
                     cases_in_turn.append(case)
                     losses, first_step_s, diverged_at = timing.start(net, x, y, task["warmup"])
                     case["left"] = 0 if diverged_at is not None else problem.steps - len(losses)
