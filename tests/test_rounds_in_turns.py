@@ -74,17 +74,22 @@ def test_a_case_that_cannot_run_gets_its_reason_and_the_others_are_timed():
     assert records[0]["samples"] and records[2]["samples"]
 
 
-def test_a_net_that_diverges_gives_no_samples_and_stops_taking_turns(monkeypatch):
-    steps = []
+def step_of_32(monkeypatch, replace):
+    """The workload builds its nets as ever, but the net of N = 32 steps through replace(its own step)."""
     original = WORKLOAD.time_rounds.__globals__["build"]
 
-    def diverging(spec, task, threads):
+    def built(spec, task, threads):
         net, x, y, problem = original(spec, task, threads)
         if task["size"]["N"] == 32:
-            net.step = lambda x, y: steps.append(1) or math.nan
+            net.step = replace(net.step)
         return net, x, y, problem
 
-    monkeypatch.setitem(WORKLOAD.time_rounds.__globals__, "build", diverging)
+    monkeypatch.setitem(WORKLOAD.time_rounds.__globals__, "build", built)
+
+
+def test_a_net_that_diverges_gives_no_samples_and_stops_taking_turns(monkeypatch):
+    steps = []
+    step_of_32(monkeypatch, lambda step: lambda x, y: steps.append(1) or math.nan)
     records = run()
     assert records[1]["samples"] == [] and records[1]["first_step_s"] > 0
     assert len(steps) == 1  # its first step, never again
@@ -93,23 +98,18 @@ def test_a_net_that_diverges_gives_no_samples_and_stops_taking_turns(monkeypatch
 
 @pytest.mark.parametrize("failing", ["first", "later"])
 def test_a_net_that_raises_gets_its_reason_and_the_others_are_timed(monkeypatch, failing):
-    original = WORKLOAD.time_rounds.__globals__["build"]
+    def broken(step):
+        calls = []
 
-    def raising(spec, task, threads):
-        net, x, y, problem = original(spec, task, threads)
-        if task["size"]["N"] == 32:
-            calls, step = [], net.step
+        def once(x, y):
+            calls.append(1)
+            if failing == "first" or len(calls) > 20:
+                raise ValueError("out of memory")
+            return step(x, y)
 
-            def broken(x, y):
-                calls.append(1)
-                if failing == "first" or len(calls) > 20:
-                    raise ValueError("out of memory")
-                return step(x, y)
+        return once
 
-            net.step = broken
-        return net, x, y, problem
-
-    monkeypatch.setitem(WORKLOAD.time_rounds.__globals__, "build", raising)
+    step_of_32(monkeypatch, broken)
     records = run()
     assert records[1] == {"samples": [], "reason": "ValueError: out of memory"}
     assert records[0]["samples"] and records[2]["samples"]
